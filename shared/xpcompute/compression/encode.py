@@ -1,0 +1,95 @@
+"""Turn Arrow key columns into sorted dictionary indices, and numeric columns into float64 buffers.
+
+Dictionaries are sorted so that codes, and therefore the order of compressed
+groups, do not depend on the order of the input rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from numpy.typing import NDArray
+
+from xpcompute.errors import ColumnTypeError, MissingColumnError
+
+
+@dataclass(frozen=True)
+class EncodedKey:
+    """One key column as int32 indices into a sorted dictionary; nulls are -1."""
+
+    name: str
+    indices: NDArray[np.int32]
+    dictionary: pa.Array
+
+    @property
+    def radix(self) -> int:
+        return max(len(self.dictionary), 1)
+
+
+def require_columns(table: pa.Table | pa.RecordBatch, names: list[str] | tuple[str, ...], role: str = "column") -> None:
+    """Raise a ``MissingColumnError`` naming every absent column and the ones that exist."""
+    missing = [n for n in names if n not in table.schema.names]
+    if missing:
+        raise MissingColumnError(
+            f"{role} {', '.join(repr(m) for m in missing)} not found; the data has columns: {', '.join(table.schema.names)}"
+        )
+
+
+def is_categorical(type_: pa.DataType) -> bool:
+    """String, dictionary and boolean columns are categorical; numeric ones are continuous."""
+    return bool(
+        pa.types.is_string(type_)
+        or pa.types.is_large_string(type_)
+        or pa.types.is_dictionary(type_)
+        or pa.types.is_boolean(type_)
+    )
+
+
+def encode_key(column: pa.ChunkedArray | pa.Array, name: str) -> EncodedKey:
+    """Dictionary-encode a column with its dictionary sorted ascending (nulls become -1)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    encoded = pc.dictionary_encode(column)
+    dictionary = encoded.dictionary
+    indices_arr = encoded.indices
+    if indices_arr.null_count:
+        indices_arr = pc.fill_null(indices_arr, -1)
+    raw = np.asarray(indices_arr.to_numpy(zero_copy_only=False), dtype=np.int64)
+    order = np.asarray(pc.sort_indices(dictionary), dtype=np.int64)
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    indices = np.where(raw >= 0, rank[np.maximum(raw, 0)] if len(rank) else 0, -1).astype(np.int32)
+    return EncodedKey(name=name, indices=indices, dictionary=dictionary.take(pa.array(order)))
+
+
+def numeric_column(table: pa.Table | pa.RecordBatch, name: str, role: str = "metric") -> NDArray[np.float64]:
+    """A numeric column as float64 with nulls as NaN; refuses non-numeric columns with a clear message."""
+    require_columns(table, [name], role)
+    col = table.column(name)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    type_ = col.type
+    if pa.types.is_boolean(type_):
+        col = col.cast(pa.int8())
+    elif not (pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_)):
+        raise ColumnTypeError(f"{role} {name!r} has type {type_}; it must be numeric (int, float or bool)")
+    arr = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def decode_codes(codes: NDArray[np.int64], keys: list[EncodedKey]) -> list[pa.Array]:
+    """Invert the mixed-radix combination: one Arrow array of original values per key."""
+    out: list[pa.Array] = []
+    rest = codes.copy()
+    parts: list[NDArray[np.int64]] = []
+    for key in reversed(keys):
+        parts.append(rest % key.radix)
+        rest = rest // key.radix
+    for key, idx in zip(keys, reversed(parts), strict=True):
+        out.append(key.dictionary.take(pa.array(idx)))
+    return out

@@ -1,0 +1,80 @@
+"""The project's own error types.
+
+Every layer raises these; only the API layer maps them to HTTP status codes
+(``status`` below), and only adapters translate provider errors into them.
+Each message must say what to fix, not only what went wrong.
+"""
+
+from __future__ import annotations
+
+
+class XPError(Exception):
+    """Base class: anything xpcompute raises on purpose."""
+
+    status: int = 500
+    code: str = "internal"
+
+
+class InputError(XPError, ValueError):
+    """The caller's data or spec cannot be analysed as given (HTTP 400/422)."""
+
+    status = 422
+    code = "invalid_input"
+
+
+class MissingColumnError(InputError):
+    code = "missing_column"
+
+
+class ColumnTypeError(InputError):
+    code = "column_type"
+
+
+class CellError(InputError):
+    """Fewer than two cells, an unknown control, or an empty cell."""
+
+    code = "cells"
+
+
+class ZeroVarianceError(InputError):
+    code = "zero_variance"
+
+
+class MissingValuesError(InputError):
+    code = "missing_values"
+
+
+class CollinearityError(InputError):
+    code = "collinear"
+
+
+class UnsafeIdentifierError(InputError):
+    """A user-supplied name that is not a declared dimension/metric/column."""
+
+    status = 400
+    code = "unsafe_identifier"
+
+
+class NotFoundError(XPError):
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(XPError):
+    """A conditional write lost: someone else already did this work."""
+
+    status = 409
+    code = "conflict"
+
+
+class StorageError(XPError):
+    """The object store or state store failed (after the adapter's retries)."""
+
+    status = 503
+    code = "storage"
+
+
+class NativeError(XPError):
+    """A C++ primitive reported a failure (translated from a C++ exception)."""
+
+    code = "native"

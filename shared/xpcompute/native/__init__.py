@@ -1,0 +1,114 @@
+"""Typed Python face of the C++ primitives (the private ``_core`` module).
+
+Models and compressors call only these functions. The compiled module is the
+default; ``XPCOMPUTE_NATIVE=reference`` selects the NumPy specifications in
+``reference.py`` explicitly (for debugging a primitive, never as a silent
+fallback). A missing build raises ``NativeError`` telling how to build it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from types import ModuleType
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xpcompute.errors import NativeError
+from xpcompute.native.types import GroupMoments, SolveResult
+
+__all__ = [
+    "GroupMoments",
+    "SolveResult",
+    "backend",
+    "bootstrap_quantiles",
+    "poisson_weights",
+    "cholesky_solve",
+    "cluster_meat",
+    "gram_meat",
+    "group_moments",
+    "rank_sums",
+    "weighted_quantiles",
+]
+
+F64 = NDArray[np.float64]
+
+
+def _load() -> ModuleType:
+    if os.environ.get("XPCOMPUTE_NATIVE") == "reference":
+        from xpcompute.native import reference
+
+        return reference
+    try:
+        from xpcompute import _core  # type: ignore[attr-defined]
+    except ImportError as exc:  # pragma: no cover - exercised only on a broken install
+        raise NativeError(
+            "xpcompute's C++ module (_core) is not built. Run ./scripts/test or "
+            "`.venv/bin/pip install -e .` (needs libeigen3-dev and a C++17 compiler)."
+        ) from exc
+    return _core  # type: ignore[no-any-return]
+
+
+_impl = _load()
+
+
+def backend() -> str:
+    """``"native"`` for the compiled module, ``"reference"`` for the NumPy specs."""
+    return "reference" if _impl.__name__.endswith("reference") else "native"
+
+
+def _f64(a: object) -> F64:
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def group_moments(
+    keys: Sequence[NDArray[np.integer]],
+    radices: Sequence[int],
+    columns: Sequence[F64],
+    exponents: NDArray[np.int32],
+    weights: F64 | None = None,
+    n_rows: int | None = None,
+) -> GroupMoments:
+    """Hash group-by of weighted monomials; see ``reference.group_moments``."""
+    return _impl.group_moments(keys, radices, columns, exponents, weights, n_rows)  # type: ignore[no-any-return]
+
+
+def gram_meat(x: F64, w: F64, wy: F64, e2: F64 | None = None) -> tuple[F64, F64, F64 | None]:
+    """``X'WX``, ``X'(wy)`` and the HC meat in one pass; see ``reference.gram_meat``."""
+    return _impl.gram_meat(_f64(x), _f64(w), _f64(wy), None if e2 is None else _f64(e2))  # type: ignore[no-any-return]
+
+
+def cluster_meat(scores: F64, clusters: NDArray[np.int64]) -> F64:
+    """Cluster-robust meat from per-row scores; see ``reference.cluster_meat``."""
+    return _impl.cluster_meat(_f64(scores), np.ascontiguousarray(clusters, dtype=np.int64))  # type: ignore[no-any-return]
+
+
+def cholesky_solve(a: F64, b: F64, tol: float = 1e-10) -> SolveResult:
+    """Solve ``a x = b`` reporting rank deficiency; see ``reference.cholesky_solve``."""
+    return _impl.cholesky_solve(_f64(a), _f64(b), tol)  # type: ignore[no-any-return]
+
+
+def weighted_quantiles(values: F64, weights: F64, probs: F64) -> F64:
+    """Inverted-CDF weighted quantiles; see ``reference.weighted_quantiles``."""
+    return _impl.weighted_quantiles(_f64(values), _f64(weights), _f64(probs))  # type: ignore[no-any-return]
+
+
+def rank_sums(values_a: F64, weights_a: F64, values_b: F64, weights_b: F64) -> tuple[float, float]:
+    """Weighted mid-rank sum of sample a and the tie term; see ``reference.rank_sums``."""
+    return _impl.rank_sums(_f64(values_a), _f64(weights_a), _f64(values_b), _f64(weights_b))  # type: ignore[no-any-return]
+
+
+def poisson_weights(counts: F64, reps: int, seed: int, threads: int = 0) -> F64:
+    """Seeded, multi-threaded Poisson bootstrap weights ``[reps, G]``; see ``reference.poisson_weights``."""
+    return _impl.poisson_weights(_f64(counts), int(reps), int(seed), int(threads))  # type: ignore[no-any-return]
+
+
+def bootstrap_quantiles(
+    values: F64, counts: F64, groups: NDArray[np.int32], n_groups: int, probs: F64, reps: int, seed: int, threads: int = 0
+) -> F64:
+    """Per-group weighted quantiles under each Poisson replicate ``[reps, n_groups, n_probs]``."""
+    return _impl.bootstrap_quantiles(  # type: ignore[no-any-return]
+        _f64(values), _f64(counts), np.ascontiguousarray(groups, dtype=np.int32), int(n_groups), _f64(probs),
+        int(reps), int(seed), int(threads),
+    )

@@ -1,0 +1,182 @@
+"""Readable NumPy specifications of the C++ primitives.
+
+Each function here states, in plain NumPy, exactly what the matching function
+in the compiled ``_core`` module computes. They are the oracles of the
+property tests and the place a scientist reads to know what a primitive means.
+They are never used silently in production: the facade only selects them when
+``XPCOMPUTE_NATIVE=reference`` is set explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xpcompute.native.types import GroupMoments, SolveResult
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+
+def combine_keys(keys: Sequence[NDArray[np.integer]], radices: Sequence[int]) -> tuple[I64, NDArray[np.bool_]]:
+    """Mixed-radix code of several dictionary indices; a negative index (null key) marks the row invalid."""
+    n = len(keys[0]) if keys else 0
+    code = np.zeros(n, dtype=np.int64)
+    valid = np.ones(n, dtype=bool)
+    for idx, radix in zip(keys, radices, strict=True):
+        idx64 = np.asarray(idx, dtype=np.int64)
+        valid &= (idx64 >= 0) & (idx64 < radix)
+        code = code * radix + np.where(idx64 >= 0, idx64, 0)
+    return code, valid
+
+
+def group_moments(
+    keys: Sequence[NDArray[np.integer]],
+    radices: Sequence[int],
+    columns: Sequence[F64],
+    exponents: NDArray[np.int32],
+    weights: F64 | None = None,
+    n_rows: int | None = None,
+) -> GroupMoments:
+    """Hash group-by of weighted monomials.
+
+    For every group g (distinct combined key, sorted ascending) and every
+    monomial j: ``sums[g, j] = sum_i w_i * prod_c columns[c][i] ** exponents[j, c]``
+    and ``counts[g] = sum_i w_i``. Rows with a null key (negative index) or a
+    NaN in any column are left out and counted in ``dropped``.
+    """
+    if n_rows is None:
+        n_rows = len(columns[0]) if columns else (len(keys[0]) if keys else 0)
+    code, valid = combine_keys(keys, radices) if keys else (np.zeros(n_rows, np.int64), np.ones(n_rows, bool))
+    for col in columns:
+        valid &= ~np.isnan(col)
+    w = np.ones(n_rows) if weights is None else np.asarray(weights, dtype=np.float64)
+    valid &= ~np.isnan(w)
+    dropped = int(n_rows - valid.sum())
+    code, w = code[valid], w[valid]
+    cols = [np.asarray(c, dtype=np.float64)[valid] for c in columns]
+    uniq, inverse = np.unique(code, return_inverse=True)
+    counts = np.bincount(inverse, weights=w, minlength=len(uniq))
+    exps = np.asarray(exponents, dtype=np.int32).reshape(-1, len(columns)) if len(columns) else np.zeros((0, 0), np.int32)
+    sums = np.zeros((len(uniq), exps.shape[0]))
+    for j, row in enumerate(exps):
+        term = w.copy()
+        for c, e in enumerate(row):
+            if e:
+                term = term * cols[c] ** int(e)
+        sums[:, j] = np.bincount(inverse, weights=term, minlength=len(uniq))
+    return GroupMoments(codes=uniq.astype(np.int64), counts=counts, sums=sums, dropped=dropped)
+
+
+def gram_meat(x: F64, w: F64, wy: F64, e2: F64 | None = None) -> tuple[F64, F64, F64 | None]:
+    """One pass over compressed rows: ``X'WX``, ``X'(wy)`` and, if given, the HC meat ``X' diag(e2) X``."""
+    xtwx = x.T @ (x * w[:, None])
+    xtwy = x.T @ wy
+    meat = None if e2 is None else x.T @ (x * e2[:, None])
+    return xtwx, xtwy, meat
+
+
+def cluster_meat(scores: F64, clusters: I64) -> F64:
+    """``sum_c s_c s_c'`` where ``s_c`` sums the score rows of cluster ``c``."""
+    uniq, inverse = np.unique(clusters, return_inverse=True)
+    summed = np.zeros((len(uniq), scores.shape[1]))
+    np.add.at(summed, inverse, scores)
+    return summed.T @ summed
+
+
+def cholesky_solve(a: F64, b: F64, tol: float = 1e-10) -> SolveResult:
+    """Solve the symmetric PSD system ``a x = b``, dropping collinear columns in order.
+
+    Column k is dropped when, after eliminating the kept columns before it, its
+    remaining diagonal is below ``tol`` times its original diagonal. Dropped
+    coefficients are 0 and their rows/columns of ``inverse`` are 0.
+    """
+    k = a.shape[0]
+    keep: list[int] = []
+    dropped: list[int] = []
+    for j in range(k):
+        trial = [*keep, j]
+        sub = a[np.ix_(trial, trial)]
+        diag = a[j, j]
+        if diag <= 0:
+            dropped.append(j)
+            continue
+        if keep:
+            s = a[np.ix_(keep, keep)]
+            v = a[keep, j]
+            resid = diag - v @ np.linalg.solve(s, v)
+        else:
+            resid = diag
+        if resid <= tol * diag or not np.isfinite(sub).all():
+            dropped.append(j)
+        else:
+            keep.append(j)
+    inv = np.zeros_like(a)
+    x = np.zeros_like(b, dtype=np.float64)
+    if keep:
+        ix = np.ix_(keep, keep)
+        inv_k = np.linalg.inv(a[ix])
+        inv[ix] = inv_k
+        x[keep] = inv_k @ b[keep]
+    return SolveResult(x=x, inverse=inv, rank=len(keep), dropped=np.asarray(dropped, dtype=np.int64))
+
+
+def weighted_quantiles(values: F64, weights: F64, probs: F64) -> F64:
+    """Inverted-CDF quantile: the smallest v with cumulative weight >= p * total (numpy 'inverted_cdf')."""
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    keep = w > 0
+    v, w = v[keep], w[keep]
+    cum = np.cumsum(w)
+    total = cum[-1]
+    idx = np.searchsorted(cum, np.asarray(probs) * total, side="left")
+    # guard against rounding leaving the target a hair above the last cumulative weight
+    return np.asarray(v[np.minimum(idx, len(v) - 1)], dtype=np.float64)
+
+
+def rank_sums(values_a: F64, weights_a: F64, values_b: F64, weights_b: F64) -> tuple[float, float]:
+    """Mid-rank sum of sample a in the pooled sample, and the tie term ``sum(t^3 - t)``.
+
+    Weights are integer frequencies: a row with weight 3 counts as three equal values.
+    """
+    vals = np.concatenate([values_a, values_b])
+    wts = np.concatenate([weights_a, weights_b])
+    is_a = np.concatenate([np.ones(len(values_a), bool), np.zeros(len(values_b), bool)])
+    uniq, inverse = np.unique(vals, return_inverse=True)
+    tot = np.bincount(inverse, weights=wts, minlength=len(uniq))
+    a_w = np.bincount(inverse[is_a], weights=wts[is_a], minlength=len(uniq))
+    upper = np.cumsum(tot)
+    mid = upper - (tot - 1) / 2.0
+    return float(np.sum(a_w * mid)), float(np.sum(tot**3 - tot))
+
+
+def poisson_weights(counts: F64, reps: int, seed: int, threads: int = 0) -> F64:
+    """Poisson bootstrap replicate weights: ``out[b, g] ~ Poisson(counts[g])``, independent over b and g.
+
+    A compressed row standing for ``counts[g]`` identical input rows gets the sum of that many
+    Poisson(1) draws, which is Poisson(counts[g]). The compiled version seeds replicate ``b`` from
+    ``(seed, b)`` alone, so results do not depend on ``threads``; this NumPy version draws from
+    another generator, so it matches the compiled one in distribution, not draw for draw.
+    """
+    rng = np.random.default_rng(seed)
+    return rng.poisson(np.asarray(counts, dtype=np.float64), size=(reps, len(counts))).astype(np.float64)
+
+
+def bootstrap_quantiles(
+    values: F64, counts: F64, groups: NDArray[np.int32], n_groups: int, probs: F64, reps: int, seed: int, threads: int = 0
+) -> F64:
+    """Weighted quantiles per group under each Poisson replicate: ``out[b, k, j]``.
+
+    Equals ``weighted_quantiles(values[groups == k], poisson_weights(counts, reps, seed)[b][groups == k], probs)[j]``
+    (NaN where a replicate leaves a group empty).
+    """
+    w = poisson_weights(counts, reps, seed, threads)
+    out = np.full((reps, n_groups, len(probs)), np.nan)
+    for b in range(reps):
+        for k in range(n_groups):
+            sel = groups == k
+            if w[b, sel].sum() > 0:
+                out[b, k] = weighted_quantiles(values[sel], w[b, sel], probs)
+    return out

@@ -1,0 +1,109 @@
+"""Pydantic specs at the edge: what one fit is asked to do.
+
+A ``FitSpec`` is the frozen config object of one estimation (pyfixest-style).
+It is stored next to every result so that the result can be reproduced.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ModelName = Literal["ttest", "proportion", "ols", "cate", "dte", "mannwhitney", "quantile", "ratio"]
+NullPolicy = Literal["drop", "refuse"]
+CollinearPolicy = Literal["drop", "refuse"]
+
+
+class CompressSpec(BaseModel):
+    """How rows are compressed before a fit.
+
+    ``lossless``: group by the design's discrete keys into sufficient statistics.
+    ``none``: one group per input row (the raw data, same code path).
+    ``ntile``: lossy; a continuous metric is bucketed into ``buckets`` quantile
+    buckets, each represented by its mean (used by rank and quantile models).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["lossless", "none", "ntile"] = "lossless"
+    buckets: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> CompressSpec:
+        """Parse the CLI form: ``lossless``, ``none`` or ``ntile:N``."""
+        if text in ("lossless", "none"):
+            return cls(kind=text)  # type: ignore[arg-type]
+        if text.startswith("ntile:"):
+            try:
+                buckets = int(text.split(":", 1)[1])
+            except ValueError as exc:
+                raise ValueError(f"--compress {text!r}: N in ntile:N must be an integer, e.g. ntile:1000") from exc
+            return cls(kind="ntile", buckets=buckets)
+        raise ValueError(f"--compress {text!r}: use lossless, none or ntile:N")
+
+    @model_validator(mode="after")
+    def _check(self) -> CompressSpec:
+        if self.kind == "ntile" and (self.buckets is None or self.buckets < 2):
+            raise ValueError("ntile compression needs buckets >= 2, e.g. ntile:1000")
+        if self.kind != "ntile" and self.buckets is not None:
+            raise ValueError("buckets only applies to ntile compression")
+        return self
+
+    def label(self) -> str:
+        return f"ntile:{self.buckets}" if self.kind == "ntile" else self.kind
+
+
+class FitSpec(BaseModel):
+    """One metric, one model, control against every other cell."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str
+    treatment: str
+    model: ModelName = "ttest"
+    control: str | None = Field(default=None, description="Control cell; default: 'control' if present, else the first cell in sorted order.")
+    covariates: tuple[str, ...] = ()
+    segment: str | None = None
+    time: str | None = None
+    cluster: str | None = None
+    denominator: str | None = None
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9, 0.99)
+    weights: str | None = Field(default=None, description="Frequency-weight column (integer replicate counts).")
+    compress: CompressSpec = CompressSpec()
+    alpha: float = 0.05
+    null_policy: NullPolicy = "drop"
+    collinear_policy: CollinearPolicy = "drop"
+    bootstrap_reps: int = 1000
+    seed: int = 0
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha(cls, v: float) -> float:
+        if not 0 < v < 1:
+            raise ValueError("alpha must be in (0, 1), e.g. 0.05")
+        return v
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantiles(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(not 0 < q < 1 for q in v):
+            raise ValueError("quantiles must be in (0, 1), e.g. 0.5,0.9")
+        return v
+
+    @field_validator("bootstrap_reps")
+    @classmethod
+    def _reps(cls, v: int) -> int:
+        if v < 50:
+            raise ValueError("bootstrap_reps must be at least 50 for a usable interval")
+        return v
+
+    @model_validator(mode="after")
+    def _model_inputs(self) -> FitSpec:
+        if self.model == "cate" and not self.segment:
+            raise ValueError("model 'cate' needs a segment column (--segment COL)")
+        if self.model == "dte" and not (self.time and self.cluster):
+            raise ValueError("model 'dte' needs a time column and a cluster (user) column (--time COL --cluster COL)")
+        if self.model == "ratio" and not self.denominator:
+            raise ValueError("model 'ratio' needs a denominator column (--denominator COL)")
+        return self

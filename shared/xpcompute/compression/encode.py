@@ -78,8 +78,10 @@ def numeric_column(table: pa.Table | pa.RecordBatch, name: str, role: str = "met
         col = col.cast(pa.int8())
     elif not (pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_)):
         raise ColumnTypeError(f"{role} {name!r} has type {type_}; it must be numeric (int, float or bool)")
-    arr = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(arr, dtype=np.float64)
+    arr = np.ascontiguousarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    if np.isinf(arr).any():
+        raise ColumnTypeError(f"{role} {name!r} has infinite values; replace or filter them before fitting")
+    return arr
 
 
 def decode_codes(codes: NDArray[np.int64], keys: list[EncodedKey]) -> list[pa.Array]:

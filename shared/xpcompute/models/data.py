@@ -119,12 +119,12 @@ class ModelData:
     def cells(self) -> tuple[str, ...]:
         """All cells with data, control first, then the others sorted."""
         present = sorted({str(c) for c, n in zip(self.cell_labels, self.base_counts, strict=True) if n > 0})
-        control = choose_control(present, self.spec.control)
         if len(present) < 2:
             raise CellError(
                 f"metric {self.spec.metric!r}: need at least two cells with data in {self.spec.treatment!r}, "
                 f"found {len(present)} ({', '.join(present) or 'none'})"
             )
+        control = choose_control(present, self.spec.control)
         return (control, *[c for c in present if c != control])
 
     @property

@@ -35,9 +35,12 @@ class DesignTerms:
     def build(self, data: ModelData, cell: str | None = None) -> tuple[F64, tuple[str, ...], tuple[int, ...]]:
         """Design ``D`` (rows = compressed rows), column names, and the indices of treatment columns.
 
-        Columns: intercept; one dummy per non-control cell; with a segment,
-        segment dummies (baseline dropped) and segment x cell interactions, so
-        the model is saturated in segment by cell; then discrete covariates.
+        Columns: intercept; with a segment, segment dummies (baseline dropped);
+        discrete covariates; then one dummy per non-control cell and, with a
+        segment, segment x cell interactions, so the model is saturated in
+        segment by cell. Treatment columns come last among the discrete ones,
+        so a covariate that duplicates the treatment makes the treatment
+        column the collinear one, and the fit refuses it as unidentified.
         """
         g = len(data.n)
         cell_lab = data.cell_labels if cell is None else np.full(g, cell, dtype=object)
@@ -51,6 +54,11 @@ class DesignTerms:
                 seg_dummies.append((level, (seg_lab == level).astype(np.float64)))
                 cols.append(seg_dummies[-1][1])
                 names.append(f"{self.segment}[{level}]")
+        for name, levels in self.discrete.items():
+            lab = data.labels(name)
+            for level in levels[1:]:
+                cols.append((lab == level).astype(np.float64))
+                names.append(f"{name}[{level}]")
         for c in self.cells[1:]:
             dummy = (cell_lab == c).astype(np.float64)
             protect.append(len(cols))
@@ -60,9 +68,4 @@ class DesignTerms:
                 protect.append(len(cols))
                 cols.append(dummy * sd)
                 names.append(f"cell[{c}]:{self.segment}[{level}]")
-        for name, levels in self.discrete.items():
-            lab = data.labels(name)
-            for level in levels[1:]:
-                cols.append((lab == level).astype(np.float64))
-                names.append(f"{name}[{level}]")
         return np.column_stack(cols), tuple(names), tuple(protect)

@@ -33,7 +33,7 @@ class CompressSpec(BaseModel):
     def parse(cls, text: str) -> CompressSpec:
         """Parse the CLI form: ``lossless``, ``none`` or ``ntile:N``."""
         if text in ("lossless", "none"):
-            return cls(kind=text)  # type: ignore[arg-type]
+            return cls(kind=text)
         if text.startswith("ntile:"):
             try:
                 buckets = int(text.split(":", 1)[1])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from xpcompute.models.data import ModelData, subgroups
 from xpcompute.records import CellSummary
 

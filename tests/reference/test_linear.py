@@ -51,7 +51,7 @@ def test_ols_with_frequency_weights_equals_repeated_rows() -> None:
     for r in out.records:
         name = f"{CELL}[T.{r.cell}]"
         np.testing.assert_allclose([r.effect, r.se], [ref.params[name], ref.bse[name]], rtol=RTOL)
-        assert r.n_cell == pytest.approx(float(np.sum((expand(table).column("cell").to_numpy(zero_copy_only=False) == r.cell))))
+        assert r.n_cell == pytest.approx(float(np.sum(expand(table).column("cell").to_numpy(zero_copy_only=False) == r.cell)))
 
 
 def test_relative_effect_delta_method_matches_statsmodels() -> None:
@@ -112,7 +112,7 @@ def test_cate_hundreds_of_segments_and_heterogeneity_test() -> None:
     model = CATEModel()
     records = model.estimate(data)
     assert len([r for r in records if r.segment]) == 120
-    chi2, dof, p = model.heterogeneity_test(data, "t")
+    _chi2, dof, p = model.heterogeneity_test(data, "t")
     assert dof == 119 and p < 1e-10
     # per-segment effects equal the within-segment difference in means (saturated model, no covariates)
     r = next(r for r in records if r.segment == "s005")

@@ -8,9 +8,11 @@ fallback). A missing build raises ``NativeError`` telling how to build it.
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,11 +25,11 @@ __all__ = [
     "SolveResult",
     "backend",
     "bootstrap_quantiles",
-    "poisson_weights",
     "cholesky_solve",
     "cluster_meat",
     "gram_meat",
     "group_moments",
+    "poisson_weights",
     "rank_sums",
     "weighted_quantiles",
 ]
@@ -41,13 +43,13 @@ def _load() -> ModuleType:
 
         return reference
     try:
-        from xpcompute import _core  # type: ignore[attr-defined]
+        core = importlib.import_module("xpcompute._core")
     except ImportError as exc:  # pragma: no cover - exercised only on a broken install
         raise NativeError(
             "xpcompute's C++ module (_core) is not built. Run ./scripts/test or "
             "`.venv/bin/pip install -e .` (needs libeigen3-dev and a C++17 compiler)."
         ) from exc
-    return _core  # type: ignore[no-any-return]
+    return core
 
 
 _impl = _load()
@@ -56,6 +58,14 @@ _impl = _load()
 def backend() -> str:
     """``"native"`` for the compiled module, ``"reference"`` for the NumPy specs."""
     return "reference" if _impl.__name__.endswith("reference") else "native"
+
+
+def _call(fn: Callable[..., Any], *args: object) -> Any:
+    """Run a primitive, turning its argument errors (C++ std::invalid_argument) into ``NativeError``."""
+    try:
+        return fn(*args)
+    except (ValueError, RuntimeError) as exc:
+        raise NativeError(str(exc)) from exc
 
 
 def _f64(a: object) -> F64:
@@ -71,44 +81,45 @@ def group_moments(
     n_rows: int | None = None,
 ) -> GroupMoments:
     """Hash group-by of weighted monomials; see ``reference.group_moments``."""
-    return _impl.group_moments(keys, radices, columns, exponents, weights, n_rows)  # type: ignore[no-any-return]
+    return _call(_impl.group_moments, keys, radices, columns, exponents, weights, n_rows)
 
 
 def gram_meat(x: F64, w: F64, wy: F64, e2: F64 | None = None) -> tuple[F64, F64, F64 | None]:
     """``X'WX``, ``X'(wy)`` and the HC meat in one pass; see ``reference.gram_meat``."""
-    return _impl.gram_meat(_f64(x), _f64(w), _f64(wy), None if e2 is None else _f64(e2))  # type: ignore[no-any-return]
+    return _call(_impl.gram_meat, _f64(x), _f64(w), _f64(wy), None if e2 is None else _f64(e2))
 
 
 def cluster_meat(scores: F64, clusters: NDArray[np.int64]) -> F64:
     """Cluster-robust meat from per-row scores; see ``reference.cluster_meat``."""
-    return _impl.cluster_meat(_f64(scores), np.ascontiguousarray(clusters, dtype=np.int64))  # type: ignore[no-any-return]
+    return _call(_impl.cluster_meat, _f64(scores), np.ascontiguousarray(clusters, dtype=np.int64))
 
 
 def cholesky_solve(a: F64, b: F64, tol: float = 1e-10) -> SolveResult:
     """Solve ``a x = b`` reporting rank deficiency; see ``reference.cholesky_solve``."""
-    return _impl.cholesky_solve(_f64(a), _f64(b), tol)  # type: ignore[no-any-return]
+    return _call(_impl.cholesky_solve, _f64(a), _f64(b), tol)
 
 
 def weighted_quantiles(values: F64, weights: F64, probs: F64) -> F64:
     """Inverted-CDF weighted quantiles; see ``reference.weighted_quantiles``."""
-    return _impl.weighted_quantiles(_f64(values), _f64(weights), _f64(probs))  # type: ignore[no-any-return]
+    return _call(_impl.weighted_quantiles, _f64(values), _f64(weights), _f64(probs))
 
 
 def rank_sums(values_a: F64, weights_a: F64, values_b: F64, weights_b: F64) -> tuple[float, float]:
     """Weighted mid-rank sum of sample a and the tie term; see ``reference.rank_sums``."""
-    return _impl.rank_sums(_f64(values_a), _f64(weights_a), _f64(values_b), _f64(weights_b))  # type: ignore[no-any-return]
+    return _call(_impl.rank_sums, _f64(values_a), _f64(weights_a), _f64(values_b), _f64(weights_b))
 
 
 def poisson_weights(counts: F64, reps: int, seed: int, threads: int = 0) -> F64:
     """Seeded, multi-threaded Poisson bootstrap weights ``[reps, G]``; see ``reference.poisson_weights``."""
-    return _impl.poisson_weights(_f64(counts), int(reps), int(seed), int(threads))  # type: ignore[no-any-return]
+    return _call(_impl.poisson_weights, _f64(counts), int(reps), int(seed), int(threads))
 
 
 def bootstrap_quantiles(
     values: F64, counts: F64, groups: NDArray[np.int32], n_groups: int, probs: F64, reps: int, seed: int, threads: int = 0
 ) -> F64:
     """Per-group weighted quantiles under each Poisson replicate ``[reps, n_groups, n_probs]``."""
-    return _impl.bootstrap_quantiles(  # type: ignore[no-any-return]
+    return _call(
+        _impl.bootstrap_quantiles,
         _f64(values), _f64(counts), np.ascontiguousarray(groups, dtype=np.int32), int(n_groups), _f64(probs),
         int(reps), int(seed), int(threads),
     )

@@ -58,7 +58,7 @@ def group_moments(
     code, w = code[valid], w[valid]
     cols = [np.asarray(c, dtype=np.float64)[valid] for c in columns]
     uniq, inverse = np.unique(code, return_inverse=True)
-    counts = np.bincount(inverse, weights=w, minlength=len(uniq))
+    counts = np.asarray(np.bincount(inverse, weights=w, minlength=len(uniq)), dtype=np.float64)
     exps = np.asarray(exponents, dtype=np.int32).reshape(-1, len(columns)) if len(columns) else np.zeros((0, 0), np.int32)
     sums = np.zeros((len(uniq), exps.shape[0]))
     for j, row in enumerate(exps):

@@ -82,8 +82,19 @@ class PanelData(ModelData):
 
     @cached_property
     def covariate_keys(self) -> tuple[str, ...]:
-        """User-level discrete keys the panel was grouped by, besides the treatment."""
-        return tuple(k for k in self.compressed.layout.keys if k != self.spec.treatment)
+        """The user-level discrete covariates to adjust for: ``discrete``, else the spec's covariates.
+
+        Each must be a key the panel was grouped by (keys not named are summed over, which is exact).
+        """
+        wanted = self.discrete or tuple(c for c in self.spec.covariates if c != self.spec.treatment)
+        keys = self.compressed.layout.keys
+        missing = [c for c in wanted if c not in keys]
+        if missing:
+            raise MissingColumnError(
+                f"covariate(s) {', '.join(missing)} were not compressed into the panel (its keys: {', '.join(keys)}); "
+                "recompress with them as covariates"
+            )
+        return tuple(wanted)
 
     @cached_property
     def _base_sums(self) -> PanelSums:

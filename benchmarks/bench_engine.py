@@ -44,6 +44,14 @@ def make_data(rows: int, seed: int = 0) -> pa.Table:
     return pa.table(cols)
 
 
+class Rows(list[tuple[str, ...]]):
+    """Result rows, echoed to stderr as they land so a run cut short still reports."""
+
+    def append(self, row: tuple[str, ...]) -> None:
+        print(" | ".join(row), file=sys.stderr, flush=True)
+        super().append(row)
+
+
 def column_bytes(t: pa.Table, names: list[str]) -> int:
     return sum(t.column(n).nbytes for n in names)
 
@@ -60,7 +68,7 @@ def main() -> None:
     data = make_data(args.rows)
     covs = (*tuple(CARDINALITIES), "pre")
     spec = FitSpec(metric="y", treatment="cell", model="ols", covariates=covs)
-    rows: list[tuple[str, ...]] = []
+    rows = Rows()
 
     # ours, end to end from Arrow columns (compression included)
     gc.collect()

@@ -46,6 +46,7 @@ from xpcompute import native
 from xpcompute.compression.encode import (
     EncodedKey,
     decode_codes,
+    encode_key,
     is_categorical,
     numeric_column,
     require_columns,
@@ -362,7 +363,7 @@ def _user_rows(
     user_keys: list[NDArray[np.int32]] = []
     out_keys: list[EncodedKey] = []
     for name in (treatment, *keys):
-        key = _sorted_codes(data.column(name), name)
+        key = encode_key(data.column(name), name)
         user_keys.append(_user_constant(user, kept(key.indices), n_users, key, user_dict, treatment))
         out_keys.append(EncodedKey(name, np.zeros(0, np.int32), key.dictionary))
         del key
@@ -378,7 +379,7 @@ def _user_rows(
         prod *= r
     if prod >= 2**62:
         raise InputError(f"too many distinct (cell, key) combinations ({prod}); drop a high-cardinality key from {keys}")
-    period_key = _sorted_codes(data.column(time), time)
+    period_key = encode_key(data.column(time), time)
     if len(period_key.dictionary) > MAX_PERIODS:
         raise InputError(
             f"time column {time!r} has {len(period_key.dictionary)} distinct periods; the panel keeps O(P^2) sums "
@@ -422,24 +423,6 @@ def _hash_codes(column: pa.ChunkedArray | pa.Array) -> tuple[NDArray[np.integer]
     if indices.null_count:
         indices = pc.fill_null(indices, -1)
     return np.asarray(indices.to_numpy(zero_copy_only=False)), encoded.dictionary
-
-
-def _sorted_codes(column: pa.ChunkedArray | pa.Array, name: str) -> EncodedKey:
-    """``encode_key``'s result (codes into the ascending dictionary, null = -1) with int32 temporaries only."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    encoded = pc.dictionary_encode(column)
-    indices = encoded.indices
-    if indices.null_count:
-        indices = pc.fill_null(indices, -1)
-    raw = np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int32)
-    order = np.asarray(pc.sort_indices(encoded.dictionary), dtype=np.int64)
-    rank = np.empty(len(order) + 1, dtype=np.int32)
-    rank[order] = np.arange(len(order), dtype=np.int32)
-    rank[-1] = -1  # a null (raw index -1) stays -1
-    return EncodedKey(name=name, indices=rank[raw], dictionary=encoded.dictionary.take(pa.array(order)))
 
 
 def _user_constant(

@@ -14,6 +14,7 @@ from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from xpcompute.compression.schema import CompressedTable, MetricLayout
@@ -25,8 +26,12 @@ F64 = NDArray[np.float64]
 
 def label_array(column: pa.ChunkedArray | pa.Array) -> NDArray[np.object_]:
     """Key values as strings (the labels used in result records); nulls become ``"(null)"``."""
-    values = column.to_pylist()
-    return np.array(["(null)" if v is None else str(v) for v in values], dtype=object)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    as_text = pc.fill_null(column.cast(pa.string()), "(null)")
+    return np.asarray(as_text.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def choose_control(cells: list[str], requested: str | None) -> str:
@@ -118,7 +123,7 @@ class ModelData:
     @cached_property
     def cells(self) -> tuple[str, ...]:
         """All cells with data, control first, then the others sorted."""
-        present = sorted({str(c) for c, n in zip(self.cell_labels, self.base_counts, strict=True) if n > 0})
+        present = sorted(str(c) for c in np.unique(self.cell_labels[self.base_counts > 0]))
         if len(present) < 2:
             raise CellError(
                 f"metric {self.spec.metric!r}: need at least two cells with data in {self.spec.treatment!r}, "
@@ -142,8 +147,9 @@ class ModelData:
     def check_cells_nonempty(self, mask: NDArray[np.bool_] | None = None) -> None:
         """Refuse a requested control or treatment cell with no rows (explicitly requested but empty)."""
         n = self.n if mask is None else np.where(mask, self.n, 0.0)
+        present = set(np.unique(self.cell_labels[n > 0]).tolist())
         for cell in self.cells:
-            if n[self.cell_labels == cell].sum() <= 0:
+            if cell not in present:
                 raise CellError(f"metric {self.spec.metric!r}: cell {cell!r} has no rows")
 
 

@@ -1,0 +1,600 @@
+"""One self-contained HTML report from result records: header, scorecard table, figures.
+
+Self-contained means one file that opens offline, mailed or archived years
+later: plotly.js is embedded inline exactly once (in ``<head>``), every figure
+div only calls ``Plotly.newPlot``, the CSS is inline and uses system fonts, and
+nothing is loaded from a network. The page is meant for someone who has never
+seen the project, so it explains how to read itself next to each part.
+
+What goes in is only what the rest of the system already produces: the
+records (``ResultRecord``), optional per-cell summaries (``CellSummary``), and a
+``meta`` mapping with whatever the caller knows about the analysis (see
+:func:`render_report`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, is_dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+from pydantic import BaseModel
+
+from xpcompute.records import CellSummary, ResultRecord
+from xpcompute.viz._common import clean, finite, first_seen, slice_label
+from xpcompute.viz.figures import (
+    cate_by_segment,
+    cell_means,
+    dynamic_effects,
+    effects_forest,
+    quantile_effects,
+)
+from xpcompute.viz.scorecard import (
+    CORRECTION_NAMES,
+    MARKERS,
+    VERDICT_COLORS,
+    VERDICT_LABELS,
+    ScorecardRow,
+    Verdict,
+    format_count,
+    format_effect,
+    format_interval,
+    format_number,
+    format_p,
+    format_percent,
+    model_name,
+    scorecard_rows,
+)
+
+KNOWN_META = {
+    "analysis_id", "experiment_id", "experiment", "status", "state", "complete", "correction", "progress", "srm",
+    "failures", "spec", "created_at", "finished_at", "refresh_seconds", "version",
+}
+
+CSS = """
+:root { --ink:#212529; --muted:#6c757d; --line:#dee2e6; --soft:#f8f9fa; --accent:#1c7ed6;
+        --good:#2b8a3e; --bad:#c92a2a; --warn:#e67700; }
+* { box-sizing: border-box; }
+body { margin:0; background:#f1f3f5; color:var(--ink);
+       font:14px/1.5 -apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+main { max-width:1280px; margin:0 auto; padding:28px 28px 40px; }
+header.top { background:#fff; border:1px solid var(--line); border-radius:10px; padding:22px 26px; }
+h1 { margin:0 0 10px; font-size:26px; letter-spacing:-0.01em; }
+h2 { font-size:19px; margin:0 0 4px; }
+.chips { display:flex; flex-wrap:wrap; gap:8px; }
+.chip { background:var(--soft); border:1px solid var(--line); border-radius:999px; padding:2px 11px;
+        font-size:13px; color:#495057; }
+.chip b { color:var(--ink); font-weight:600; }
+.chip.ok { background:#ebfbee; border-color:#b2f2bb; color:var(--good); }
+.chip.bad { background:#fff5f5; border-color:#ffc9c9; color:var(--bad); }
+.chip.warn { background:#fff9db; border-color:#ffe066; color:#a35f00; }
+.progress { margin-top:14px; }
+.bar { height:8px; background:#e9ecef; border-radius:99px; overflow:hidden; display:flex; }
+.bar span { display:block; height:100%; }
+.cards { display:grid; grid-template-columns:repeat(auto-fit, minmax(170px, 1fr)); gap:12px; margin:16px 0; }
+.card { background:#fff; border:1px solid var(--line); border-radius:10px; padding:12px 16px; }
+.card .n { font-size:26px; font-weight:650; line-height:1.2; }
+.card .l { color:var(--muted); font-size:12.5px; }
+section { background:#fff; border:1px solid var(--line); border-radius:10px; padding:20px 24px; margin:16px 0; }
+p.lead { color:#495057; margin:0 0 14px; max-width:980px; }
+.howto { display:grid; grid-template-columns:repeat(auto-fit, minmax(260px, 1fr)); gap:6px 24px; margin:0;
+         color:#495057; font-size:13.5px; }
+.howto dt { font-weight:600; color:var(--ink); }
+.howto dd { margin:0 0 6px; }
+table { border-collapse:collapse; width:100%; font-size:13.5px; }
+th, td { padding:6px 9px; text-align:right; white-space:nowrap; border-bottom:1px solid #f1f3f5; }
+th { font-size:12px; text-transform:uppercase; letter-spacing:.04em; color:var(--muted); font-weight:600;
+     border-bottom:2px solid var(--line); position:sticky; top:0; background:#fff; }
+td.l, th.l { text-align:left; }
+tbody tr.metric td { text-align:left; background:var(--soft); font-weight:650; font-size:14.5px;
+                     border-top:1px solid var(--line); padding-top:9px; }
+tbody tr.metric td .model { font-weight:400; color:var(--muted); font-size:12.5px; margin-left:8px; }
+tr.row:hover td { background:#f8fbff; }
+td.num { font-variant-numeric: tabular-nums; }
+td .sub { display:block; color:var(--muted); font-size:11.5px; }
+.muted { color:var(--muted); }
+.badge { display:inline-block; min-width:128px; text-align:left; border-radius:6px; padding:1px 8px;
+         font-size:12.5px; font-weight:600; }
+.legend { display:flex; flex-wrap:wrap; gap:14px; margin-top:12px; font-size:12.5px; color:#495057; }
+.alert { border-left:4px solid var(--bad); background:#fff5f5; padding:12px 16px; border-radius:6px;
+         margin:12px 0; }
+.alert.ok { border-color:var(--good); background:#ebfbee; }
+.alert.warn { border-color:var(--warn); background:#fff9db; }
+.alert h3 { margin:0 0 6px; font-size:15px; }
+.alert ul { margin:4px 0 0 18px; padding:0; }
+details { margin-top:8px; }
+details summary { cursor:pointer; color:var(--accent); font-weight:600; }
+pre { background:var(--soft); border:1px solid var(--line); border-radius:6px; padding:12px; overflow:auto;
+      font-size:12px; }
+.scroll { overflow-x:auto; }
+.figure { margin-top:6px; }
+footer { color:var(--muted); font-size:12.5px; text-align:center; margin-top:22px; }
+.empty { color:var(--muted); font-style:italic; padding:12px 0; }
+"""
+
+
+@dataclass(frozen=True)
+class SRMView:
+    """One sample-ratio check as the page shows it (from an ``SRMResult``, a ``SliceSRM`` or a dict)."""
+
+    slice: str | None
+    chi2: float | None
+    p_value: float | None
+    mismatch: bool
+    observed: dict[str, float]
+    expected: dict[str, float]
+
+
+@dataclass(frozen=True)
+class FigureBlock:
+    """A figure section: heading, a sentence on why to look at it, and the figure."""
+
+    key: str
+    heading: str
+    lead: str
+    figure: go.Figure
+
+
+def as_mapping(value: Any) -> dict[str, Any]:
+    """A dataclass, pydantic model, mapping or plain object as a dict, so ``meta`` can hold any of them."""
+    if value is None:
+        return {}
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, Mapping):
+        return dict(value)
+    return {k: v for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("_")}
+
+
+def srm_views(value: Any) -> list[SRMView]:
+    """Every SRM check in ``meta['srm']``: one result or a list of them (one per slice)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list | tuple) else [value]
+    out: list[SRMView] = []
+    for item in items:
+        d = as_mapping(item)
+        if not d:
+            continue
+        p = clean(d.get("p_value"))
+        mismatch = d.get("mismatch")
+        out.append(SRMView(
+            slice=d.get("slice"),
+            chi2=clean(d.get("chi2")),
+            p_value=p,
+            mismatch=bool(mismatch) if mismatch is not None else (p is not None and p < 0.001),
+            observed={str(k): float(v) for k, v in (d.get("observed") or {}).items()},
+            expected={str(k): float(v) for k, v in (d.get("expected") or {}).items()},
+        ))
+    return out
+
+
+def format_time(value: Any) -> str:
+    """Epoch seconds as UTC, anything else as text."""
+    if isinstance(value, int | float) and finite(float(value)) and value > 0:
+        return dt.datetime.fromtimestamp(float(value), tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return str(value)
+
+
+def chip(label: str, value: Any, tone: str = "") -> str:
+    cls = f"chip {tone}".strip()
+    return f'<span class="{cls}">{escape(label)} <b>{escape(str(value))}</b></span>'
+
+
+def status_tone(status: str) -> str:
+    s = status.upper()
+    if s in ("SUCCEEDED", "DONE", "COMPLETE", "COMPLETED", "FINISHED"):
+        return "ok"
+    if s in ("FAILED", "ERROR", "CANCELLED"):
+        return "bad"
+    return "warn"
+
+
+def render_header(title: str, meta: Mapping[str, Any], rows: Sequence[ScorecardRow], srm: Sequence[SRMView]) -> str:
+    """Title, what analysis this is, its state and progress, and the SRM verdict in one line of chips."""
+    chips: list[str] = []
+    if meta.get("analysis_id") is not None:
+        chips.append(chip("Analysis", meta["analysis_id"]))
+    experiment = meta.get("experiment_id", meta.get("experiment"))
+    if experiment is not None:
+        chips.append(chip("Experiment", experiment))
+    status = meta.get("status", meta.get("state"))
+    if status is not None:
+        chips.append(chip("Status", status, status_tone(str(status))))
+    corrections = first_seen(r.correction for r in rows if r.correction)
+    correction = meta.get("correction") or (corrections[0] if len(corrections) == 1 else None)
+    if correction:
+        chips.append(chip("Correction", CORRECTION_NAMES.get(str(correction), str(correction))))
+    if srm:
+        bad = [s for s in srm if s.mismatch]
+        if bad:
+            where = ", ".join(slice_label(s.slice) for s in bad)
+            chips.append(chip("Sample ratio", f"MISMATCH ({where})", "bad"))
+        else:
+            worst = min((s.p_value for s in srm if s.p_value is not None), default=None)
+            chips.append(chip("Sample ratio", f"OK (min p = {format_p(worst)})", "ok"))
+    for key in ("created_at", "finished_at"):
+        if meta.get(key):
+            chips.append(chip(key.replace("_", " ").capitalize(), format_time(meta[key])))
+    for key, value in meta.items():
+        if key not in KNOWN_META and isinstance(value, str | int | float | bool) and value is not None:
+            chips.append(chip(str(key).replace("_", " ").capitalize(), value))
+    progress = render_progress(as_mapping(meta.get("progress")), meta.get("complete"))
+    return (
+        f'<header class="top"><h1>{escape(title)}</h1><div class="chips">{"".join(chips)}</div>'
+        f"{progress}</header>"
+    )
+
+
+def render_progress(progress: Mapping[str, Any], complete: Any) -> str:
+    """A bar of jobs succeeded / failed / running out of the total, when the caller passes progress."""
+    total = int(progress.get("total") or 0)
+    if total <= 0:
+        return ""
+    parts = [("succeeded", "#40c057"), ("failed", "#fa5252"), ("running", "#4dabf7")]
+    spans = "".join(
+        f'<span style="width:{100 * int(progress.get(k) or 0) / total:.2f}%;background:{c}"></span>' for k, c in parts
+    )
+    done = int(progress.get("succeeded") or 0) + int(progress.get("failed") or 0)
+    text = f"{done} of {total} jobs finished"
+    if progress.get("failed"):
+        text += f" · {int(progress['failed'])} failed"
+    if progress.get("running"):
+        text += f" · {int(progress['running'])} running"
+    if complete is False:
+        text += " · results below are partial and fill in as slices complete"
+    return f'<div class="progress"><div class="bar">{spans}</div><div class="muted">{escape(text)}</div></div>'
+
+
+def render_cards(rows: Sequence[ScorecardRow], srm: Sequence[SRMView]) -> str:
+    """At-a-glance counts: how many comparisons, how many moved, which way."""
+    count: dict[str, int] = {}
+    for r in rows:
+        count[r.verdict] = count.get(r.verdict, 0) + 1
+    metrics = len({r.metric for r in rows})
+    slices = len({r.slice for r in rows})
+    cards = [
+        (str(len(rows)), f"comparisons · {metrics} metric{'s' * (metrics != 1)} · {slices} "
+                         f"slice{'s' * (slices != 1)}", "var(--ink)"),
+    ]
+    good = count.get("good", 0) + count.get("up", 0)
+    bad = count.get("bad", 0) + count.get("down", 0)
+    if count.get("good") or count.get("bad"):
+        cards.append((str(count.get("good", 0)), "significant, good ✓", VERDICT_COLORS["good"]))
+        cards.append((str(count.get("bad", 0)), "significant, bad ✗", VERDICT_COLORS["bad"]))
+        if count.get("up") or count.get("down"):
+            cards.append((str(count.get("up", 0) + count.get("down", 0)), "significant, no preferred direction",
+                          VERDICT_COLORS["up"]))
+    else:
+        cards.append((str(good), "significant increases ▲", VERDICT_COLORS["up"]))
+        cards.append((str(bad), "significant decreases ▼", VERDICT_COLORS["down"]))
+    cards.append((str(count.get("flat", 0)), "not significant ·", VERDICT_COLORS["flat"]))
+    if count.get("none"):
+        cards.append((str(count["none"]), "without a p-value –", VERDICT_COLORS["none"]))
+    if srm:
+        n_bad = sum(s.mismatch for s in srm)
+        cards.append(("mismatch" if n_bad else "OK", f"sample ratio check ({len(srm)} slice{'s' * (len(srm) != 1)})",
+                      VERDICT_COLORS["bad"] if n_bad else VERDICT_COLORS["good"]))
+    body = "".join(
+        f'<div class="card"><div class="n" style="color:{color}">{escape(n)}</div><div class="l">{escape(label)}</div>'
+        f"</div>"
+        for n, label, color in cards
+    )
+    return f'<div class="cards">{body}</div>'
+
+
+def render_srm(srm: Sequence[SRMView]) -> str:
+    """The sample-ratio check per slice: a mismatch means assignment or logging is broken."""
+    if not srm:
+        return ""
+    bad = [s for s in srm if s.mismatch]
+    rows = []
+    for s in srm:
+        observed = ", ".join(f"{escape(k)} {format_count(v)}" for k, v in s.observed.items())
+        expected = ", ".join(f"{escape(k)} {format_count(v)}" for k, v in s.expected.items())
+        verdict = ('<span class="badge" style="background:#fff5f5;color:#c92a2a">✗ mismatch</span>' if s.mismatch
+                   else '<span class="badge" style="background:#ebfbee;color:#2b8a3e">✓ OK</span>')
+        rows.append(
+            f'<tr class="row"><td class="l">{escape(slice_label(s.slice))}</td><td class="l">{observed}</td>'
+            f'<td class="l">{expected}</td><td class="num">{format_number(s.chi2)}</td>'
+            f'<td class="num">{format_p(s.p_value)}</td><td class="l">{verdict}</td></tr>'
+        )
+    cls, head = ("alert", "Sample ratio mismatch: treat the effects below with suspicion") if bad else (
+        "alert ok", "Sample ratio check passed")
+    text = ("Users did not split across cells as planned in "
+            f"{', '.join(escape(slice_label(s.slice)) for s in bad)}. This usually means broken assignment or "
+            "logging, and the effects can be biased." if bad else
+            "Users split across cells as planned (chi-square test; a mismatch is flagged at p < 0.001).")
+    return (
+        f'<section><h2>Sample ratio</h2><div class="{cls}"><h3>{head}</h3>{text}</div>'
+        '<div class="scroll"><table><thead><tr><th class="l">Slice</th><th class="l">Observed users</th>'
+        '<th class="l">Expected users</th><th>χ²</th><th>p</th><th class="l">Result</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div></section>"
+    )
+
+
+def render_failures(failures: Any) -> str:
+    """Failed jobs and their reasons: nothing may be silently missing from a scorecard."""
+    items = [as_mapping(f) for f in (failures or [])]
+    items = [f for f in items if f]
+    if not items:
+        return ""
+    lis = []
+    for f in items:
+        what = " · ".join(str(x) for x in (f.get("metric"), f.get("model"), f.get("slice")) if x)
+        lis.append(f"<li><b>{escape(what or str(f.get('job_id', 'job')))}</b>: {escape(str(f.get('error', '')))}</li>")
+    return (
+        '<div class="alert"><h3>Some jobs failed; their results are missing below</h3>'
+        f"<ul>{''.join(lis)}</ul></div>"
+    )
+
+
+def render_howto(rows: Sequence[ScorecardRow], correction: str | None) -> str:
+    """The five terms a newcomer needs to read the table, next to the table."""
+    quantiles = any(re.match(r"p\d", r.detail) for r in rows)
+    alphas = {r.alpha for r in rows} or {0.05}
+    alpha = alphas.pop() if len(alphas) == 1 else None
+    level = f"{(1 - alpha) * 100:g}%" if alpha is not None else "1 − α"
+    corr = CORRECTION_NAMES.get(correction or "", correction or "")
+    adj = (f"The p-value after the {escape(corr)} correction across every comparison in the analysis, "
+           "so that testing many metrics and slices does not manufacture false wins" if corr else
+           "The p-value corrected for testing many comparisons when the analysis applied a correction; "
+           "otherwise the raw p-value")
+    return (
+        '<dl class="howto">'
+        "<div><dt>Effect</dt><dd>Mean of the metric in the treatment cell minus the mean in control, in the "
+        "metric's own units" + (" (for quantile rows: the difference of that quantile)" if quantiles else "")
+        + ".</dd></div>"
+        f"<div><dt>{level} CI</dt><dd>The range of effects consistent with the data. If it contains 0, the "
+        "experiment cannot tell the cell from control.</dd></div>"
+        "<div><dt>Lift</dt><dd>The effect relative to the control mean (cell ÷ control − 1), with its own "
+        "interval underneath.</dd></div>"
+        f"<div><dt>p adj</dt><dd>{adj}. Significant means p adj &lt; {alpha if alpha is not None else 'α'}."
+        "</dd></div>"
+        "</dl>"
+    )
+
+
+def verdict_badge(verdict: Verdict) -> str:
+    color = VERDICT_COLORS[verdict]
+    return (f'<span class="badge" style="color:{color};background:{color}14;border:1px solid {color}40">'
+            f"{MARKERS[verdict]} {escape(VERDICT_LABELS[verdict])}</span>")
+
+
+def render_table(rows: Sequence[ScorecardRow]) -> str:
+    """The scorecard: a block per metric, a row per slice and treatment cell."""
+    if not rows:
+        return '<p class="empty">No results yet: no fit has produced a record.</p>'
+    with_detail = any(r.detail for r in rows)
+    alphas = {r.alpha for r in rows}
+    ci_head = f"{(1 - alphas.pop()) * 100:g}% CI" if len(alphas) == 1 else "CI"
+    heads = ['<th class="l">Slice</th>', '<th class="l">Comparison</th>']
+    if with_detail:
+        heads.append('<th class="l">Detail</th>')
+    heads += [
+        "<th>Users<br>cell / control</th>", "<th>Mean<br>control</th>", "<th>Mean<br>cell</th>",
+        "<th>Effect</th>", f"<th>{ci_head}</th>", "<th>Lift</th>", "<th>p</th>", "<th>p adj</th>",
+        '<th class="l">Result</th>',
+    ]
+    ncol = len(heads)
+    bodies: list[str] = []
+    groups: dict[tuple[str, str], list[ScorecardRow]] = {}
+    for r in rows:
+        groups.setdefault((r.metric, r.model), []).append(r)
+    for (metric, model), group in groups.items():
+        body = [f'<tr class="metric"><td colspan="{ncol}">{escape(metric)}<span class="model">'
+                f"{escape(model_name(model))}</span></td></tr>"]
+        previous_slice: object = object()
+        for r in group:
+            color = VERDICT_COLORS[r.verdict]
+            slice_cell = escape(slice_label(r.slice)) if r.slice != previous_slice else ""
+            previous_slice = r.slice
+            cells = [
+                f'<td class="l" style="box-shadow:inset 3px 0 0 {color}">{slice_cell}</td>',
+                f'<td class="l">{escape(r.cell)} <span class="muted">vs {escape(r.control)}</span></td>',
+            ]
+            if with_detail:
+                cells.append(f'<td class="l">{escape(r.detail) or "<span class=muted>average</span>"}</td>')
+            cells += [
+                f'<td class="num">{format_count(r.n_cell)} / {format_count(r.n_control)}</td>',
+                f'<td class="num">{format_number(r.mean_control)}</td>',
+                f'<td class="num">{format_number(r.mean_cell)}</td>',
+                f'<td class="num" style="font-weight:600">{format_effect(r.effect)}</td>',
+                f'<td class="num">{format_interval(r.ci)}</td>',
+                f'<td class="num" style="font-weight:600;color:{color}">{format_percent(r.relative)}'
+                f'<span class="sub">{format_interval(r.relative_ci, percent=True)}</span></td>',
+                f'<td class="num muted">{format_p(r.p)}</td>',
+                f'<td class="num" style="font-weight:600">{format_p(r.p_adjusted)}</td>',
+                f'<td class="l">{verdict_badge(r.verdict)}</td>',
+            ]
+            body.append(
+                f'<tr class="row" data-metric="{escape(r.metric)}" data-slice="{escape(slice_label(r.slice))}" '
+                f'data-cell="{escape(r.cell)}" data-verdict="{r.verdict}">{"".join(cells)}</tr>'
+            )
+        bodies.append("<tbody>" + "".join(body) + "</tbody>")
+    present = first_seen(r.verdict for r in rows)
+    legend = "".join(
+        f'<span><b style="color:{VERDICT_COLORS[v]}">{MARKERS[v]}</b> {escape(VERDICT_LABELS[v])}</span>'
+        for v in ("good", "bad", "up", "down", "flat", "none") if v in present
+    )
+    return (
+        f'<div class="scroll"><table><thead><tr>{"".join(heads)}</tr></thead>{"".join(bodies)}</table></div>'
+        f'<div class="legend">{legend}</div>'
+    )
+
+
+def figure_blocks(
+    records: Sequence[ResultRecord],
+    summaries: Sequence[CellSummary] | None,
+    higher_is_better: Mapping[str, bool] | None,
+) -> list[FigureBlock]:
+    """The figures that have records behind them, in reading order: headline first, then breakdowns."""
+    blocks: list[FigureBlock] = []
+    heads = [r for r in records if r.segment is None and r.time is None and r.quantile is None]
+    if any(finite(r.effect) for r in heads):
+        relative = all(finite(r.relative_effect) for r in heads if finite(r.effect))
+        blocks.append(FigureBlock(
+            "effects", "Effects with confidence intervals",
+            "Every headline comparison at once, "
+            + ("relative to the control mean so metrics in different units can sit side by side. "
+               if relative else "in each metric's own units. ")
+            + "A bar that does not cross the vertical zero line is a detectable effect.",
+            effects_forest(records, relative=relative, higher_is_better=higher_is_better),
+        ))
+    if any(r.segment is not None and r.time is None and r.quantile is None for r in records):
+        blocks.append(FigureBlock(
+            "cate", "Effect by segment (CATE)",
+            "Whether the treatment works differently for different kinds of users. Segments far from the shaded "
+            "overall band are where the effect differs; overlapping intervals mean no evidence of a difference.",
+            cate_by_segment(records, higher_is_better=higher_is_better),
+        ))
+    if any(r.time is not None and r.segment is None and r.quantile is None for r in records):
+        blocks.append(FigureBlock(
+            "dte", "Effect over time (DTE)",
+            "The effect in each period since the start. A rising curve suggests users learn the change, a "
+            "fading one suggests a novelty effect; the dashed line is the average over all periods.",
+            dynamic_effects(records, higher_is_better=higher_is_better),
+        ))
+    if any(r.quantile is not None and r.segment is None and r.time is None for r in records):
+        blocks.append(FigureBlock(
+            "qte", "Quantile treatment effects",
+            "How the whole distribution moved, not just the mean: the difference between the cell's and "
+            "control's quantiles. An effect only at high quantiles means the change acts on heavy users.",
+            quantile_effects(records, higher_is_better=higher_is_better),
+        ))
+    has_means = any(finite(r.mean_cell) for r in heads) or any(
+        s.segment is None and s.time is None for s in summaries or ())
+    if has_means:
+        blocks.append(FigureBlock(
+            "means", "Cell means",
+            "The raw level of each metric in every cell, control included, to put the effects in proportion"
+            + (" (with intervals and quantiles from the per-cell summaries)." if summaries else "."),
+            cell_means(records, summaries),
+        ))
+    return blocks
+
+
+def figure_html(block: FigureBlock) -> str:
+    """A figure div that draws itself with the page's single inline plotly.js (no script of its own to load)."""
+    height = int(block.figure.layout.height or 450)
+    div = block.figure.to_html(
+        full_html=False, include_plotlyjs=False, div_id=f"figure-{block.key}", default_width="100%",
+        default_height=f"{height}px", config={"displaylogo": False, "responsive": True},
+    )
+    return (f'<section id="{block.key}"><h2>{escape(block.heading)}</h2><p class="lead">{escape(block.lead)}</p>'
+            f'<div class="figure">{div}</div></section>')
+
+
+def render_notes(records: Sequence[ResultRecord]) -> str:
+    """What the fits reported (rows dropped, estimand definitions), once per note with where it applies."""
+    where: dict[str, list[str]] = {}
+    for r in records:
+        for note in r.notes:
+            label = f"{r.metric} · {r.model}"
+            lst = where.setdefault(note, [])
+            if label not in lst:
+                lst.append(label)
+    if not where:
+        return ""
+    items = "".join(f"<li>{escape(note)} <span class='muted'>({escape(', '.join(labels))})</span></li>"
+                    for note, labels in where.items())
+    return f"<details><summary>Notes from the fits ({len(where)})</summary><ul>{items}</ul></details>"
+
+
+def render_spec(spec: Any) -> str:
+    """The request that produced the analysis, folded away: it is for reproducing, not for reading."""
+    if not spec:
+        return ""
+    text = json.dumps(spec if isinstance(spec, Mapping | list) else as_mapping(spec), indent=2, sort_keys=True,
+                      default=str)
+    return f"<details><summary>Analysis specification</summary><pre>{escape(text)}</pre></details>"
+
+
+def render_report(
+    records: Sequence[ResultRecord],
+    *,
+    title: str,
+    summaries: Sequence[CellSummary] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    higher_is_better: Mapping[str, bool] | None = None,
+) -> str:
+    """The whole report as one HTML string that opens offline.
+
+    ``meta`` keys that are understood (all optional): ``analysis_id``,
+    ``experiment_id`` (or ``experiment``), ``status`` (or ``state``),
+    ``correction`` (``bh``/``holm``/``none``; taken from the records if
+    absent), ``progress`` (``total``, ``succeeded``, ``failed``, ``running``,
+    as a mapping or the coordinator's ``Progress``), ``complete`` (``False``
+    marks the results as partial), ``srm`` (one ``SRMResult``/``SliceSRM``/dict
+    or a list of them), ``failures`` (a list of ``Failure``/dicts with
+    ``metric``, ``model``, ``slice``, ``error``), ``spec`` (the request, shown
+    folded), ``created_at``/``finished_at`` (epoch seconds) and
+    ``refresh_seconds`` (reload the page every N seconds, for a page served
+    while the analysis runs). Other scalar keys are shown as labelled chips.
+    """
+    meta = dict(meta or {})
+    rows = scorecard_rows(records, higher_is_better)
+    srm = srm_views(meta.get("srm"))
+    blocks = figure_blocks(records, summaries, higher_is_better)
+    corrections = first_seen(r.correction for r in records if r.correction)
+    correction = meta.get("correction") or (corrections[0] if len(corrections) == 1 else None)
+    refresh = meta.get("refresh_seconds")
+    head_extra = (f'<meta http-equiv="refresh" content="{int(refresh)}">'
+                  if isinstance(refresh, int | float) and refresh > 0 else "")
+    plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>' if blocks else ""
+    nav = " · ".join(f'<a href="#{b.key}">{escape(b.heading)}</a>' for b in blocks)
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        head_extra,
+        f"<title>{escape(title)}</title><style>{CSS}</style>{plotly_js}</head><body><main>",
+        render_header(title, meta, rows, srm),
+        render_cards(rows, srm) if rows else "",
+        render_failures(meta.get("failures")),
+        render_srm(srm) if any(s.mismatch for s in srm) else "",
+        '<section id="scorecard"><h2>Scorecard</h2>'
+        '<p class="lead">Each row compares one treatment cell with control for one metric in one slice of users. '
+        "Read the Result column first, then the interval to see how large the effect could be.</p>",
+        render_howto(rows, correction) if rows else "",
+        render_table(rows),
+        render_notes(records),
+        "</section>",
+        f'<p class="muted" style="margin:4px 4px 0">Figures: {nav}</p>' if nav else "",
+        *(figure_html(b) for b in blocks),
+        render_srm(srm) if srm and not any(s.mismatch for s in srm) else "",
+        f"<section>{render_spec(meta.get('spec'))}</section>" if meta.get("spec") else "",
+        f"<footer>Generated by xpcompute on {generated} · self-contained: this file needs no network to open."
+        "</footer>",
+        "</main></body></html>",
+    ]
+    return "\n".join(p for p in parts if p)
+
+
+def write_report(
+    path: str | Path,
+    records: Sequence[ResultRecord],
+    *,
+    title: str,
+    summaries: Sequence[CellSummary] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    higher_is_better: Mapping[str, bool] | None = None,
+) -> Path:
+    """Render the report and write it (UTF-8), creating parent folders; returns the path written."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        render_report(records, title=title, summaries=summaries, meta=meta, higher_is_better=higher_is_better),
+        encoding="utf-8",
+    )
+    return out

@@ -1,0 +1,233 @@
+"""Service benchmarks: dispatch throughput by worker count, and the issue's end-to-end speed targets.
+
+    python benchmarks/bench_service.py throughput [--slices 200] [--workers 1,2,max]
+    python benchmarks/bench_service.py targets [--users 10000000] [--slices 100] [--engine duckdb]
+
+``throughput`` runs one analysis of many small slices (two jobs per slice)
+through the local worker pool with 1, 2 and the maximum number of workers
+(16 more where the machine has the cores) and reports jobs/s and the
+dispatch overhead per job: the worker time a job costs beyond running the
+same job inline in one process.
+
+``targets`` builds a synthetic experiment (stage 1 on DuckDB), then on the
+embedded default measures: every catalog metric the service fits x 100
+slices (target < 60 s), the time until the first slice's results are
+readable (< 5 s), and a live slice requested afterwards (< 3 s).
+Results print as a table and, with ``--json PATH``, are written for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "shared"))
+
+
+def _native_backend() -> str:
+    try:
+        import xpcompute._core  # noqa: F401
+    except ImportError:
+        os.environ.setdefault("XPCOMPUTE_NATIVE", "reference")
+    from xpcompute import native
+
+    return native.backend()
+
+
+def _wait(coord: Any, analysis_id: str, timeout: float = 900.0) -> float:
+    start = time.perf_counter()
+    while coord.state.get_analysis(analysis_id).state == "RUNNING":
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"analysis {analysis_id} not done in {timeout}s")
+        time.sleep(0.02)
+    return time.perf_counter() - start
+
+
+def _table(n: int) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    cell = rng.choice(["control", "treatment"], n)
+    return pa.table({
+        "cell": cell,
+        "bucket": np.arange(n, dtype=np.int64) % 1000,
+        "hours": rng.gamma(2.0, 1.0, n) + 0.1 * (cell == "treatment"),
+    })
+
+
+def _publish(store: Any, table: Any) -> None:
+    import pyarrow.parquet as pq
+
+    from xpcompute.coordinator import keys
+    from xpcompute.pipeline.tables import publish_table
+
+    def write(fs: Any, path: str) -> Any:
+        fs.create_dir(path, recursive=True)
+        pq.write_table(table, f"{path}/part-0.parquet", filesystem=fs)
+        return table.schema
+
+    publish_table(store, keys.analysis_table("bench"), write)
+
+
+def throughput(slices: int, worker_counts: list[int]) -> list[dict[str, Any]]:
+    from xpcompute.config import Settings
+    from xpcompute.coordinator.analysis_spec import AnalysisSpec
+    from xpcompute.coordinator.runtime import EmbeddedRuntime
+    from xpcompute.pipeline.slices import SliceFilter
+
+    table = _table(20_000)
+    spec = AnalysisSpec(metrics=("hours",), slices=tuple(SliceFilter.where(bucket=b) for b in range(slices)))
+    warm = AnalysisSpec(metrics=("hours",), slices=tuple(SliceFilter.where(bucket=b) for b in range(999, 999 - 8, -1)))
+    rows = []
+    with tempfile.TemporaryDirectory() as home:
+        settings = Settings(home=Path(home) / "inline", dispatch="inline", slice_engine="arrow")
+        with EmbeddedRuntime(settings) as rt:
+            _publish(rt.coordinator.store, table)
+            rt.coordinator.submit("bench", warm)
+            start = time.perf_counter()
+            rt.coordinator.submit("bench", spec)
+            inline_s = time.perf_counter() - start
+        jobs = 2 * slices
+        per_job_inline = inline_s / jobs
+        rows.append({"workers": "inline", "jobs": jobs, "seconds": inline_s, "jobs_per_s": jobs / inline_s,
+                     "overhead_ms_per_job": 0.0})
+        for w in worker_counts:
+            settings = Settings(home=Path(home) / f"w{w}", dispatch="local", slice_engine="arrow", workers=w,
+                                worker_idle_s=60.0, tick_s=0.5)
+            with EmbeddedRuntime(settings) as rt:
+                _publish(rt.coordinator.store, table)
+                _wait(rt.coordinator, rt.coordinator.submit("bench", warm).analysis_id)  # start the workers
+                start = time.perf_counter()
+                aid = rt.coordinator.submit("bench", spec).analysis_id
+                _wait(rt.coordinator, aid)
+                wall = time.perf_counter() - start
+            used = min(w, os.cpu_count() or 1)
+            rows.append({
+                "workers": w, "jobs": jobs, "seconds": wall, "jobs_per_s": jobs / wall,
+                "overhead_ms_per_job": max(0.0, (wall * used / jobs - per_job_inline) * 1000),
+            })
+    return rows
+
+
+def _slices(n: int) -> list[Any]:
+    from xpcompute import synthetic
+    from xpcompute.pipeline.slices import SliceFilter
+
+    out = [SliceFilter()]
+    dims = {"country": synthetic.COUNTRIES, "device": synthetic.DEVICES, "plan": synthetic.PLANS}
+    for d, values in dims.items():
+        out += [SliceFilter.where(**{d: v}) for v in values]
+    for c in synthetic.COUNTRIES:
+        out += [SliceFilter.where(country=c, device=v) for v in synthetic.DEVICES]
+    for c in synthetic.COUNTRIES:
+        out += [SliceFilter.where(country=c, plan=p) for p in synthetic.PLANS]
+    for d in synthetic.DEVICES:
+        out += [SliceFilter.where(device=d, plan=p) for p in synthetic.PLANS]
+    i = 0
+    countries = synthetic.COUNTRIES
+    while len(out) < n:
+        a, b = countries[i % len(countries)], countries[(i + 1 + i // len(countries)) % len(countries)]
+        if a != b:
+            out.append(SliceFilter.either(country=[a, b]).model_copy(update={"name": f"{a} or {b} #{i}"}))
+        i += 1
+    unique = {s.slice_id: s for s in out}
+    return list(unique.values())[:n]
+
+
+def targets(users: int, n_slices: int, engine: str, workers: int) -> dict[str, Any]:
+    from xpcompute import synthetic
+    from xpcompute.config import Settings
+    from xpcompute.coordinator.analysis_spec import AnalysisSpec
+    from xpcompute.coordinator.planner import fit_specs
+    from xpcompute.coordinator.runtime import EmbeddedRuntime
+    from xpcompute.metrics import metric_names
+    from xpcompute.pipeline.slices import SliceFilter
+    from xpcompute.pipeline.stage1 import run_stage1
+
+    out: dict[str, Any] = {"users": users, "engine": engine, "workers": workers}
+    with tempfile.TemporaryDirectory() as home:
+        t = time.perf_counter()
+        config = synthetic.SyntheticConfig(users=users)
+        uris = synthetic.write_parquet(synthetic.generate(config), str(Path(home) / "raw"))
+        out["generate_s"] = time.perf_counter() - t
+        experiment = synthetic.experiment_spec(uris, config, experiment_id="bench", daily=False)
+        settings = Settings(home=Path(home) / "svc", dispatch="local", slice_engine=engine, workers=workers,  # type: ignore[arg-type,unused-ignore]
+                            worker_idle_s=120.0, lease_s=600.0)
+        with EmbeddedRuntime(settings) as rt:
+            t = time.perf_counter()
+            run_stage1(experiment, rt.coordinator.store, daily=False)
+            out["stage1_s"] = time.perf_counter() - t
+            rt.coordinator.register_experiment(experiment)
+            metrics = tuple(m for m in metric_names() if m in experiment.metrics)
+            spec = AnalysisSpec(metrics=metrics, slices=tuple(_slices(n_slices)))
+            out["metrics"] = len(metrics)
+            out["slices"] = len(spec.slices)
+            out["fits_per_slice"] = len(fit_specs(spec, experiment))
+            # warm the pool (workers import NumPy/Arrow/DuckDB once), as a running server would be
+            warm = rt.coordinator.submit("bench", AnalysisSpec(metrics=metrics[:1], slices=(SliceFilter(),)))
+            _wait(rt.coordinator, warm.analysis_id)
+
+            t0 = time.perf_counter()
+            aid = rt.coordinator.submit("bench", spec).analysis_id
+            first = None
+            while rt.coordinator.state.get_analysis(aid).state == "RUNNING":
+                if first is None and rt.coordinator.status(aid).records:
+                    first = time.perf_counter() - t0
+                time.sleep(0.02)
+            out["analysis_s"] = time.perf_counter() - t0
+            out["first_results_s"] = first if first is not None else out["analysis_s"]
+            status = rt.coordinator.status(aid, with_records=False)
+            out["jobs"] = status.progress.total
+            out["failed_jobs"] = status.progress.failed
+            t0 = time.perf_counter()
+            rt.coordinator.request_slice(aid, SliceFilter.where(country="JP", device="web", plan="premium"))
+            _wait(rt.coordinator, aid)
+            out["live_slice_s"] = time.perf_counter() - t0
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["throughput", "targets", "all"])
+    parser.add_argument("--slices", type=int, default=None)
+    parser.add_argument("--workers", default="1,2,max")
+    parser.add_argument("--users", type=int, default=10_000_000)
+    parser.add_argument("--engine", default="duckdb", choices=["duckdb", "arrow", "cube"])
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    backend = _native_backend()
+    cores = os.cpu_count() or 1
+    counts = sorted({cores if w == "max" else int(w) for w in args.workers.split(",")})
+    if cores >= 16 and 16 not in counts:
+        counts.append(16)
+    report: dict[str, Any] = {"native": backend, "cores": cores}
+    print(f"native backend: {backend}; cores: {cores}")
+    if args.what in ("throughput", "all"):
+        rows = throughput(args.slices or 200, counts)
+        report["throughput"] = rows
+        print(f"{'workers':>8} {'jobs':>6} {'seconds':>8} {'jobs/s':>8} {'overhead ms/job':>16}")
+        for r in rows:
+            print(f"{r['workers']!s:>8} {r['jobs']:>6} {r['seconds']:>8.2f} {r['jobs_per_s']:>8.1f} "
+                  f"{r['overhead_ms_per_job']:>16.2f}")
+    if args.what in ("targets", "all"):
+        res = targets(args.users, args.slices or 100, args.engine, cores)
+        report["targets"] = res
+        print(json.dumps(res, indent=1))
+        print(f"{res['metrics']} metrics x {res['slices']} slices ({res['jobs']} jobs): {res['analysis_s']:.1f}s "
+              f"(target < 60 s); first results {res['first_results_s']:.2f}s (< 5 s); "
+              f"live slice {res['live_slice_s']:.2f}s (< 3 s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,20 @@
+"""Coordinator function: advance the state machine after a job, fan out, finalize; housekeeping on a schedule."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from xpcompute.config import Settings
+from xpcompute.coordinator.events import handle_coordinator_event
+from xpcompute.coordinator.runtime import FunctionRuntime
+
+
+@cache
+def runtime() -> FunctionRuntime:
+    """Clients are built once per warm container; no data is kept between calls."""
+    return FunctionRuntime(Settings.from_env())
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle_coordinator_event(runtime(), event)

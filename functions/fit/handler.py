@@ -1,0 +1,20 @@
+"""Fit function: read one compressed slice, fit one model to one metric, store the records, report back."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from xpcompute.config import Settings
+from xpcompute.coordinator.events import handle_job_event
+from xpcompute.coordinator.runtime import FunctionRuntime
+
+
+@cache
+def runtime() -> FunctionRuntime:
+    """Clients are built once per warm container; no data is kept between calls."""
+    return FunctionRuntime(Settings.from_env())
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle_job_event(runtime(), event, worker=getattr(context, "aws_request_id", None) or "fit")

@@ -1,0 +1,203 @@
+"""The HTTP API: one FastAPI app for every target (``xpcompute serve``, Lambda via mangum, tests).
+
+Routes validate with pydantic, call the coordinator, and shape the answer;
+errors raised on purpose (``XPError``) become their ``status`` with a JSON
+body ``{"error": code, "message": ...}`` naming the problem. OpenAPI is at
+``/openapi.json``.
+
+In embedded mode the app owns an ``EmbeddedRuntime`` (local worker pool and
+the coordinator's housekeeping loop), started and stopped with the app. In
+serverless mode the work runs in other functions; polling an analysis also
+nudges the coordinator (reclaims expired leases, re-dispatches due retries),
+so progress never depends on a scheduler alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from xpcompute import __version__
+from xpcompute.api.models import (
+    AnalysisCreated,
+    AnalysisStatusBody,
+    ErrorBody,
+    FailureBody,
+    Health,
+    LiveSliceAccepted,
+    ProgressBody,
+    ScorecardBody,
+    SliceStateBody,
+)
+from xpcompute.api.security import BodyLimitMiddleware, api_key_checker
+from xpcompute.config import Settings
+from xpcompute.coordinator.analysis_spec import AnalysisSpec
+from xpcompute.coordinator.jobs import AnalysisState
+from xpcompute.coordinator.service import Coordinator
+from xpcompute.errors import XPError
+from xpcompute.pipeline.slices import SliceFilter
+
+log = logging.getLogger(__name__)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 503)
+}
+
+
+class Backend:
+    """What the routes need: a coordinator, plus start/stop for the embedded runtime."""
+
+    def __init__(self, settings: Settings, coordinator: Coordinator | None = None) -> None:
+        self.settings = settings
+        self._runtime: Any = None
+        self._coordinator = coordinator
+
+    @property
+    def coordinator(self) -> Coordinator:
+        if self._coordinator is None:
+            raise RuntimeError("the API backend is not started")
+        return self._coordinator
+
+    def start(self) -> None:
+        if self._coordinator is not None:
+            return
+        if self.settings.mode == "embedded":
+            from xpcompute.coordinator.runtime import EmbeddedRuntime
+
+            self._runtime = EmbeddedRuntime(self.settings).start()
+            self._coordinator = self._runtime.coordinator
+        else:
+            from xpcompute.coordinator.runtime import FunctionRuntime
+
+            self._runtime = FunctionRuntime(self.settings)
+            self._coordinator = self._runtime.coordinator
+
+    def stop(self) -> None:
+        if self._runtime is not None and hasattr(self._runtime, "stop"):
+            self._runtime.stop()
+        self._runtime = None
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": code, "message": message})
+
+
+def _validation_message(errors: list[Any]) -> str:
+    parts = []
+    for err in errors:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {str(err.get('msg', '')).removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
+    """The app. ``backend`` lets a test or a function pass a ready coordinator."""
+    settings = settings or Settings.from_env()
+    backend = backend or Backend(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        backend.start()
+        try:
+            yield
+        finally:
+            backend.stop()
+
+    app = FastAPI(
+        title="xpcompute",
+        version=__version__,
+        description="Analyse A/B tests: metrics x slices x causal models, fanned out to stateless functions.",
+        lifespan=lifespan,
+    )
+    app.state.backend = backend
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    auth = [Depends(api_key_checker(settings))]
+
+    @app.exception_handler(XPError)
+    async def _xp_error(_: Request, exc: XPError) -> JSONResponse:
+        return _error(exc.status, exc.code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, "invalid_request", _validation_message(list(exc.errors())))
+
+    @app.exception_handler(ValidationError)
+    async def _invalid(_: Request, exc: ValidationError) -> JSONResponse:
+        return _error(422, "invalid_request", _validation_message(list(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    def coordinator() -> Coordinator:
+        return backend.coordinator
+
+    @app.get("/healthz", response_model=Health, tags=["service"])
+    def healthz() -> Health:
+        """Liveness: the process is up and configured (does not touch the stores)."""
+        return Health(status="ok", version=__version__, mode=settings.mode, state_store=settings.state,
+                      dispatch=settings.dispatch)
+
+    @app.post(
+        "/experiments/{experiment_id}/analyses", status_code=202, response_model=AnalysisCreated,
+        responses=ERRORS, dependencies=auth, tags=["analyses"],
+    )
+    def create_analysis(
+        experiment_id: str, spec: AnalysisSpec, coord: Coordinator = Depends(coordinator)
+    ) -> AnalysisCreated:
+        """Plan metrics x pre-computed slices x models and fan them out; poll the returned status URL."""
+        analysis = coord.submit(experiment_id, spec)
+        total = coord.state.job_counts(analysis.analysis_id)
+        return AnalysisCreated(
+            analysis_id=analysis.analysis_id, experiment_id=experiment_id, state=analysis.state.value,
+            jobs=sum(total.values()), status_path=f"analyses/{analysis.analysis_id}",
+            results_path=f"analyses/{analysis.analysis_id}/results",
+        )
+
+    @app.get("/analyses/{analysis_id}", response_model=AnalysisStatusBody, responses=ERRORS, dependencies=auth,
+             tags=["analyses"])
+    def get_analysis(analysis_id: str, coord: Coordinator = Depends(coordinator)) -> AnalysisStatusBody:
+        """Status, progress (jobs total/succeeded/failed/running), failures with reasons, partial results."""
+        if settings.mode != "embedded" and coord.state.get_analysis(analysis_id).state == AnalysisState.RUNNING:
+            coord.tick()
+        st = coord.status(analysis_id)
+        a = st.analysis
+        return AnalysisStatusBody(
+            analysis_id=a.analysis_id, experiment_id=a.experiment_id, state=a.state.value,
+            progress=ProgressBody(**st.progress.__dict__),
+            slices=[SliceStateBody(slice_id=s, label=label, state=state) for s, label, state in st.slices],
+            failures=[FailureBody(**f.__dict__) for f in st.failures], error=a.error,
+            created_at=a.created_at, finished_at=a.finished_at, records=st.records,
+        )
+
+    @app.get("/analyses/{analysis_id}/results", response_model=ScorecardBody, responses=ERRORS,
+             dependencies=auth, tags=["analyses"])
+    def get_results(analysis_id: str, coord: Coordinator = Depends(coordinator)) -> dict[str, Any]:
+        """The scorecard: records with their slice, corrected across the analysis; SRM per slice; failures."""
+        return coord.results(analysis_id).to_json_dict()
+
+    @app.post("/analyses/{analysis_id}/slices", status_code=202, response_model=LiveSliceAccepted,
+              responses=ERRORS, dependencies=auth, tags=["analyses"])
+    def request_slice(analysis_id: str, slice_filter: SliceFilter, coord: Coordinator = Depends(coordinator)) -> LiveSliceAccepted:
+        """Compute one more slice on demand; its results join the analysis as soon as they land."""
+        job = coord.request_slice(analysis_id, slice_filter)
+        return LiveSliceAccepted(analysis_id=analysis_id, slice_id=job.slice_id, label=job.slice_label,
+                                 job_id=job.job_id, state=job.state.value)
+
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:
+    """Run the API with uvicorn (what ``xpcompute serve`` calls); blocks until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

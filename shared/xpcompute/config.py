@@ -1,0 +1,136 @@
+"""Service configuration, read from environment variables in one place.
+
+Every function, the API and the embedded server build one ``Settings`` with
+``Settings.from_env()``; nothing else reads ``os.environ`` for service
+configuration. Defaults give the embedded default: SQLite state and a local
+object store under ``.xpcompute/``, a local worker pool, no API key.
+
+| variable | default | meaning |
+|---|---|---|
+| ``XPCOMPUTE_MODE`` | ``embedded`` | ``embedded`` (one machine: local pool, coordinator loop in the server) or ``serverless`` (functions on Lambda/OpenFaaS) |
+| ``XPCOMPUTE_HOME`` | ``.xpcompute`` | folder for the embedded state database and object store |
+| ``XPCOMPUTE_STATE`` | ``sqlite`` | state store: ``sqlite`` or ``dynamodb`` |
+| ``XPCOMPUTE_SQLITE_PATH`` | ``$XPCOMPUTE_HOME/state.db`` | SQLite state file |
+| ``XPCOMPUTE_DYNAMODB_TABLE`` | ``xpcompute-state`` | DynamoDB table name |
+| ``XPCOMPUTE_DYNAMODB_ENDPOINT`` | unset (AWS) | DynamoDB endpoint, e.g. moto's ``http://127.0.0.1:5000`` |
+| ``XPCOMPUTE_DYNAMODB_CREATE`` | ``0`` | ``1``: create the table if missing (emulators only) |
+| ``XPCOMPUTE_OBJECTS`` | ``$XPCOMPUTE_HOME/objects`` | object store root: a folder, or ``s3://bucket/prefix`` |
+| ``XPCOMPUTE_S3_ENDPOINT`` | unset (AWS) | S3 endpoint, e.g. moto's ``http://127.0.0.1:5000`` |
+| ``AWS_REGION`` | ``us-east-1`` | region for every AWS client |
+| ``XPCOMPUTE_DISPATCH`` | ``local`` | fan-out: ``local`` (worker processes), ``inline`` (in the caller), ``lambda``, ``sqs``, ``openfaas`` |
+| ``XPCOMPUTE_WORKERS`` | CPU count | local pool: most worker processes |
+| ``XPCOMPUTE_WORKER_IDLE_S`` | ``10`` | local pool: an idle worker exits after this many seconds |
+| ``XPCOMPUTE_LAMBDA_ENDPOINT`` | unset (AWS) | Lambda endpoint, e.g. serverless-offline's ``http://127.0.0.1:3002`` |
+| ``XPCOMPUTE_FUNCTION_PREFIX`` | ``xpcompute-dev-`` | deployed function names are ``PREFIX + slice/fit/coordinator`` |
+| ``XPCOMPUTE_SQS_QUEUE_URL`` | unset | SQS queue the functions consume (``dispatch=sqs``) |
+| ``XPCOMPUTE_SQS_ENDPOINT`` | unset (AWS) | SQS endpoint, e.g. moto's |
+| ``XPCOMPUTE_OPENFAAS_URL`` | unset | OpenFaaS gateway, e.g. ``http://127.0.0.1:8080`` |
+| ``XPCOMPUTE_CALLBACK_URL`` | unset | URL OpenFaaS calls back when an async function finishes |
+| ``XPCOMPUTE_LEASE_S`` | ``120`` | a RUNNING job not finished within its lease is taken back and retried |
+| ``XPCOMPUTE_MAX_ATTEMPTS`` | ``3`` | attempts per job before it is FAILED |
+| ``XPCOMPUTE_BACKOFF_S`` | ``0.5`` | first retry delay; doubles per attempt |
+| ``XPCOMPUTE_BACKOFF_MAX_S`` | ``30`` | longest retry delay |
+| ``XPCOMPUTE_REDISPATCH_S`` | ``60`` | a dispatched job nobody claimed within this is dispatched again |
+| ``XPCOMPUTE_TICK_S`` | ``0.5`` | embedded coordinator loop period (reclaim, retry, dispatch) |
+| ``XPCOMPUTE_SLICE_ENGINE`` | ``duckdb`` | stage-2 engine for slice jobs: ``duckdb``, ``spark``, ``trino`` (pipeline SQL), ``arrow`` (in-process Arrow filter + C++ group-by) or ``cube`` (one C++ group-by by every dimension per analysis, each slice re-aggregated from it) |
+| ``XPCOMPUTE_AUTH`` | ``auto`` | API key check: ``on``, ``off``, or ``auto`` (off in embedded mode, on otherwise) |
+| ``XPCOMPUTE_API_KEYS`` | unset | comma-separated accepted API keys |
+| ``XPCOMPUTE_API_KEY_HEADER`` | ``X-API-Key`` | header that carries the key |
+| ``XPCOMPUTE_MAX_BODY_BYTES`` | ``1048576`` | largest accepted request body |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from xpcompute.errors import InputError
+
+Mode = Literal["embedded", "serverless"]
+StateKind = Literal["sqlite", "dynamodb"]
+DispatchKind = Literal["local", "inline", "lambda", "sqs", "openfaas"]
+EngineKind = Literal["duckdb", "spark", "trino", "arrow", "cube"]
+AuthMode = Literal["on", "off", "auto"]
+
+_PREFIX = "XPCOMPUTE_"
+
+
+class Settings(BaseModel):
+    """Validated service settings; see the module docstring for each variable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Mode = "embedded"
+    home: Path = Path(".xpcompute")
+    state: StateKind = "sqlite"
+    sqlite_path: Path | None = None
+    dynamodb_table: str = "xpcompute-state"
+    dynamodb_endpoint: str | None = None
+    dynamodb_create: bool = False
+    objects: str | None = None
+    s3_endpoint: str | None = None
+    aws_region: str = "us-east-1"
+    dispatch: DispatchKind = "local"
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=512)
+    worker_idle_s: float = Field(default=10.0, gt=0)
+    lambda_endpoint: str | None = None
+    function_prefix: str = "xpcompute-dev-"
+    sqs_queue_url: str | None = None
+    sqs_endpoint: str | None = None
+    openfaas_url: str | None = None
+    callback_url: str | None = None
+    lease_s: float = Field(default=120.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    backoff_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    redispatch_s: float = Field(default=60.0, gt=0)
+    tick_s: float = Field(default=0.5, gt=0)
+    slice_engine: EngineKind = "duckdb"
+    auth: AuthMode = "auto"
+    api_keys: tuple[str, ...] = ()
+    api_key_header: str = "X-API-Key"
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, v: object) -> object:
+        if isinstance(v, str):
+            return tuple(k.strip() for k in v.split(",") if k.strip())
+        return v
+
+    @property
+    def state_path(self) -> Path:
+        return self.sqlite_path or self.home / "state.db"
+
+    @property
+    def objects_root(self) -> str:
+        return self.objects or str(self.home / "objects")
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "on" or (self.auth == "auto" and self.mode != "embedded")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``XPCOMPUTE_*`` variables (plus ``AWS_REGION``); ``overrides`` win."""
+        env = os.environ if environ is None else environ
+        raw: dict[str, object] = {}
+        for name in cls.model_fields:
+            value = env.get(_PREFIX + name.upper())
+            if value is not None and value != "":
+                raw[name] = value
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        if region and "aws_region" not in raw:
+            raw["aws_region"] = region
+        raw.update(overrides)
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{_PREFIX}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+            )
+            raise InputError(f"invalid configuration: {problems}") from exc

@@ -1,0 +1,146 @@
+"""Analysis request -> jobs: one slice job per slice, then one fit job per (slice, metric, model).
+
+Planning is a pure function of the request (and the experiment spec when one
+is registered): the same request plans the same job ids, which is what makes
+creation idempotent and lets a restarted coordinator re-plan safely.
+Pre-computed slices are due at once; a live slice requested later is planned
+the same way at a lower priority, so it queues behind them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xpcompute.coordinator import keys
+from xpcompute.coordinator.analysis_spec import AnalysisSpec
+from xpcompute.coordinator.jobs import (
+    PRIORITY_PRECOMPUTED,
+    Job,
+    JobKind,
+    fit_job_id,
+    job_priority,
+    slice_job_id,
+)
+from xpcompute.errors import InputError
+from xpcompute.experiment import ExperimentSpec
+from xpcompute.pipeline.slices import SliceFilter
+from xpcompute.spec import FitSpec
+
+
+def servable(model: str) -> bool:
+    """Whether a fit can run on the moments-compressed slices stage 2 produces.
+
+    Rank and quantile models need distribution-compressed data and dynamic
+    effects a user-by-period panel; the service does not produce those slices.
+    """
+    from xpcompute.models.registry import model_class
+
+    return model_class(model).compression not in ("distribution", "panel")
+
+
+def fit_specs(spec: AnalysisSpec, experiment: ExperimentSpec | None = None) -> list[FitSpec]:
+    """The fits to run on every slice: one ``FitSpec`` per (metric, model).
+
+    With an experiment, catalog metrics bring their declared models and the
+    experiment's covariates (CUPED); explicit ``models`` override the declared
+    ones. Declared models that need other compressed forms than moments are
+    left to the notebook path (``xpcompute fit``); asking for one explicitly is an error.
+    """
+    from xpcompute.metrics import get_metric
+
+    for model in spec.models:
+        if not servable(model):
+            raise InputError(
+                f"model {model!r} needs distribution- or panel-compressed data, which the service's slices do not "
+                "hold; fit it on raw rows with `xpcompute fit`, or choose ttest, proportion, ols, cate or ratio"
+            )
+
+    out: list[FitSpec] = []
+    for metric in spec.metrics:
+        if experiment is not None and metric not in experiment.metrics:
+            raise InputError(
+                f"metric {metric!r} is not a metric of experiment {experiment.id!r}; choose from: "
+                f"{', '.join(experiment.metrics)}"
+            )
+        treatment = spec.treatment
+        declared: list[FitSpec] = []
+        if experiment is not None:
+            declared = [
+                s for s in get_metric(metric).fit_specs(experiment.covariates_for(metric), treatment, spec.control)
+                if servable(s.model)
+            ]
+        if spec.models:
+            by_model = {s.model: s for s in declared}
+            for model in spec.models:
+                out.append(by_model.get(model) or _adhoc(spec, metric, model, experiment))
+        elif declared:
+            out.extend(declared)
+        else:
+            out.append(_adhoc(spec, metric, "ttest", experiment))
+    out = [s.model_copy(update={"alpha": spec.alpha}) for s in out]
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for s in out:
+        if (s.metric, s.model) not in seen:
+            seen.add((s.metric, s.model))
+            unique.append(s)
+    return unique
+
+
+def _adhoc(spec: AnalysisSpec, metric: str, model: str, experiment: ExperimentSpec | None) -> FitSpec:
+    covariates = spec.covariates or (experiment.covariates_for(metric) if experiment is not None else ())
+    try:
+        return FitSpec(
+            metric=metric, treatment=spec.treatment, model=model,
+            control=spec.control, covariates=tuple(covariates) if model in ("ols", "cate") else (),
+            segment=spec.segment if model == "cate" else None, alpha=spec.alpha,
+        )
+    except ValueError as exc:
+        raise InputError(f"metric {metric!r}, model {model!r}: {exc}") from exc
+
+
+def plan_slice(
+    analysis_id: str,
+    slice_filter: SliceFilter,
+    specs: Sequence[FitSpec],
+    now: float,
+    priority: int = PRIORITY_PRECOMPUTED,
+    max_attempts: int = 3,
+) -> list[Job]:
+    """One slice job (due now) and its fit jobs (waiting on it); ``priority`` is the base (pre-computed or live)."""
+    sid = slice_filter.slice_id
+    label = slice_filter.label()
+    parent_id = slice_job_id(analysis_id, sid)
+    common = dict(
+        analysis_id=analysis_id, slice_id=sid, slice_label=label, max_attempts=max_attempts, created_at=now,
+        updated_at=now,
+    )
+    fits = [
+        Job(
+            job_id=fit_job_id(analysis_id, sid, s.metric, s.model), kind=JobKind.FIT, metric=s.metric,
+            model=s.model, spec=s.model_dump(mode="json"), depends_on=parent_id,
+            priority=job_priority(JobKind.FIT, priority),
+            result_key=keys.fit_result(analysis_id, sid, s.metric, s.model), **common,  # type: ignore[arg-type]
+        )
+        for s in specs
+    ]
+    parent = Job(
+        job_id=parent_id, kind=JobKind.SLICE, slice=slice_filter.model_dump(mode="json"),
+        children=[f.job_id for f in fits], ready_at=now, due_at=now, priority=job_priority(JobKind.SLICE, priority),
+        result_key=keys.compressed_slice(analysis_id, sid), **common,  # type: ignore[arg-type]
+    )
+    return [parent, *fits]
+
+
+def plan(
+    analysis_id: str,
+    spec: AnalysisSpec,
+    specs: Sequence[FitSpec],
+    now: float,
+    max_attempts: int = 3,
+) -> list[Job]:
+    """Every job of a new analysis: its pre-computed slices."""
+    jobs: list[Job] = []
+    for s in spec.slices:
+        jobs.extend(plan_slice(analysis_id, s, specs, now, PRIORITY_PRECOMPUTED, max_attempts))
+    return jobs

@@ -1,0 +1,138 @@
+"""Wiring: build a coordinator from settings, for one process.
+
+* ``EmbeddedRuntime``: the embedded default. One process holds the
+  coordinator, a background loop (reclaim expired leases, dispatch retries,
+  repair after crashes) and a dispatcher: the local worker pool, or
+  ``inline`` (jobs run in the calling thread: notebooks, tests).
+* ``FunctionRuntime``: what a serverless function builds per container: the
+  coordinator over DynamoDB/S3 (or whatever the settings name) and a remote
+  dispatcher (Lambda, SQS, OpenFaaS). Its methods are the services the thin
+  handlers in ``functions/`` call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+
+from xpcompute.config import Settings
+from xpcompute.coordinator.dispatch.base import Dispatcher
+from xpcompute.coordinator.messages import JobFinished, RunJob, Tick
+from xpcompute.coordinator.service import Coordinator, RetryPolicy
+from xpcompute.coordinator.state import open_state_store
+from xpcompute.coordinator.worker import Outcome, run_job
+from xpcompute.storage.objects import open_store
+
+log = logging.getLogger(__name__)
+
+
+def build_coordinator(settings: Settings, dispatcher: Dispatcher | None) -> Coordinator:
+    """A coordinator over the state and object stores the settings name."""
+    return Coordinator(
+        open_state_store(settings), open_store(settings.objects_root, endpoint_url=settings.s3_endpoint), dispatcher, RetryPolicy.from_settings(settings)
+    )
+
+
+class EmbeddedRuntime:
+    """Coordinator + dispatcher + housekeeping loop in this process. Use as a context manager, or start/stop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.coordinator = build_coordinator(settings, dispatcher=None)
+        self.dispatcher: Dispatcher = self._dispatcher()
+        self.coordinator.dispatcher = self.dispatcher
+        self._stop = threading.Event()
+        self._loop: threading.Thread | None = None
+
+    def _dispatcher(self) -> Dispatcher:
+        s = self.settings
+        if s.dispatch == "local":
+            from xpcompute.coordinator.dispatch.local_pool import LocalPoolDispatcher
+
+            return LocalPoolDispatcher(
+                s.model_dump(mode="json"), self._on_report, self._on_died, s.workers, s.worker_idle_s
+            )
+        if s.dispatch == "inline":
+            from xpcompute.coordinator.dispatch.inline import InlineDispatcher
+
+            return InlineDispatcher(self._run_inline, lambda m: self.coordinator.on_job_finished(m.job_id))
+        from xpcompute.coordinator.dispatch import open_dispatcher
+
+        return open_dispatcher(s)
+
+    def _run_inline(self, message: RunJob) -> None:
+        outcome = run_job(self.coordinator, self.settings, message.job_id, "inline")
+        if outcome.status != "skipped":
+            self.dispatcher.submit([JobFinished(job_id=outcome.job_id, analysis_id=outcome.analysis_id)])
+
+    def _on_report(self, job_id: str, analysis_id: str, status: str) -> None:
+        self.coordinator.on_job_finished(job_id)
+
+    def _on_died(self, job_id: str, worker: str, reason: str) -> None:
+        job = self.coordinator.abandon(job_id, worker, reason)
+        if job is not None:
+            self.coordinator.on_job_finished(job_id)
+
+    def start(self) -> EmbeddedRuntime:
+        """Resume whatever a previous run left RUNNING, then start the housekeeping loop."""
+        orphaned = None
+        if self.settings.dispatch == "local":
+            from xpcompute.coordinator.dispatch.local_pool import orphaned_local_worker
+
+            orphaned = orphaned_local_worker
+        resumed = self.coordinator.resume(orphaned)
+        if resumed:
+            log.info("resumed %d running analyses", resumed)
+        self._loop = threading.Thread(target=self._housekeeping, name="xpcompute-coordinator", daemon=True)
+        self._loop.start()
+        return self
+
+    def _housekeeping(self) -> None:
+        n = 0
+        while not self._stop.wait(self.settings.tick_s):
+            n += 1
+            try:
+                self.coordinator.tick(sweep=n % 20 == 0)
+            except Exception:
+                log.exception("coordinator tick failed; retrying next tick")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._loop is not None:
+            self._loop.join(10)
+        self.dispatcher.close()
+        self.coordinator.state.close()
+
+    def __enter__(self) -> EmbeddedRuntime:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class FunctionRuntime:
+    """The services behind the serverless functions (one instance per warm container)."""
+
+    def __init__(self, settings: Settings, dispatcher: Dispatcher | None = None) -> None:
+        from xpcompute.coordinator.dispatch import open_dispatcher
+
+        self.settings = settings
+        self.dispatcher = dispatcher or open_dispatcher(settings)
+        self.coordinator = build_coordinator(settings, self.dispatcher)
+
+    def run(self, message: RunJob, worker: str) -> Outcome:
+        """Slice or fit function: run the job, then tell the coordinator (unless it was a duplicate)."""
+        outcome = run_job(self.coordinator, self.settings, message.job_id, worker)
+        if outcome.status != "skipped":
+            self.dispatcher.submit([JobFinished(job_id=outcome.job_id, analysis_id=outcome.analysis_id)])
+        return outcome
+
+    def coordinate(self, event: JobFinished | Tick) -> None:
+        """Coordinator function: advance after a job, or housekeeping on a schedule."""
+        if isinstance(event, JobFinished):
+            self.coordinator.on_job_finished(event.job_id)
+        else:
+            self.coordinator.tick(sweep=True)

@@ -1,0 +1,269 @@
+"""The AWS state store: one DynamoDB table, conditional writes through ``ConditionExpression``.
+
+Single-table layout: an analysis is ``pk=A#<analysis_id>, sk=A``; its jobs
+share the partition with ``sk=J#<job_id>``, so listing an analysis's jobs is
+one Query. A sparse global secondary index ``by_state`` (``st``, ``due``)
+holds only what the coordinator polls: ready PENDING jobs per priority
+(``due`` = due_at, the next dispatch time), RUNNING jobs (``due`` = lease expiry) and analyses by
+state. The record itself is a JSON ``body`` attribute, so adding a field needs
+no migration. This module is the only coordinator code that touches boto3's
+DynamoDB client; provider errors become ``StorageError``/``ConflictError`` here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from xpcompute.coordinator.jobs import (
+    PRIORITIES,
+    Analysis,
+    AnalysisState,
+    Job,
+    JobState,
+)
+from xpcompute.errors import ConflictError, NotFoundError, StorageError
+
+INDEX = "by_state"
+
+
+def table_definition(name: str) -> dict[str, Any]:
+    """``CreateTable`` arguments; ``serverless.yml`` declares the same table for AWS."""
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "st", "AttributeType": "S"},
+            {"AttributeName": "due", "AttributeType": "N"},
+        ],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": INDEX,
+                "KeySchema": [{"AttributeName": "st", "KeyType": "HASH"}, {"AttributeName": "due", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    }
+
+
+def _pk(analysis_id: str) -> str:
+    return f"A#{analysis_id}"
+
+
+def _analysis_of(job_id: str) -> str:
+    return job_id.split(".", 1)[0]
+
+
+def _num(x: float) -> Decimal:
+    return Decimal(repr(float(x)))
+
+
+class DynamoDBStateStore:
+    """``StateStore`` on a DynamoDB table (AWS, or moto's server over HTTP)."""
+
+    def __init__(
+        self,
+        table: str,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        create: bool = False,
+    ) -> None:
+        config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=3, read_timeout=10)
+        self._resource = boto3.resource("dynamodb", endpoint_url=endpoint_url, region_name=region, config=config)
+        self.table_name = table
+        self._table = self._resource.Table(table)
+        if create:
+            self.ensure_table()
+
+    def ensure_table(self) -> None:
+        """Create the table if it does not exist (local emulators; AWS gets it from serverless.yml)."""
+        client = self._resource.meta.client
+        try:
+            client.describe_table(TableName=self.table_name)
+            return
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise StorageError(f"DynamoDB table {self.table_name}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"DynamoDB unreachable: {exc}") from exc
+        try:
+            client.create_table(**table_definition(self.table_name))
+            client.get_waiter("table_exists").wait(TableName=self.table_name, WaiterConfig={"Delay": 0.2})
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceInUseException":
+                raise StorageError(f"cannot create DynamoDB table {self.table_name}: {exc}") from exc
+
+    # ---- item conversion --------------------------------------------------
+    @staticmethod
+    def _analysis_item(a: Analysis) -> dict[str, Any]:
+        return {
+            "pk": _pk(a.analysis_id), "sk": "A", "state": a.state.value, "version": a.version,
+            "st": f"A#{a.state.value}", "due": _num(a.created_at), "body": json.dumps(a.to_item()),
+        }
+
+    @staticmethod
+    def _job_item(j: Job) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": _pk(j.analysis_id), "sk": f"J#{j.job_id}", "state": j.state.value, "version": j.version,
+            "body": json.dumps(j.to_item()),
+        }
+        if j.state == JobState.PENDING and j.due_at is not None:
+            item["st"], item["due"] = f"J#PENDING#{j.priority}", _num(j.due_at)
+        elif j.state == JobState.RUNNING and j.lease_expires_at is not None:
+            item["st"], item["due"] = "J#RUNNING", _num(j.lease_expires_at)
+        return item
+
+    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise
+            raise StorageError(f"DynamoDB {what} on {self.table_name} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"DynamoDB {what} on {self.table_name}: the service is unreachable ({exc})") from exc
+
+    def _get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
+        out = self._call("GetItem", self._table.get_item, Key={"pk": pk, "sk": sk}, ConsistentRead=True)
+        item: dict[str, Any] | None = out.get("Item")
+        return item
+
+    def _conditional_put(self, item: dict[str, Any], expected_state: str | None, expected_version: int,
+                         what: str) -> None:
+        condition = Attr("version").eq(expected_version)
+        if expected_state is not None:
+            condition = Attr("state").eq(expected_state) & condition
+        try:
+            self._call("PutItem", self._table.put_item, Item=item, ConditionExpression=condition)
+        except ClientError as exc:
+            current = self._get_item(item["pk"], item["sk"])
+            if current is None:
+                raise NotFoundError(f"{what} not found") from exc
+            raise ConflictError(
+                f"{what} changed concurrently (now {current['state']}, version {current['version']}); nothing written"
+            ) from exc
+
+    def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        while True:
+            out = self._call("Query", self._table.query, **kwargs)
+            items.extend(out.get("Items", []))
+            if "LastEvaluatedKey" not in out or ("Limit" in kwargs and len(items) >= kwargs["Limit"]):
+                return items
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+    # ---- analyses ---------------------------------------------------------
+    def create_analysis(self, analysis: Analysis, jobs: Sequence[Job]) -> bool:
+        try:
+            self._call(
+                "PutItem", self._table.put_item, Item=self._analysis_item(analysis),
+                ConditionExpression=Attr("pk").not_exists(),
+            )
+        except ClientError:
+            return False
+        try:
+            with self._table.batch_writer() as batch:
+                for job in jobs:
+                    batch.put_item(Item=self._job_item(job))
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"DynamoDB BatchWriteItem on {self.table_name} failed: {exc}") from exc
+        return True
+
+    def get_analysis(self, analysis_id: str) -> Analysis:
+        item = self._get_item(_pk(analysis_id), "A")
+        if item is None:
+            raise NotFoundError(f"analysis {analysis_id!r} not found")
+        return Analysis.from_item(json.loads(item["body"]))
+
+    def update_analysis(self, analysis: Analysis, expected_version: int) -> Analysis:
+        new = Analysis.from_item({**analysis.to_item(), "version": expected_version + 1})
+        self._conditional_put(self._analysis_item(new), None, expected_version, f"analysis {new.analysis_id}")
+        return new
+
+    def list_analyses(self, state: AnalysisState | None = None) -> list[Analysis]:
+        if state is None:
+            items: list[dict[str, Any]] = []
+            kwargs: dict[str, Any] = {"FilterExpression": Attr("sk").eq("A")}
+            while True:
+                out = self._call("Scan", self._table.scan, **kwargs)
+                items.extend(out.get("Items", []))
+                if "LastEvaluatedKey" not in out:
+                    break
+                kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        else:
+            items = self._query_all(IndexName=INDEX, KeyConditionExpression=Key("st").eq(f"A#{state.value}"))
+        analyses = [Analysis.from_item(json.loads(i["body"])) for i in items]
+        return sorted(analyses, key=lambda a: a.created_at)
+
+    # ---- jobs -------------------------------------------------------------
+    def add_jobs(self, jobs: Sequence[Job]) -> list[Job]:
+        created: list[Job] = []
+        for job in jobs:
+            try:
+                self._call(
+                    "PutItem", self._table.put_item, Item=self._job_item(job),
+                    ConditionExpression=Attr("pk").not_exists(),
+                )
+            except ClientError:
+                continue
+            created.append(job)
+        return created
+
+    def get_job(self, job_id: str) -> Job:
+        item = self._get_item(_pk(_analysis_of(job_id)), f"J#{job_id}")
+        if item is None:
+            raise NotFoundError(f"job {job_id!r} not found")
+        return Job.from_item(json.loads(item["body"]))
+
+    def list_jobs(self, analysis_id: str) -> list[Job]:
+        items = self._query_all(
+            KeyConditionExpression=Key("pk").eq(_pk(analysis_id)) & Key("sk").begins_with("J#"), ConsistentRead=True
+        )
+        return sorted((Job.from_item(json.loads(i["body"])) for i in items), key=lambda j: j.job_id)
+
+    def update_job(self, job: Job, expected_state: JobState, expected_version: int) -> Job:
+        new = Job.from_item({**job.to_item(), "version": expected_version + 1})
+        self._conditional_put(self._job_item(new), expected_state.value, expected_version, f"job {new.job_id}")
+        return new
+
+    def due_jobs(self, now: float, limit: int = 100) -> list[Job]:
+        jobs: list[Job] = []
+        for priority in PRIORITIES:
+            if len(jobs) >= limit:
+                break
+            items = self._query_all(
+                IndexName=INDEX,
+                KeyConditionExpression=Key("st").eq(f"J#PENDING#{priority}") & Key("due").lte(_num(now)),
+                Limit=limit - len(jobs),
+            )
+            jobs.extend(Job.from_item(json.loads(i["body"])) for i in items[: limit - len(jobs)])
+        return jobs
+
+    def job_counts(self, analysis_id: str) -> dict[JobState, int]:
+        items = self._query_all(
+            KeyConditionExpression=Key("pk").eq(_pk(analysis_id)) & Key("sk").begins_with("J#"),
+            ProjectionExpression="#s", ExpressionAttributeNames={"#s": "state"}, ConsistentRead=True,
+        )
+        counts = dict.fromkeys(JobState, 0)
+        for item in items:
+            counts[JobState(item["state"])] += 1
+        return counts
+
+    def expired_jobs(self, now: float, limit: int = 100) -> list[Job]:
+        items = self._query_all(
+            IndexName=INDEX, KeyConditionExpression=Key("st").eq("J#RUNNING") & Key("due").lt(_num(now)), Limit=limit
+        )
+        return [Job.from_item(json.loads(i["body"])) for i in items[:limit]]
+
+    def close(self) -> None:
+        self._resource.meta.client.close()

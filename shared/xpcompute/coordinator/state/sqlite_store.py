@@ -1,0 +1,217 @@
+"""The embedded default state store: one SQLite file in WAL mode.
+
+Several processes (the API server, the local worker pool) open the same file;
+WAL lets readers proceed while one writer commits, and ``busy_timeout`` makes
+writers queue instead of failing. Conditional writes are single
+``UPDATE ... WHERE state=? AND version=?`` statements, atomic in SQLite, so a
+lost race shows up as zero rows changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from xpcompute.coordinator.jobs import Analysis, AnalysisState, Job, JobState
+from xpcompute.errors import ConflictError, NotFoundError, StorageError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS analyses (
+    analysis_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS analyses_by_state ON analyses (state, created_at);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    analysis_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    due_at REAL,
+    lease_expires_at REAL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_analysis ON jobs (analysis_id);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, priority, due_at);
+CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (state, lease_expires_at);
+"""
+
+
+class SQLiteStateStore:
+    """``StateStore`` on a SQLite file; safe across threads and processes."""
+
+    def __init__(self, path: str | os.PathLike[str], busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        try:
+            self._conn().executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot create the state tables in {self.path}: {exc}") from exc
+
+    # ---- connections ------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        """One connection per thread and process (a forked child must not reuse its parent's)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot open the state database {self.path}: {exc}") from exc
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """An immediate (write-locking) transaction; SQLite errors become ``StorageError``."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StorageError(f"state database {self.path}: {exc}") from exc
+
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._conn().execute(sql, tuple(args)).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"state database {self.path}: {exc}") from exc
+
+    # ---- analyses ---------------------------------------------------------
+    def create_analysis(self, analysis: Analysis, jobs: Sequence[Job]) -> bool:
+        with self._tx() as conn:
+            exists = conn.execute("SELECT 1 FROM analyses WHERE analysis_id=?", (analysis.analysis_id,)).fetchone()
+            if exists:
+                return False
+            conn.execute(
+                "INSERT INTO analyses (analysis_id, state, version, created_at, body) VALUES (?,?,?,?,?)",
+                (analysis.analysis_id, analysis.state.value, analysis.version, analysis.created_at,
+                 json.dumps(analysis.to_item())),
+            )
+            conn.executemany("INSERT OR IGNORE INTO jobs VALUES (?,?,?,?,?,?,?,?)", [_job_row(j) for j in jobs])
+        return True
+
+    def get_analysis(self, analysis_id: str) -> Analysis:
+        rows = self._query("SELECT body FROM analyses WHERE analysis_id=?", (analysis_id,))
+        if not rows:
+            raise NotFoundError(f"analysis {analysis_id!r} not found")
+        return Analysis.from_item(json.loads(rows[0][0]))
+
+    def update_analysis(self, analysis: Analysis, expected_version: int) -> Analysis:
+        new = Analysis.from_item({**analysis.to_item(), "version": expected_version + 1})
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE analyses SET state=?, version=?, body=? WHERE analysis_id=? AND version=?",
+                (new.state.value, new.version, json.dumps(new.to_item()), new.analysis_id, expected_version),
+            )
+            if cur.rowcount == 0:
+                self._raise_missing_or_conflict(conn, "analyses", "analysis_id", new.analysis_id)
+        return new
+
+    def list_analyses(self, state: AnalysisState | None = None) -> list[Analysis]:
+        if state is None:
+            rows = self._query("SELECT body FROM analyses ORDER BY created_at")
+        else:
+            rows = self._query("SELECT body FROM analyses WHERE state=? ORDER BY created_at", (state.value,))
+        return [Analysis.from_item(json.loads(r[0])) for r in rows]
+
+    # ---- jobs -------------------------------------------------------------
+    def add_jobs(self, jobs: Sequence[Job]) -> list[Job]:
+        created: list[Job] = []
+        with self._tx() as conn:
+            for job in jobs:
+                cur = conn.execute("INSERT OR IGNORE INTO jobs VALUES (?,?,?,?,?,?,?,?)", _job_row(job))
+                if cur.rowcount:
+                    created.append(job)
+        return created
+
+    def get_job(self, job_id: str) -> Job:
+        rows = self._query("SELECT body FROM jobs WHERE job_id=?", (job_id,))
+        if not rows:
+            raise NotFoundError(f"job {job_id!r} not found")
+        return Job.from_item(json.loads(rows[0][0]))
+
+    def list_jobs(self, analysis_id: str) -> list[Job]:
+        rows = self._query("SELECT body FROM jobs WHERE analysis_id=? ORDER BY job_id", (analysis_id,))
+        return [Job.from_item(json.loads(r[0])) for r in rows]
+
+    def update_job(self, job: Job, expected_state: JobState, expected_version: int) -> Job:
+        new = Job.from_item({**job.to_item(), "version": expected_version + 1})
+        row = _job_row(new)
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET state=?, version=?, priority=?, due_at=?, lease_expires_at=?, body=? "
+                "WHERE job_id=? AND state=? AND version=?",
+                (*row[2:], new.job_id, expected_state.value, expected_version),
+            )
+            if cur.rowcount == 0:
+                self._raise_missing_or_conflict(conn, "jobs", "job_id", new.job_id)
+        return new
+
+    def due_jobs(self, now: float, limit: int = 100) -> list[Job]:
+        rows = self._query(
+            "SELECT body FROM jobs WHERE state='PENDING' AND due_at IS NOT NULL AND due_at <= ? "
+            "ORDER BY priority, due_at, job_id LIMIT ?",
+            (now, limit),
+        )
+        return [Job.from_item(json.loads(r[0])) for r in rows]
+
+    def job_counts(self, analysis_id: str) -> dict[JobState, int]:
+        rows = self._query("SELECT state, COUNT(*) FROM jobs WHERE analysis_id=? GROUP BY state", (analysis_id,))
+        counts = dict.fromkeys(JobState, 0)
+        for state, n in rows:
+            counts[JobState(state)] = int(n)
+        return counts
+
+    def expired_jobs(self, now: float, limit: int = 100) -> list[Job]:
+        rows = self._query(
+            "SELECT body FROM jobs WHERE state='RUNNING' AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?",
+            (now, limit),
+        )
+        return [Job.from_item(json.loads(r[0])) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+    @staticmethod
+    def _raise_missing_or_conflict(conn: sqlite3.Connection, table: str, key: str, value: str) -> None:
+        found = conn.execute(f"SELECT state, version FROM {table} WHERE {key}=?", (value,)).fetchone()
+        if found is None:
+            raise NotFoundError(f"{key} {value!r} not found")
+        raise ConflictError(f"{value} changed concurrently (now {found[0]}, version {found[1]}); nothing written")
+
+
+def _job_row(job: Job) -> tuple[object, ...]:
+    return (
+        job.job_id, job.analysis_id, job.state.value, job.version, job.priority, job.due_at,
+        job.lease_expires_at, json.dumps(job.to_item()),
+    )

@@ -1,0 +1,108 @@
+"""Run one job: the shared worker code behind the slice and fit functions and the local pool.
+
+``run_job`` leases the job, does the work, writes the result object at the
+job's fixed key with a put-if-absent (a second run never writes a second
+result), then completes the job; any exception becomes a recorded
+failure. Data problems (``InputError``: a missing column, an empty slice, a
+metric with no variance) fail at once, since retrying cannot fix them;
+anything else (the object store down, a crash) is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass
+from typing import Literal
+
+from xpcompute.compression.io import from_parquet_bytes, to_parquet_bytes
+from xpcompute.config import Settings
+from xpcompute.coordinator import keys
+from xpcompute.coordinator.analysis_spec import AnalysisSpec
+from xpcompute.coordinator.jobs import Job, JobKind, JobState
+from xpcompute.coordinator.planner import fit_specs
+from xpcompute.coordinator.service import Coordinator
+from xpcompute.coordinator.slicing import SliceTask, cell_counts, compute_slice
+from xpcompute.errors import InputError, XPError
+from xpcompute.pipeline.slices import SliceFilter
+from xpcompute.spec import FitSpec
+
+Status = Literal["succeeded", "retrying", "failed", "skipped", "lost"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one delivery of a job did. ``skipped``: not claimable (a duplicate); ``lost``: the lease was taken back."""
+
+    job_id: str
+    analysis_id: str
+    status: Status
+    error: str | None = None
+
+
+def describe(exc: BaseException) -> str:
+    """A failure reason worth keeping: the error type and message, and where it came from when unexpected."""
+    text = f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, XPError):
+        frames = traceback.extract_tb(exc.__traceback__)
+        if frames:
+            last = frames[-1]
+            text += f" (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name})"
+    return text[:2000]
+
+
+def run_slice(coordinator: Coordinator, settings: Settings, job: Job) -> dict[str, object]:
+    """Stage 2 for one slice: compress it and store the compressed table."""
+    analysis = coordinator.state.get_analysis(job.analysis_id)
+    spec = AnalysisSpec.model_validate(analysis.request)
+    experiment = coordinator.experiment(analysis.experiment_id)
+    task = SliceTask(
+        experiment_id=analysis.experiment_id,
+        table_prefix=spec.table or keys.analysis_table(analysis.experiment_id),
+        slice=SliceFilter.model_validate(job.slice),
+        specs=tuple(fit_specs(spec, experiment)),
+        treatment=spec.treatment,
+        experiment=experiment,
+        engine=spec.engine or settings.slice_engine,
+    )
+    compressed = compute_slice(task, coordinator.store, job.analysis_id)
+    assert job.result_key is not None
+    coordinator.store.put_if_absent(job.result_key, to_parquet_bytes(compressed))
+    return {
+        "cell_counts": cell_counts(compressed, spec.treatment),
+        "groups": compressed.n_groups,
+        "rows": compressed.layout.n_rows,
+    }
+
+
+def run_fit(coordinator: Coordinator, job: Job) -> dict[str, object]:
+    """Read ("decompress") the slice, fit one model to one metric, store the records with the slice added."""
+    from xpcompute.models import fit_compressed
+
+    compressed = from_parquet_bytes(coordinator.store.get_bytes(keys.compressed_slice(job.analysis_id, job.slice_id)))
+    spec = FitSpec.model_validate(job.spec)
+    records = [r.model_copy(update={"slice": job.slice_label}) for r in fit_compressed(compressed, spec)]
+    assert job.result_key is not None
+    body = json.dumps([r.to_json_dict() for r in records], sort_keys=True).encode()
+    coordinator.store.put_if_absent(job.result_key, body)
+    return {"records": len(records)}
+
+
+def run_job(coordinator: Coordinator, settings: Settings, job_id: str, worker: str) -> Outcome:
+    """Lease, run, store, complete. Safe to call for the same job any number of times, concurrently."""
+    job = coordinator.claim(job_id, worker)
+    if job is None:
+        analysis_id = job_id.split(".", 1)[0]
+        return Outcome(job_id, analysis_id, "skipped")
+    try:
+        output = run_slice(coordinator, settings, job) if job.kind == JobKind.SLICE else run_fit(coordinator, job)
+    except Exception as exc:
+        error = describe(exc)
+        new = coordinator.fail(job, error, retryable=not isinstance(exc, InputError))
+        if new is None:
+            return Outcome(job.job_id, job.analysis_id, "lost", error)
+        status: Status = "failed" if new.state == JobState.FAILED else "retrying"
+        return Outcome(job.job_id, job.analysis_id, status, error)
+    if not coordinator.complete(job, output):
+        return Outcome(job.job_id, job.analysis_id, "lost")
+    return Outcome(job.job_id, job.analysis_id, "succeeded")

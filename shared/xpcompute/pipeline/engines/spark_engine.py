@@ -1,0 +1,164 @@
+"""Spark: the distributed engine for stage 1 (and an alternative for stage 2), local or on a cluster.
+
+Locally Spark has no S3 filesystem (no hadoop-aws for pyspark 4 is reachable;
+see PLATFORM.md), so with ``s3="stage"`` (the default) S3 inputs are copied to
+a local scratch folder and S3 outputs are written locally and then uploaded
+through ``pyarrow.fs``. On a cluster that ships hadoop-aws (EMR, Databricks,
+Glue) ``s3="native"`` hands ``s3a://`` paths to Spark directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from sqlglot import exp
+
+from xpcompute.errors import InputError
+from xpcompute.pipeline.engines.base import ParquetFiles
+from xpcompute.sql.dialects import DIALECTS, Dialect
+from xpcompute.storage.objects import new_token, storage_errors
+
+MASTER_ENV = "XPCOMPUTE_SPARK_MASTER"
+
+
+def local_spark(master: str | None = None, driver_memory: str = "4g", shuffle_partitions: int = 8) -> Any:
+    """The process's SparkSession, created with loopback-only networking and no UI if none exists yet.
+
+    ``master`` defaults to ``$XPCOMPUTE_SPARK_MASTER`` or ``local[*]``; Python
+    workers use this interpreter, so they find pyarrow.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.master(master or os.environ.get(MASTER_ENV, "local[*]"))
+        .appName("xpcompute")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.sql.parquet.compression.codec", "zstd")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    )
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+class SparkEngine:
+    """Spark SQL over temporary views of Parquet files."""
+
+    def __init__(self, spark: Any | None = None, s3: Literal["stage", "native"] = "stage") -> None:
+        self.spark = spark if spark is not None else local_spark()
+        self.s3 = s3
+        self._views: dict[str, str] = {}
+        self._scratch: list[str] = []
+
+    @property
+    def dialect(self) -> Dialect:
+        return DIALECTS["spark"]
+
+    def register(self, name: str, files: ParquetFiles) -> None:
+        if files.is_local:
+            paths = list(files.paths)
+        elif self.s3 == "native":
+            paths = files.s3_uris()
+        else:
+            paths = self._download(files)
+        view = f"xp_{name}_{new_token()}"
+        with _spark_errors():
+            self.spark.read.parquet(*paths).createOrReplaceTempView(view)
+        self._views[name] = view
+
+    def table_ref(self, name: str) -> exp.Table:
+        if name not in self._views:
+            raise InputError(f"table {name!r} is not registered with this Spark engine")
+        return exp.to_table(self._views[name])
+
+    def fetch(self, sql: str) -> pa.Table:
+        with _spark_errors():
+            return self.spark.sql(sql).toArrow()
+
+    def write(self, sql: str, filesystem: pafs.FileSystem, directory: str) -> pa.Schema:
+        local = isinstance(filesystem, pafs.LocalFileSystem)
+        if not local and self.s3 == "native":
+            target = f"s3a://{directory}"
+        elif local:
+            target = directory
+        else:
+            target = os.path.join(self._scratch_dir(), "out")
+        with _spark_errors():
+            self.spark.sql(sql).write.mode("errorifexists").option("compression", "zstd").parquet(target)
+        if not local and self.s3 == "native":
+            with storage_errors(f"reading the schema Spark wrote to {target}"):
+                files = [i.path for i in filesystem.get_file_info(pafs.FileSelector(directory)) if _is_part(i.path)]
+                return pq.read_schema(files[0], filesystem=filesystem)
+        parts = sorted(os.path.join(target, f) for f in os.listdir(target) if _is_part(f))
+        schema = pq.read_schema(parts[0])
+        if not local:
+            with storage_errors(f"uploading Spark output to {directory}"):
+                for path in parts:
+                    pafs.copy_files(
+                        path,
+                        posixpath.join(directory, os.path.basename(path)),
+                        source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=filesystem,
+                    )
+            shutil.rmtree(target, ignore_errors=True)
+        return schema
+
+    def close(self) -> None:
+        for view in self._views.values():
+            self.spark.catalog.dropTempView(view)
+        self._views.clear()
+        for d in self._scratch:
+            shutil.rmtree(d, ignore_errors=True)
+        self._scratch.clear()
+
+    def _scratch_dir(self) -> str:
+        d = tempfile.mkdtemp(prefix="xp-spark-")
+        self._scratch.append(d)
+        return d
+
+    def _download(self, files: ParquetFiles) -> list[str]:
+        """Copy S3 inputs to local scratch (local Spark cannot read s3a here)."""
+        d = self._scratch_dir()
+        out = []
+        with storage_errors(f"staging {files.uri} for Spark"):
+            for i, path in enumerate(files.paths):
+                local = os.path.join(d, f"part-{i:05d}.parquet")
+                pafs.copy_files(path, local, source_filesystem=files.filesystem, destination_filesystem=pafs.LocalFileSystem())
+                out.append(local)
+        return out
+
+
+def _is_part(path: str) -> bool:
+    name = os.path.basename(path)
+    return name.startswith("part-") and name.endswith(".parquet")
+
+
+@contextlib.contextmanager
+def _spark_errors() -> Iterator[None]:
+    """Spark's analysis and runtime errors (unknown column, type mismatch) become ``InputError``."""
+    from pyspark.errors import PySparkException
+
+    try:
+        yield
+    except PySparkException as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise InputError(f"Spark could not run the generated query: {first}") from exc

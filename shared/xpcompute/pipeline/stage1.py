@@ -1,0 +1,163 @@
+"""Stage 1: join the raw sources into the analysis table (and the user-by-day table), once per experiment.
+
+``run_stage1`` resolves each source of the spec, checks that it has the
+columns and types the metrics read (so a bad source fails with the spec's
+names rather than an engine stack trace), registers the sources in the engine,
+renders ``sql.stage1``'s queries in the engine's dialect, and publishes each
+result atomically under ``{root}/{experiment}/analysis`` and ``.../user_day``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from xpcompute.errors import ColumnTypeError, InputError, MissingColumnError
+from xpcompute.experiment import ExperimentSpec
+from xpcompute.metrics import get_covariate
+from xpcompute.pipeline.engines import EngineLike, engine_scope
+from xpcompute.pipeline.engines.base import Engine, ParquetFiles, resolve_parquet
+from xpcompute.pipeline.tables import PublishedTable, publish_table
+from xpcompute.sql import stage1 as q
+from xpcompute.sql.dialects import render
+from xpcompute.storage import keys
+from xpcompute.storage.objects import ObjectStore, open_store
+
+
+@dataclass(frozen=True)
+class Stage1Result:
+    """The published tables and how long each step took (seconds)."""
+
+    analysis: PublishedTable
+    user_day: PublishedTable | None
+    seconds: dict[str, float] = field(default_factory=dict)
+    sql: dict[str, str] = field(default_factory=dict)
+
+
+def stage1_sql(experiment: ExperimentSpec, dialect: str, tables: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The stage-1 queries as text (for review, golden files and notebooks); ``tables`` maps sources to names."""
+    from xpcompute.sql.dialects import table
+
+    refs = {name: table((tables or {}).get(name, f"xp_{name}")) for name in experiment.sources}
+    out = {"analysis": render(q.analysis_query(experiment, refs), dialect, pretty=True)}
+    if experiment.daily:
+        out["user_day"] = render(q.daily_query(experiment, refs), dialect, pretty=True)
+    return out
+
+
+def run_stage1(
+    experiment: ExperimentSpec,
+    output_root: str | ObjectStore,
+    engine: EngineLike = "duckdb",
+    daily: bool | None = None,
+) -> Stage1Result:
+    """Build and publish the analysis table (and the user-by-day table unless ``daily`` is False)."""
+    store = open_store(output_root) if isinstance(output_root, str) else output_root
+    make_daily = experiment.daily if daily is None else daily
+    seconds: dict[str, float] = {}
+    sql: dict[str, str] = {}
+    with engine_scope(engine) as eng:
+        if not eng.dialect.writes_tables:
+            raise InputError(f"stage 1 cannot run on {eng.dialect.name} here; use engine='duckdb' or 'spark'")
+        started = time.perf_counter()
+        used = _used_sources(experiment)
+        files = {name: resolve_parquet(experiment.sources[name].uri, f"source {name!r}") for name in used}
+        check_sources(experiment, files)
+        for name, f in files.items():
+            eng.register(name, f)
+        refs = {name: eng.table_ref(name) for name in used}
+        seconds["resolve"] = time.perf_counter() - started
+        meta: dict[str, object] = {"experiment": experiment.id, "engine": eng.dialect.name, "spec": experiment.model_dump(mode="json")}
+
+        sql["analysis"] = render(q.analysis_query(experiment, refs), eng.dialect.name)
+        analysis = _publish(eng, store, keys.analysis_table(experiment.id), sql["analysis"], meta, seconds, "analysis")
+        user_day = None
+        if make_daily:
+            sql["user_day"] = render(q.daily_query(experiment, refs), eng.dialect.name)
+            user_day = _publish(eng, store, keys.user_day_table(experiment.id), sql["user_day"], meta, seconds, "user_day")
+    return Stage1Result(analysis=analysis, user_day=user_day, seconds=seconds, sql=sql)
+
+
+def _publish(
+    eng: Engine,
+    store: ObjectStore,
+    key: str,
+    sql: str,
+    meta: dict[str, object],
+    seconds: dict[str, float],
+    label: str,
+) -> PublishedTable:
+    started = time.perf_counter()
+
+    def write(fs: pafs.FileSystem, directory: str) -> pa.Schema:
+        return eng.write(sql, fs, directory)
+
+    table = publish_table(store, key, write, {**meta, "table_kind": label})
+    seconds[label] = time.perf_counter() - started
+    return table
+
+
+def _used_sources(experiment: ExperimentSpec) -> list[str]:
+    used = [experiment.allocation.source, experiment.users_source]
+    for m in experiment.metric_objects():
+        used += sorted(m.sources())
+    for c in experiment.covariates:
+        used += sorted(get_covariate(c).sources())
+    return list(dict.fromkeys(used))
+
+
+_NUMERIC_AGGREGATIONS = {"sum", "mean", "max", "min"}
+
+
+def check_sources(experiment: ExperimentSpec, files: Mapping[str, ParquetFiles]) -> None:
+    """Every column the queries read exists, and the ones they add up or compare as dates have usable types."""
+    needed = q.source_columns(experiment)
+    for source, columns in needed.items():
+        schema = files[source].schema
+        missing = sorted(c for c in columns if c not in schema.names)
+        if missing:
+            raise MissingColumnError(
+                f"source {source!r} ({files[source].uri}) has no column {', '.join(repr(c) for c in missing)}; "
+                f"it has: {', '.join(schema.names)}"
+            )
+    for name in experiment.sources:
+        if name in files and name not in (experiment.allocation.source, experiment.users_source):
+            date_col = experiment.sources[name].date_column
+            _expect(files[name].schema, name, date_col, "a date", _is_date)
+    alloc = experiment.allocation
+    _expect(files[alloc.source].schema, alloc.source, alloc.cell_column, "a string", _is_string)
+    for source_name, spec in experiment.sources.items():
+        if source_name in files:
+            _expect(files[source_name].schema, source_name, spec.user_column, "an integer", _is_integer)
+    for column in q.per_user_columns(experiment):
+        agg = column.aggregate
+        if agg.how in _NUMERIC_AGGREGATIONS and agg.value.key == "column":
+            _expect(files[agg.source].schema, agg.source, agg.value.name, "numeric", _is_numeric)
+
+
+def _is_date(t: pa.DataType) -> bool:
+    return bool(pa.types.is_date(t) or pa.types.is_timestamp(t))
+
+
+def _is_string(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
+
+
+def _is_integer(t: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(t))
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_boolean(t))
+
+
+def _expect(schema: pa.Schema, source: str, column: str, what: str, ok: Callable[[pa.DataType], bool]) -> None:
+    type_ = schema.field(column).type
+    if not ok(type_):
+        raise ColumnTypeError(f"source {source!r}: column {column!r} has type {type_}; it must be {what}")

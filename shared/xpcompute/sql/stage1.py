@@ -1,0 +1,350 @@
+"""Stage-1 queries: allocations x events x user dimensions -> analysis table and user-by-day table.
+
+Both are built from the experiment spec and the metrics repo as sqlglot trees,
+independent of the engine; ``sources`` maps each logical source name to the
+table reference the engine uses. The shape:
+
+    WITH alloc  AS (one row per allocated user in a declared cell; users in two cells are left out),
+         dims   AS (one row per user: each dimension's expression),
+         src_*  AS (per event source: one row per user (and day), every aggregate filtered by window),
+    SELECT user_id, cell, [day,] dimensions, metric columns, covariate columns
+    FROM alloc [CROSS JOIN days] LEFT JOIN dims LEFT JOIN src_* ...
+
+Aggregates read ``CASE WHEN <window> AND <condition> THEN value END`` so one
+scan of a source serves the analysis window and the pre-period alike. Unit
+divisors apply after aggregating, to exact integer sums, so every engine
+computes bit-identical values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from sqlglot import exp
+
+from xpcompute.experiment import ExperimentSpec
+from xpcompute.metrics import get_covariate, get_dimension
+from xpcompute.metrics.base import PerUserColumn, lit
+
+USER = "user_id"
+CELL = "cell"
+DAY = "day"
+_DAY_INTERNAL = "_xp_day"
+
+DOUBLE = exp.DataType.build("DOUBLE")
+BIGINT = exp.DataType.build("BIGINT")
+INT = exp.DataType.build("INT")
+STRING = exp.DataType.build("VARCHAR")
+_TYPES = {"double": DOUBLE, "bigint": BIGINT}
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """A column of a stage-1 output table and its SQL type name (used to check both engines agree)."""
+
+    name: str
+    type: str
+
+
+def date_lit(d: date) -> exp.Expr:
+    return exp.cast(lit(d.isoformat()), exp.DataType.Type.DATE)
+
+
+def per_user_columns(experiment: ExperimentSpec) -> list[PerUserColumn]:
+    """Every metric column then every covariate column, in the spec's order."""
+    cols: list[PerUserColumn] = []
+    for m in experiment.metric_objects():
+        cols += list(m.columns())
+    for c in experiment.covariates:
+        cols += list(get_covariate(c).columns())
+    return cols
+
+
+def _window(experiment: ExperimentSpec, column: PerUserColumn, date_col: exp.Expr) -> exp.Expr:
+    w = experiment.window
+    if column.window == "pre":
+        return exp.Between(this=date_col.copy(), low=date_lit(w.pre_start), high=date_lit(w.pre_end))
+    return exp.Between(this=date_col.copy(), low=date_lit(w.start), high=date_lit(w.end))
+
+
+def aggregate_sql(column: PerUserColumn, window: exp.Expr | None) -> exp.Expr:
+    """The per-user aggregate of one column (before fill, cast and unit divisor)."""
+    agg = column.aggregate
+    conds = [c for c in (window, agg.condition) if c is not None]
+    cond: exp.Expr | None = exp.and_(*[c.copy() for c in conds]) if conds else None
+
+    def when(then: exp.Expr, otherwise: exp.Expr | None = None) -> exp.Expr:
+        if cond is None:
+            return then.copy()
+        case = exp.Case().when(cond.copy(), then.copy())
+        return case.else_(otherwise) if otherwise is not None else case
+
+    value = agg.value
+    match agg.how:
+        case "sum":
+            return exp.Sum(this=when(value))
+        case "count":
+            return exp.Count(this=when(lit(1)))
+        case "count_distinct":
+            return exp.Count(this=exp.Distinct(expressions=[when(value)]))
+        case "max":
+            return exp.Max(this=when(value))
+        case "min":
+            return exp.Min(this=when(value))
+        case "any":
+            return exp.Max(this=when(lit(1), lit(0)))
+        case "none":
+            return exp.Min(this=when(lit(0), lit(1)))
+        case "mean":
+            total = exp.cast(exp.Sum(this=when(value)), DOUBLE)
+            count = exp.Count(this=when(value))
+            return exp.Div(this=total, expression=exp.Nullif(this=count, expression=lit(0)))
+    raise AssertionError(f"unhandled aggregation {agg.how}")
+
+
+def finish(column: PerUserColumn, raw: exp.Expr) -> exp.Expr:
+    """Fill users without events, cast to the column's type, then convert units."""
+    value = raw
+    if column.fill is not None:
+        fill = int(column.fill) if float(column.fill).is_integer() else column.fill
+        value = exp.Coalesce(this=value, expressions=[lit(fill)])
+    value = exp.cast(value, _TYPES[column.dtype])
+    if column.divisor != 1.0:
+        value = exp.Div(this=value, expression=exp.cast(lit(column.divisor), DOUBLE))
+    return value
+
+
+def _alloc_cte(experiment: ExperimentSpec, sources: Mapping[str, exp.Table]) -> exp.Select:
+    spec = experiment.sources[experiment.allocation.source]
+    user = exp.column(spec.user_column)
+    cell = exp.column(experiment.allocation.cell_column)
+    return (
+        exp.select(exp.cast(user, BIGINT).as_(USER), exp.Min(this=exp.cast(cell, STRING)).as_(CELL))
+        .from_(sources[experiment.allocation.source].copy())
+        .where(cell.isin(*[lit(c) for c in experiment.cells]))
+        .group_by(user)
+        .having(exp.Min(this=exp.cast(cell, STRING)).eq(exp.Max(this=exp.cast(cell, STRING))))
+    )
+
+
+def _dims_cte(experiment: ExperimentSpec, sources: Mapping[str, exp.Table]) -> exp.Select:
+    """One row per user; a user listed twice keeps the smallest value of each dimension."""
+    spec = experiment.sources[experiment.users_source]
+    ctx = experiment.sql_context()
+    user = exp.column(spec.user_column)
+    select = exp.select(exp.cast(user, BIGINT).as_(USER))
+    for name in experiment.dimensions:
+        dim = get_dimension(name)
+        select = select.select(exp.Min(this=exp.cast(dim.expression(ctx), STRING)).as_(name))
+    return select.from_(sources[experiment.users_source].copy()).group_by(user)
+
+
+def _event_sources(experiment: ExperimentSpec) -> dict[str, list[tuple[int, PerUserColumn]]]:
+    """Columns aggregated in each source's wide CTE (distinct counts get CTEs of their own)."""
+    by_source: dict[str, list[tuple[int, PerUserColumn]]] = {}
+    for i, column in enumerate(per_user_columns(experiment)):
+        if column.aggregate.how != "count_distinct":
+            by_source.setdefault(column.aggregate.source, []).append((i, column))
+    return by_source
+
+
+def _src_alias(source: str, suffix: str = "") -> str:
+    return f"src_{source}{suffix}"
+
+
+def _source_cte(
+    experiment: ExperimentSpec,
+    source: str,
+    table: exp.Table,
+    columns: list[tuple[int, PerUserColumn]],
+    daily: bool,
+) -> exp.Select:
+    """Per-user (or per-user-day) aggregates of one event source; internal column names ``c{i}``."""
+    spec = experiment.sources[source]
+    w = experiment.window
+    date_col = exp.column(spec.date_column)
+    user = exp.column(spec.user_column)
+    windows = {c.window for _, c in columns}
+    lo = w.pre_start if "pre" in windows else w.start
+    hi = w.end if "analysis" in windows else w.pre_end
+    where = exp.Between(this=date_col.copy(), low=date_lit(lo), high=date_lit(hi))
+    if daily:
+        day = exp.cast(exp.DateDiff(this=date_col.copy(), expression=date_lit(w.start), unit=exp.var("DAY")), INT)
+        inner = exp.select(exp.Star(), day.as_(_DAY_INTERNAL)).from_(table.copy()).where(where)
+        select = exp.select(exp.cast(user, BIGINT).as_(USER), exp.column(_DAY_INTERNAL).as_(DAY))
+        for i, column in columns:
+            select = select.select(aggregate_sql(column, None).as_(f"c{i}"))
+        return select.from_(inner.subquery("e")).group_by(user, exp.column(_DAY_INTERNAL))
+    select = exp.select(exp.cast(user, BIGINT).as_(USER))
+    for i, column in columns:
+        select = select.select(aggregate_sql(column, _window(experiment, column, date_col)).as_(f"c{i}"))
+    return select.from_(table.copy()).where(where).group_by(user)
+
+
+def _distinct_cte(
+    experiment: ExperimentSpec, table: exp.Table, i: int, column: PerUserColumn, per_day: bool
+) -> exp.Select:
+    """A distinct count as its own CTE: ``SELECT DISTINCT user, [day,] value`` then ``COUNT(*)`` per user.
+
+    Engines hash (user, value) pairs once this way; ``COUNT(DISTINCT CASE ..)``
+    inside the source's wide aggregate costs DuckDB about twice as much.
+    """
+    agg = column.aggregate
+    spec = experiment.sources[agg.source]
+    date_col = exp.column(spec.date_column)
+    conds = [_window(experiment, column, date_col), agg.value.copy().is_(exp.null()).not_()]
+    if agg.condition is not None:
+        conds.append(agg.condition.copy())
+    inner = exp.select(exp.cast(exp.column(spec.user_column), BIGINT).as_(USER)).distinct()
+    group: list[exp.Expr] = [exp.column(USER)]
+    outer = exp.select(exp.column(USER))
+    if per_day:
+        day = exp.cast(exp.DateDiff(this=date_col.copy(), expression=date_lit(experiment.window.start), unit=exp.var("DAY")), INT)
+        inner = inner.select(day.as_(DAY))
+        group.append(exp.column(DAY))
+        outer = outer.select(exp.column(DAY))
+    inner = inner.select(agg.value.copy().as_("v")).from_(table.copy()).where(exp.and_(*conds))
+    return outer.select(exp.Count(this=exp.Star()).as_(f"c{i}")).from_(inner.subquery("x")).group_by(*group)
+
+
+def analysis_query(experiment: ExperimentSpec, sources: Mapping[str, exp.Table]) -> exp.Select:
+    """One row per allocated user: cell, dimensions, each metric's value, each covariate."""
+    return _build(experiment, sources, daily=False)
+
+
+def daily_query(experiment: ExperimentSpec, sources: Mapping[str, exp.Table]) -> exp.Select:
+    """One row per allocated user and day of the window, zero-filled; covariates repeat per day."""
+    return _build(experiment, sources, daily=True)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One aggregate CTE: its name, query, the internal columns ``c{i}`` it fills, and its grain."""
+
+    name: str
+    query: exp.Select
+    columns: tuple[int, ...]
+    per_day: bool
+
+
+def _parts(experiment: ExperimentSpec, sources: Mapping[str, exp.Table], daily: bool) -> list[_Part]:
+    parts: list[_Part] = []
+    for i, column in enumerate(per_user_columns(experiment)):
+        if column.aggregate.how == "count_distinct":
+            per_day = daily and column.window == "analysis"
+            query = _distinct_cte(experiment, sources[column.aggregate.source], i, column, per_day)
+            parts.append(_Part(f"distinct_{i}", query, (i,), per_day))
+    for source, columns in sorted(_event_sources(experiment).items()):
+        if daily:
+            groups = [
+                ("_d", [(i, c) for i, c in columns if c.window == "analysis"], True),
+                ("_pre", [(i, c) for i, c in columns if c.window == "pre"], False),
+            ]
+        else:
+            groups = [("", columns, False)]
+        for suffix, cols, per_day in groups:
+            if cols:
+                query = _source_cte(experiment, source, sources[source], cols, per_day)
+                parts.append(_Part(_src_alias(source, suffix), query, tuple(i for i, _ in cols), per_day))
+    return parts
+
+
+def _combine(parts: list[_Part], per_day: bool) -> exp.Select:
+    """Stack the parts (UNION ALL, other parts' columns null) and take one row per user (and day).
+
+    One spillable GROUP BY instead of one hash join per part: every join's
+    build side would have to sit in memory at once, which at 10M users needs
+    more than the 8-12 GB a shared 24 GB machine can give.
+    """
+    keys = [USER, DAY] if per_day else [USER]
+    all_columns = [i for p in parts for i in p.columns]
+    branches: list[exp.Select] = []
+    for part in parts:
+        branch = exp.select(*[exp.column(k) for k in keys])
+        for i in all_columns:
+            value = exp.column(f"c{i}") if i in part.columns else exp.null()
+            branch = branch.select(exp.cast(value, DOUBLE).as_(f"c{i}"))
+        branches.append(branch.from_(part.name))
+    stacked: exp.Query = branches[0]
+    for branch in branches[1:]:
+        stacked = exp.union(stacked, branch, distinct=False)
+    select = exp.select(*[exp.column(k) for k in keys])
+    select = select.select(*[exp.Max(this=exp.column(f"c{i}")).as_(f"c{i}") for i in all_columns])
+    return select.from_(exp.Subquery(this=stacked, alias=exp.TableAlias(this=exp.to_identifier("stacked")))).group_by(
+        *[exp.column(k) for k in keys]
+    )
+
+
+def _build(experiment: ExperimentSpec, sources: Mapping[str, exp.Table], daily: bool) -> exp.Select:
+    ctes: list[tuple[str, exp.Expr]] = [
+        ("alloc", _alloc_cte(experiment, sources)),
+        ("dims", _dims_cte(experiment, sources)),
+    ]
+    select = exp.select(exp.column(USER, table="a"), exp.column(CELL, table="a"))
+    joins: list[tuple[exp.Expr, exp.Expr | None, str]] = [
+        (exp.to_table("dims").as_("u"), exp.column(USER, table="u").eq(exp.column(USER, table="a")), "LEFT"),
+    ]
+    if daily:
+        days = exp.values([(d,) for d in range(experiment.window.days)], alias="days", columns=[DAY])
+        ctes.append(("day_index", exp.select(exp.cast(exp.column(DAY), INT).as_(DAY)).from_(days)))
+        select = select.select(exp.column(DAY, table="d"))
+        joins.insert(0, (exp.to_table("day_index").as_("d"), None, "CROSS"))
+    for name in experiment.dimensions:
+        select = select.select(exp.column(name, table="u"))
+
+    parts = _parts(experiment, sources, daily)
+    ctes += [(p.name, p.query) for p in parts]
+    column_source: dict[int, str] = {}
+    for per_day, name, alias in ((False, "per_user", "p"), (True, "per_user_day", "pd")):
+        group = [p for p in parts if p.per_day == per_day]
+        if not group:
+            continue
+        ctes.append((name, _combine(group, per_day)))
+        on: exp.Expr = exp.column(USER, table=alias).eq(exp.column(USER, table="a"))
+        if per_day:
+            on = exp.and_(on, exp.column(DAY, table=alias).eq(exp.column(DAY, table="d")))
+        joins.append((exp.to_table(name).as_(alias), on, "LEFT"))
+        column_source.update({i: alias for p in group for i in p.columns})
+
+    for i, column in enumerate(per_user_columns(experiment)):
+        select = select.select(finish(column, exp.column(f"c{i}", table=column_source[i])).as_(column.name))
+
+    query = select.from_(exp.to_table("alloc").as_("a"))
+    for target, condition, kind in joins:
+        if condition is None:
+            query = query.join(target, join_type=kind)
+        else:
+            query = query.join(target, on=condition, join_type=kind)
+    for name, cte in ctes:
+        query = query.with_(name, as_=cte)
+    return query
+
+
+def output_columns(experiment: ExperimentSpec, daily: bool) -> list[OutputColumn]:
+    """The columns (and SQL types) a stage-1 table has, in order."""
+    out = [OutputColumn(USER, "bigint"), OutputColumn(CELL, "string")]
+    if daily:
+        out.append(OutputColumn(DAY, "int"))
+    out += [OutputColumn(d, "string") for d in experiment.dimensions]
+    out += [OutputColumn(c.name, c.dtype) for c in per_user_columns(experiment)]
+    return out
+
+
+def source_columns(experiment: ExperimentSpec) -> dict[str, set[str]]:
+    """Columns each source must have (checked before a query runs, so errors name the spec's source)."""
+    need: dict[str, set[str]] = {}
+    alloc = experiment.sources[experiment.allocation.source]
+    need.setdefault(experiment.allocation.source, set()).update({alloc.user_column, experiment.allocation.cell_column})
+    users = experiment.sources[experiment.users_source]
+    ctx = experiment.sql_context()
+    need.setdefault(experiment.users_source, set()).add(users.user_column)
+    for d in experiment.dimensions:
+        need[experiment.users_source] |= get_dimension(d).columns(ctx)
+    for column in per_user_columns(experiment):
+        spec = experiment.sources[column.aggregate.source]
+        need.setdefault(column.aggregate.source, set()).update(
+            column.aggregate.columns() | {spec.user_column, spec.date_column}
+        )
+    return need

@@ -88,6 +88,66 @@ def print_records(records: Sequence[ResultRecord], title: str = "") -> None:
     Console().print(table)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run a whole synthetic analysis on the embedded default; non-zero exit if anything failed."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from xpcompute.demo import run_demo
+
+    console = Console()
+    result = run_demo(users=args.users, home=Path(args.home), workers=args.workers, console=console)
+    card = result.scorecard
+    console.print(f"\n[bold]Report:[/] {result.report.resolve()}  (open it in a browser; it works offline)")
+    console.print(f"[bold]Analysis:[/] {card.analysis_id}, {len(card.records)} results in {result.seconds:.1f} s")
+    console.print(
+        f"[bold]Notebook:[/] XPCOMPUTE_HOME={result.home} .venv/bin/xpcompute notebook {card.analysis_id} "
+        "writes a notebook that reproduces it"
+    )
+    console.print(f"[bold]Serve it:[/] XPCOMPUTE_HOME={result.home} .venv/bin/xpcompute serve, then open "
+                  f"http://127.0.0.1:8000/analyses/{card.analysis_id}/scorecard")
+    if card.failures or not card.complete:
+        for failure in card.failures:
+            console.print(f"[red]failed:[/] {failure}")
+        return 1
+    return 0
+
+
+def cmd_notebook(args: argparse.Namespace) -> int:
+    """Write a notebook that reproduces a stored analysis; ``--execute`` runs it (its last cell checks the numbers)."""
+    from pathlib import Path
+
+    from xpcompute.config import Settings
+
+    try:
+        from xpcompute.notebook import open_coordinator, write_notebook
+    except ImportError as exc:
+        raise XPError(f"`xpcompute notebook` needs the viz extra ({exc}); install it: pip install 'xpcompute[viz]'") from exc
+
+    settings = Settings.from_env()
+    coordinator = open_coordinator(settings)
+    try:
+        path = write_notebook(coordinator, args.analysis_id, Path(args.out) if args.out else None,
+                              execute=args.execute, timeout_s=args.timeout)
+    finally:
+        coordinator.state.close()
+    ran = " and ran it: every record equals the stored scorecard" if args.execute else ""
+    print(f"wrote {path}{ran}")
+    if not args.execute:
+        print("open it in Jupyter or VS Code with this environment's kernel, or run it here: "
+              f"xpcompute notebook {args.analysis_id} --out {path} --execute")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the HTTP API (embedded default unless XPCOMPUTE_* variables say otherwise)."""
+    from xpcompute.api import serve
+
+    serve(args.host, args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xpcompute", description="Analyse A/B tests on compressed statistics.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +177,25 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true", help="print a JSON array of result records")
     fit.add_argument("--compact", action="store_true", help="one-line JSON")
     fit.set_defaults(func=cmd_fit)
+
+    demo = sub.add_parser("demo", help="generate a synthetic experiment and analyse it end to end")
+    demo.add_argument("--users", type=int, default=1_000_000)
+    demo.add_argument("--home", default=".xpcompute/demo", help="where the demo's state, tables and report go")
+    demo.add_argument("--workers", type=int, default=None, help="most local worker processes (default: cores)")
+    demo.set_defaults(func=cmd_demo)
+
+    notebook = sub.add_parser("notebook", help="write a Jupyter notebook that reproduces a stored analysis")
+    notebook.add_argument("analysis_id", help="a finished analysis in the store XPCOMPUTE_HOME (or _OBJECTS/_STATE) names")
+    notebook.add_argument("--out", default=None, help="notebook path (default: analysis-<id>.ipynb here)")
+    notebook.add_argument("--execute", action="store_true",
+                          help="run it before saving; fails if any number differs from the stored scorecard")
+    notebook.add_argument("--timeout", type=int, default=600, help="seconds one cell may run with --execute")
+    notebook.set_defaults(func=cmd_notebook)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API on 127.0.0.1")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

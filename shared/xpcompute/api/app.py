@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -37,6 +37,7 @@ from xpcompute.api.models import (
     ScorecardBody,
     SliceStateBody,
 )
+from xpcompute.api.scorecard_page import Part, scorecard_response
 from xpcompute.api.security import BodyLimitMiddleware, api_key_checker
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
@@ -184,6 +185,18 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     def get_results(analysis_id: str, coord: Coordinator = Depends(coordinator)) -> dict[str, Any]:
         """The scorecard: records with their slice, corrected across the analysis; SRM per slice; failures."""
         return coord.results(analysis_id).to_json_dict()
+
+    @app.get("/analyses/{analysis_id}/scorecard", response_class=HTMLResponse, dependencies=auth,
+             include_in_schema=False)
+    def scorecard_page(
+        analysis_id: str, part: Part = "page", coord: Coordinator = Depends(coordinator)
+    ) -> HTMLResponse:
+        """The scorecard as a page for people: live while the analysis runs, with a form to request a slice.
+
+        ``part=live`` returns only the parts the page's script swaps in as results land. The page is left
+        out of /openapi.json, which describes the JSON API that programs call.
+        """
+        return scorecard_response(coord, analysis_id, part)
 
     @app.post("/analyses/{analysis_id}/slices", status_code=202, response_model=LiveSliceAccepted,
               responses=ERRORS, dependencies=auth, tags=["analyses"])

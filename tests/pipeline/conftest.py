@@ -57,7 +57,11 @@ def spark() -> Iterator[Any]:
 def spark_stage1(synth: Experiment, spark: Any) -> Stage1Result:
     from xpcompute.pipeline.engines.spark_engine import SparkEngine
 
-    return run_stage1(synth.spec, str(synth.root / "spark"), engine=SparkEngine(spark))
+    engine = SparkEngine(spark)
+    try:
+        return run_stage1(synth.spec, str(synth.root / "spark"), engine=engine)
+    finally:
+        engine.close()
 
 
 @pytest.fixture(scope="session")

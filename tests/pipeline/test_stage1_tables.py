@@ -95,7 +95,13 @@ def test_stage1_on_s3_with_spark(synth: Experiment, duck_stage1: Stage1Result, m
     spec = synth.spec.model_copy(
         update={"sources": {k: v.model_copy(update={"uri": uris[k]}) for k, v in synth.spec.sources.items()}}
     )
-    result = run_stage1(spec, prefix + "/out", engine=SparkEngine(spark), daily=False)
+    engine = SparkEngine(spark)
+    try:
+        result = run_stage1(spec, prefix + "/out", engine=engine, daily=False)
+        staged = list(engine._scratch)
+    finally:
+        engine.close()  # drops the temporary views and the local copies of the S3 inputs
+    assert staged and not any(Path(d).exists() for d in staged)
     assert result.user_day is None
     assert_same_table(read_sorted(open_table(result.analysis.uri)), read_sorted(duck_stage1.analysis))
 

@@ -14,7 +14,7 @@ from xpcompute.postprocess import adjust_pvalues, benjamini_hochberg, holm, srm_
 from xpcompute.records import ResultRecord
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=60))
 def test_corrections_match_statsmodels(p: list[float]) -> None:
     arr = np.asarray(p)

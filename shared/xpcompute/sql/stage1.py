@@ -4,16 +4,18 @@ Both are built from the experiment spec and the metrics repo as sqlglot trees,
 independent of the engine; ``sources`` maps each logical source name to the
 table reference the engine uses. The shape:
 
-    WITH alloc  AS (one row per allocated user in a declared cell; users in two cells are left out),
-         dims   AS (one row per user: each dimension's expression),
-         src_*  AS (per event source: one row per user (and day), every aggregate filtered by window),
+    WITH alloc      AS (one row per allocated user in a declared cell; users in two cells are left out),
+         dims       AS (one row per user: each dimension's expression),
+         src_*      AS (per event source: one row per user (and day), every aggregate filtered by window),
+         distinct_* AS (one per distinct count: SELECT DISTINCT user, value, then COUNT(*) per user),
+         per_user   AS (the src_* and distinct_* rows stacked with UNION ALL, one row per user (and day))
     SELECT user_id, cell, [day,] dimensions, metric columns, covariate columns
-    FROM alloc [CROSS JOIN days] LEFT JOIN dims LEFT JOIN src_* ...
+    FROM alloc [CROSS JOIN days] LEFT JOIN dims LEFT JOIN per_user [LEFT JOIN per_user_day]
 
 Aggregates read ``CASE WHEN <window> AND <condition> THEN value END`` so one
 scan of a source serves the analysis window and the pre-period alike. Unit
-divisors apply after aggregating, to exact integer sums, so every engine
-computes bit-identical values.
+divisors apply after aggregating, to exact integer sums (carried as DOUBLE,
+exact below 2**53), so every engine computes bit-identical values.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from xpcompute.storage.objects import storage_errors
 MEMORY_ENV = "XPCOMPUTE_DUCKDB_MEMORY_LIMIT"
 SPILL_ENV = "XPCOMPUTE_DUCKDB_TEMP_DIRECTORY"
 ROWS_PER_FILE = 4_000_000
+ROWS_PER_GROUP = 1_000_000
 BATCH_ROWS = 1_000_000
 
 
@@ -91,7 +92,10 @@ class DuckDBEngine:
                 file_options=options,
                 basename_template="part-{i}.parquet",
                 max_rows_per_file=ROWS_PER_FILE,
-                max_rows_per_group=min(ROWS_PER_FILE, 1_000_000),
+                # DuckDB hands over small batches; buffer them into large row groups, or S3 readers pay
+                # one request per tiny column chunk (a 10M-row table in 32k-row groups read 30x slower)
+                min_rows_per_group=ROWS_PER_GROUP,
+                max_rows_per_group=ROWS_PER_GROUP,
                 existing_data_behavior="error",
                 create_dir=True,
             )

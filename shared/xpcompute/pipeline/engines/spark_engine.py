@@ -15,6 +15,7 @@ import posixpath
 import shutil
 import sys
 import tempfile
+import weakref
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -95,30 +96,35 @@ class SparkEngine:
 
     def write(self, sql: str, filesystem: pafs.FileSystem, directory: str) -> pa.Schema:
         local = isinstance(filesystem, pafs.LocalFileSystem)
+        scratch: str | None = None
         if not local and self.s3 == "native":
             target = f"s3a://{directory}"
         elif local:
             target = directory
         else:
-            target = os.path.join(self._scratch_dir(), "out")
+            scratch = tempfile.mkdtemp(prefix="xp-spark-out-")
+            target = os.path.join(scratch, "out")
         with _spark_errors():
             self.spark.sql(sql).write.mode("errorifexists").option("compression", "zstd").parquet(target)
         if not local and self.s3 == "native":
             with storage_errors(f"reading the schema Spark wrote to {target}"):
                 files = [i.path for i in filesystem.get_file_info(pafs.FileSelector(directory)) if _is_part(i.path)]
                 return pq.read_schema(files[0], filesystem=filesystem)
-        parts = sorted(os.path.join(target, f) for f in os.listdir(target) if _is_part(f))
-        schema = pq.read_schema(parts[0])
-        if not local:
-            with storage_errors(f"uploading Spark output to {directory}"):
-                for path in parts:
-                    pafs.copy_files(
-                        path,
-                        posixpath.join(directory, os.path.basename(path)),
-                        source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=filesystem,
-                    )
-            shutil.rmtree(target, ignore_errors=True)
+        try:
+            parts = sorted(os.path.join(target, f) for f in os.listdir(target) if _is_part(f))
+            schema = pq.read_schema(parts[0])
+            if scratch is not None:
+                with storage_errors(f"uploading Spark output to {directory}"):
+                    for path in parts:
+                        pafs.copy_files(
+                            path,
+                            posixpath.join(directory, os.path.basename(path)),
+                            source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=filesystem,
+                        )
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
         return schema
 
     def close(self) -> None:
@@ -130,8 +136,10 @@ class SparkEngine:
         self._scratch.clear()
 
     def _scratch_dir(self) -> str:
+        """A local folder for staged S3 inputs, removed by ``close`` or, failing that, when the engine is collected."""
         d = tempfile.mkdtemp(prefix="xp-spark-")
         self._scratch.append(d)
+        weakref.finalize(self, shutil.rmtree, d, True)
         return d
 
     def _download(self, files: ParquetFiles) -> list[str]:

@@ -81,12 +81,18 @@ def compress_moments(
 
     # metrics may drop different rows; align every metric on the union of groups
     all_codes = np.unique(np.concatenate([res.codes for _, res in per_metric]))
-    counts = native.group_moments(key_idx, radices, [], np.zeros((0, 0), np.int32), w, n_rows)
+    if not any(dropped.values()):
+        # no row was left out of any metric: the first metric's count is every group's row count
+        first_layout, first = per_metric[0]
+        counts_codes, counts_values = first.codes, first.sums[:, first_layout.exponents.index((0,) * len(first_layout.exponents[0]))]
+    else:
+        counts = native.group_moments(key_idx, radices, [], np.zeros((0, 0), np.int32), w, n_rows)
+        counts_codes, counts_values = counts.codes, counts.counts
     columns: dict[str, pa.Array] = {}
     for key, arr in zip(encoded, decode_codes(all_codes, encoded), strict=True):
         if key.name != ROW_KEY:
             columns[key.name] = arr
-    columns[COUNT_COLUMN] = pa.array(_align(all_codes, counts.codes, counts.counts[:, None])[:, 0])
+    columns[COUNT_COLUMN] = pa.array(_align(all_codes, counts_codes, counts_values[:, None])[:, 0])
     for layout, res in per_metric:
         sums = _align(all_codes, res.codes, res.sums)
         for j, name in enumerate(layout.columns):

@@ -26,12 +26,16 @@ F64 = NDArray[np.float64]
 
 def label_array(column: pa.ChunkedArray | pa.Array) -> NDArray[np.object_]:
     """Key values as strings (the labels used in result records); nulls become ``"(null)"``."""
+    return np.asarray(label_text(column).to_numpy(zero_copy_only=False), dtype=object)
+
+
+def label_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Key values as an Arrow string array; nulls become ``"(null)"``."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
-    as_text = pc.fill_null(column.cast(pa.string()), "(null)")
-    return np.asarray(as_text.to_numpy(zero_copy_only=False), dtype=object)
+    return pc.fill_null(column.cast(pa.string()), "(null)")
 
 
 def choose_control(cells: list[str], requested: str | None) -> str:
@@ -76,12 +80,30 @@ class ModelData:
         """String labels of a key column, one per compressed row."""
         cache = self._raw_labels
         if column not in cache:
-            if column not in self.compressed.table.column_names:
-                raise MissingColumnError(
-                    f"column {column!r} is not a key of the compressed data (keys: {', '.join(self.compressed.layout.keys)})"
-                )
-            cache[column] = label_array(self.compressed.table.column(column))
+            cache[column] = label_array(self._column(column))
         return cache[column]
+
+    def _column(self, column: str) -> pa.ChunkedArray:
+        if column not in self.compressed.table.column_names:
+            raise MissingColumnError(
+                f"column {column!r} is not a key of the compressed data (keys: {', '.join(self.compressed.layout.keys)})"
+            )
+        return self.compressed.table.column(column)
+
+    def codes(self, column: str) -> tuple[tuple[str, ...], NDArray[np.int64]]:
+        """Sorted distinct labels of a key column and each row's index into them (cached)."""
+        cache = self._raw_codes
+        if column not in cache:
+            text = pa.array(self.labels(column), type=pa.string())
+            levels = pc.unique(text)
+            levels = levels.take(pc.sort_indices(levels))
+            inverse = np.asarray(pc.index_in(text, value_set=levels).to_numpy(zero_copy_only=False), dtype=np.int64)
+            cache[column] = (tuple(levels.to_pylist()), inverse)
+        return cache[column]
+
+    @cached_property
+    def _raw_codes(self) -> dict[str, tuple[tuple[str, ...], NDArray[np.int64]]]:
+        return {}
 
     def moment(self, *exponents: int) -> F64:
         """Sum over each row's group of ``y**ey * c1**e1 ...`` (scaled for bootstrap replicates)."""
@@ -123,7 +145,8 @@ class ModelData:
     @cached_property
     def cells(self) -> tuple[str, ...]:
         """All cells with data, control first, then the others sorted."""
-        present = sorted(str(c) for c in np.unique(self.cell_labels[self.base_counts > 0]))
+        levels, inverse = self.codes(self.spec.treatment)
+        present = [levels[i] for i in np.unique(inverse[self.base_counts > 0])]
         if len(present) < 2:
             raise CellError(
                 f"metric {self.spec.metric!r}: need at least two cells with data in {self.spec.treatment!r}, "
@@ -147,7 +170,8 @@ class ModelData:
     def check_cells_nonempty(self, mask: NDArray[np.bool_] | None = None) -> None:
         """Refuse a requested control or treatment cell with no rows (explicitly requested but empty)."""
         n = self.n if mask is None else np.where(mask, self.n, 0.0)
-        present = set(np.unique(self.cell_labels[n > 0]).tolist())
+        levels, inverse = self.codes(self.spec.treatment)
+        present = {levels[i] for i in np.unique(inverse[n > 0])}
         for cell in self.cells:
             if cell not in present:
                 raise CellError(f"metric {self.spec.metric!r}: cell {cell!r} has no rows")

@@ -37,13 +37,13 @@ from nbformat import NotebookNode
 from traitlets import default
 
 from xpcompute.config import Settings
-from xpcompute.coordinator import keys
 from xpcompute.coordinator.jobs import AnalysisState, JobKind, JobState, Progress
 from xpcompute.coordinator.service import Coordinator
 from xpcompute.errors import ConflictError, NotFoundError, XPError
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.records import ResultRecord
 from xpcompute.spec import FitSpec
+from xpcompute.storage import keys
 
 #: Relative tolerance of the final cell's comparison (the fits are deterministic; this only absorbs float noise).
 REL_TOL = 1e-9
@@ -230,7 +230,7 @@ import math
 from xpcompute import viz
 from xpcompute.compression.io import from_parquet_bytes
 from xpcompute.config import Settings
-from xpcompute.coordinator import keys
+from xpcompute.storage import keys
 from xpcompute.models import fit_compressed
 from xpcompute.postprocess import adjust_pvalues
 from xpcompute.records import ResultRecord
@@ -270,7 +270,7 @@ the slice's label.
         specs = "\n".join(f"    {spec_source(spec)}," for spec in s.specs)
         cells.append(_md(f"### Slice `{s.label}`"))
         cells.append(_code(f"""
-compressed = from_parquet_bytes(store.get_bytes(keys.compressed_slice(ANALYSIS_ID, {s.slice_id!r})))
+compressed = from_parquet_bytes(store.get_bytes(keys.analysis_slice(ANALYSIS_ID, {s.slice_id!r})))
 print(f"{{compressed.layout.n_rows:,}} users in {{compressed.n_groups:,}} compressed rows")
 specs = [
 {specs}

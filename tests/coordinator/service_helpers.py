@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from xpcompute.coordinator import keys
 from xpcompute.coordinator.service import Coordinator
 from xpcompute.pipeline.tables import publish_table
+from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore
 
 COUNTRIES = ("US", "CA", "MX", "BR")

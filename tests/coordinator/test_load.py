@@ -24,8 +24,8 @@ from service_helpers import analysis_table, publish
 
 from xpcompute.api.app import create_app
 from xpcompute.config import Settings
-from xpcompute.coordinator import keys
 from xpcompute.coordinator.state.sqlite_store import SQLiteStateStore
+from xpcompute.storage import keys
 from xpcompute.storage.objects import LocalObjectStore
 
 ANALYSES = int(os.environ.get("XPCOMPUTE_LOAD_ANALYSES", "20"))

@@ -13,7 +13,6 @@ import pytest
 from service_helpers import FakeClock, analysis_table, publish, reference_records
 
 from xpcompute.config import Settings
-from xpcompute.coordinator import keys
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import PRIORITY_LIVE, AnalysisState, JobKind, JobState
 from xpcompute.coordinator.messages import JobFinished
@@ -21,6 +20,7 @@ from xpcompute.coordinator.runtime import EmbeddedRuntime, build_coordinator
 from xpcompute.coordinator.worker import run_job
 from xpcompute.errors import InputError, NotFoundError, StorageError
 from xpcompute.pipeline.slices import SliceFilter
+from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore
 
 US = SliceFilter.where(country="US")

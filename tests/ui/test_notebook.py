@@ -21,13 +21,13 @@ from ui_helpers import EXPERIMENT_ID, analysis_spec, publish_experiment
 
 from xpcompute.cli import main
 from xpcompute.config import Settings
-from xpcompute.coordinator import keys
 from xpcompute.coordinator.runtime import EmbeddedRuntime, build_coordinator
 from xpcompute.coordinator.service import Coordinator
 from xpcompute.errors import ConflictError
 from xpcompute.notebook import NotebookRunError, build_notebook, collect, execute_notebook, write_notebook
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.records import ResultRecord
+from xpcompute.storage import keys
 
 LIVE = SliceFilter.where(plan="premium")
 
@@ -65,7 +65,7 @@ def test_the_exported_notebook_reproduces_every_stored_number(finished: Finished
     path = write_notebook(coord, aid, tmp_path / "nb" / "analysis.ipynb")
     nb = nbformat.read(str(path), as_version=4)
     sources = "\n".join(c.source for c in nb.cells)
-    for call in ("from_parquet_bytes(store.get_bytes(keys.compressed_slice(", "fit_compressed(compressed, spec)",
+    for call in ("from_parquet_bytes(store.get_bytes(keys.analysis_slice(", "fit_compressed(compressed, spec)",
                  "adjust_pvalues(records", "viz.effects_forest(", "viz.cate_by_segment(", "FitSpec(metric="):
         assert call in sources, call
     # the test's own read-out, after the notebook's cells: the records the notebook computed

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xpcompute.coordinator import keys
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import (
     PRIORITY_PRECOMPUTED,
@@ -25,6 +24,7 @@ from xpcompute.errors import InputError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.spec import FitSpec
+from xpcompute.storage import keys
 
 
 def servable(model: str) -> bool:
@@ -127,7 +127,7 @@ def plan_slice(
     parent = Job(
         job_id=parent_id, kind=JobKind.SLICE, slice=slice_filter.model_dump(mode="json"),
         children=[f.job_id for f in fits], ready_at=now, due_at=now, priority=job_priority(JobKind.SLICE, priority),
-        result_key=keys.compressed_slice(analysis_id, sid), **common,  # type: ignore[arg-type]
+        result_key=keys.analysis_slice(analysis_id, sid), **common,  # type: ignore[arg-type]
     )
     return [parent, *fits]
 

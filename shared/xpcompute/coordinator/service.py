@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from xpcompute.config import Settings
-from xpcompute.coordinator import keys
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.dispatch.base import Dispatcher
 from xpcompute.coordinator.jobs import (
@@ -41,6 +40,7 @@ from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.records import ResultRecord
 from xpcompute.spec import FitSpec
+from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)

@@ -33,12 +33,12 @@ from xpcompute.compression.encode import is_categorical, require_columns
 from xpcompute.compression.io import from_parquet_bytes, to_parquet_bytes
 from xpcompute.compression.lossless import compress_moments
 from xpcompute.compression.schema import COUNT_COLUMN, CompressedLayout, CompressedTable
-from xpcompute.coordinator import keys
 from xpcompute.errors import InputError, NotFoundError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable, open_table
 from xpcompute.spec import FitSpec
+from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore
 
 

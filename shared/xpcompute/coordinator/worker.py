@@ -17,7 +17,6 @@ from typing import Literal
 
 from xpcompute.compression.io import from_parquet_bytes, to_parquet_bytes
 from xpcompute.config import Settings
-from xpcompute.coordinator import keys
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import Job, JobKind, JobState
 from xpcompute.coordinator.planner import fit_specs
@@ -26,6 +25,7 @@ from xpcompute.coordinator.slicing import SliceTask, cell_counts, compute_slice
 from xpcompute.errors import InputError, XPError
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.spec import FitSpec
+from xpcompute.storage import keys
 
 Status = Literal["succeeded", "retrying", "failed", "skipped", "lost"]
 
@@ -79,7 +79,7 @@ def run_fit(coordinator: Coordinator, job: Job) -> dict[str, object]:
     """Read ("decompress") the slice, fit one model to one metric, store the records with the slice added."""
     from xpcompute.models import fit_compressed
 
-    compressed = from_parquet_bytes(coordinator.store.get_bytes(keys.compressed_slice(job.analysis_id, job.slice_id)))
+    compressed = from_parquet_bytes(coordinator.store.get_bytes(keys.analysis_slice(job.analysis_id, job.slice_id)))
     spec = FitSpec.model_validate(job.spec)
     records = [r.model_copy(update={"slice": job.slice_label}) for r in fit_compressed(compressed, spec)]
     assert job.result_key is not None

@@ -1,14 +1,23 @@
-"""Every object key the pipeline writes, built in one place.
+"""Every object-store key xpcompute reads or writes, built in one place.
 
-Layout under a store root::
+Layout under a store root (``XPCOMPUTE_OBJECTS``)::
 
-    {experiment}/analysis/_MANIFEST.json          published analysis table (stage 1)
-    {experiment}/analysis/run-{id}/part-*.parquet its data files, one prefix per run
-    {experiment}/user_day/...                     the user-by-day table, same layout
-    {experiment}/slices/{run}/{slice}-{sig}.parquet  a compressed slice (stage 2)
+    {experiment}/analysis/_MANIFEST.json               published analysis table (stage 1)
+    {experiment}/analysis/run-{id}/part-*.parquet      its data files, one prefix per run
+    {experiment}/user_day/...                          the user-by-day table, same layout
+    {experiment}/slices/{run}/{slice}-{sig}.parquet    a compressed slice computed by the pipeline
+    experiments/{experiment}/experiment.json           the registered experiment spec
+    analyses/{analysis}/request.json                   the analysis request, verbatim (reproducibility)
+    analyses/{analysis}/slices/{slice}.parquet         one compressed slice of an analysis (a slice job)
+    analyses/{analysis}/cubes/{signature}.parquet      moments by every dimension (the ``cube`` engine)
+    analyses/{analysis}/results/{slice}/{metric}.{model}.json   one fit's result records
+    analyses/{analysis}/scorecard.json                 the finalized scorecard
 
-A compressed slice's key names the analysis run it was computed from, so a
-re-run of stage 1 never serves slices of the previous data.
+A pipeline slice's key names the analysis run it was computed from, so a
+re-run of stage 1 never serves slices of the previous data. Service keys are
+deterministic in the job's identity (never in the attempt), so a retried or
+duplicated job overwrites its own object with the same content instead of
+adding a second result.
 """
 
 from __future__ import annotations
@@ -16,8 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import re
 from collections.abc import Sequence
 
+from xpcompute.errors import InputError
 from xpcompute.storage.objects import join_key
 
 MANIFEST = "_MANIFEST.json"
@@ -27,7 +38,7 @@ USER_DAY = "user_day"
 
 
 def analysis_table(experiment_id: str) -> str:
-    return join_key(experiment_id, ANALYSIS)
+    return join_key(_part(experiment_id, "experiment id"), ANALYSIS)
 
 
 def user_day_table(experiment_id: str) -> str:
@@ -55,3 +66,45 @@ def slice_signature(metrics: Sequence[str], keys: Sequence[str], covariates: dic
 def compressed_slice(analysis_key: str, analysis_run: str, slice_id: str, signature: str) -> str:
     """Next to the analysis table: ``{experiment}/analysis`` -> ``{experiment}/slices/{run}/...``."""
     return join_key(posixpath.dirname(analysis_key), "slices", analysis_run, f"{slice_id}-{signature}.parquet")
+
+
+# ---- service keys (coordinator, functions, notebook) ----
+_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def _part(value: str, role: str) -> str:
+    if not _PART.match(value) or ".." in value:
+        raise InputError(f"{role} {value!r} must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit")
+    return value
+
+
+def experiment_spec(experiment_id: str) -> str:
+    return f"experiments/{_part(experiment_id, 'experiment id')}/experiment.json"
+
+
+
+def analysis_prefix(analysis_id: str) -> str:
+    return f"analyses/{_part(analysis_id, 'analysis id')}/"
+
+
+def analysis_request(analysis_id: str) -> str:
+    return analysis_prefix(analysis_id) + "request.json"
+
+
+def analysis_slice(analysis_id: str, slice_id: str) -> str:
+    """One compressed slice of an analysis, written by its slice job."""
+    return analysis_prefix(analysis_id) + f"slices/{_part(slice_id, 'slice id')}.parquet"
+
+
+def cube(analysis_id: str, signature: str) -> str:
+    return analysis_prefix(analysis_id) + f"cubes/{_part(signature, 'cube signature')}.parquet"
+
+
+def fit_result(analysis_id: str, slice_id: str, metric: str, model: str) -> str:
+    return analysis_prefix(analysis_id) + (
+        f"results/{_part(slice_id, 'slice id')}/{_part(metric, 'metric')}.{_part(model, 'model')}.json"
+    )
+
+
+def scorecard(analysis_id: str) -> str:
+    return analysis_prefix(analysis_id) + "scorecard.json"

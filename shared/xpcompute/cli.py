@@ -63,6 +63,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         options["quantiles"] = args.quantiles
     spec = FitSpec(**options)
     out = fit_table(table, spec)
+    if args.summaries:
+        from xpcompute.models import model_data
+        from xpcompute.summary import cell_summaries
+
+        summaries = cell_summaries(model_data(out.compressed, spec))
+        print(json.dumps([s.model_dump() for s in summaries], indent=None if args.compact else 2))
+        return 0
     if args.json:
         print(json.dumps([r.to_json_dict() for r in out.records], indent=None if args.compact else 2))
     else:
@@ -176,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--json", action="store_true", help="print a JSON array of result records")
     fit.add_argument("--compact", action="store_true", help="one-line JSON")
+    fit.add_argument("--summaries", action="store_true",
+                     help="print per-cell summaries (count, mean, variance, quantiles) as JSON instead of effects")
     fit.set_defaults(func=cmd_fit)
 
     demo = sub.add_parser("demo", help="generate a synthetic experiment and analyse it end to end")

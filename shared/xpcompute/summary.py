@@ -7,7 +7,15 @@ from xpcompute.records import CellSummary
 
 
 def cell_summaries(data: ModelData) -> list[CellSummary]:
-    """Count, mean and unbiased variance of the metric per cell, overall and per segment/period."""
+    """Count, mean and unbiased variance of the metric per cell, overall and per segment/period.
+
+    Distribution tables (rank and quantile models) also give the quantiles of
+    ``spec.quantiles``; panel tables summarise the user-period rows.
+    """
+    if data.compressed.layout.kind == "distribution":
+        from xpcompute.models.quantile import distribution_summaries
+
+        return distribution_summaries(data)
     out: list[CellSummary] = []
     for group in subgroups(data):
         for cell in data.cells:

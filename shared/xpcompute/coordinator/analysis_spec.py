@@ -31,7 +31,9 @@ class AnalysisSpec(BaseModel):
     """Metrics x slices x models for one experiment.
 
     ``models`` empty means each catalog metric's declared models (``ttest``
-    for metrics outside the catalog). ``slices`` are pre-computed when the
+    for metrics outside the catalog). Rank and quantile models are fitted on an
+    n-tile compression (``ntile_buckets``); ``dte`` on the user-by-day panel,
+    which needs stage 1 run with ``daily=True``. ``slices`` are pre-computed when the
     analysis is created; more can be requested live later.
     """
 
@@ -52,6 +54,11 @@ class AnalysisSpec(BaseModel):
     engine: EngineKind | None = Field(default=None, description="Stage-2 engine; default XPCOMPUTE_SLICE_ENGINE.")
     table: str | None = Field(
         default=None, description="Object-store key of a published analysis table; default the experiment's stage-1 output."
+    )
+    ntile_buckets: int = Field(
+        default=1000,
+        description="Buckets of the n-tile compression the slice jobs use for rank and quantile models "
+        "(mannwhitney, quantile); exact for metrics with at most this many distinct values.",
     )
 
     @field_validator("metrics")
@@ -80,6 +87,13 @@ class AnalysisSpec(BaseModel):
     def _table(cls, v: str | None) -> str | None:
         if v is not None and (".." in v or v.startswith("/") or not re.match(r"^[A-Za-z0-9_./-]{1,512}$", v)):
             raise ValueError(f"table {v!r} must be a relative object-store key (letters, digits, _ . / -; no '..')")
+        return v
+
+    @field_validator("ntile_buckets")
+    @classmethod
+    def _buckets(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError(f"ntile_buckets must be at least 2 (got {v}), e.g. 1000")
         return v
 
     @field_validator("expected_shares")

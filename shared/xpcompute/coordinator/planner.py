@@ -1,5 +1,10 @@
 """Analysis request -> jobs: one slice job per slice, then one fit job per (slice, metric, model).
 
+A slice job writes the moments table every moments model reads and, for the
+metrics that need them, a value-keyed n-tile table (``mannwhitney``,
+``quantile``) and a user-by-day panel (``dte``); a fit job reads the one its
+model's ``compression`` names.
+
 Planning is a pure function of the request (and the experiment spec when one
 is registered): the same request plans the same job ids, which is what makes
 creation idempotent and lets a restarted coordinator re-plan safely.
@@ -23,19 +28,25 @@ from xpcompute.coordinator.jobs import (
 from xpcompute.errors import InputError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
-from xpcompute.spec import FitSpec
+from xpcompute.spec import CompressSpec, FitSpec
 from xpcompute.storage import keys
+
+#: The user-by-day table's period and user columns, as stage 1 names them (``sql.stage1.DAY`` / ``USER``).
+DAY_COLUMN = "day"
+USER_COLUMN = "user_id"
+
+
+def compression_of(model: str) -> str:
+    """The compressed layout a model reads: ``moments``, ``distribution`` (rank, quantile) or ``panel`` (dte)."""
+    from xpcompute.models.registry import model_class
+
+    kind = model_class(model).compression
+    return kind if kind in ("distribution", "panel") else "moments"
 
 
 def servable(model: str) -> bool:
-    """Whether a fit can run on the moments-compressed slices stage 2 produces.
-
-    Rank and quantile models need distribution-compressed data and dynamic
-    effects a user-by-period panel; the service does not produce those slices.
-    """
-    from xpcompute.models.registry import model_class
-
-    return model_class(model).compression not in ("distribution", "panel")
+    """Whether a fit runs on the moments-compressed slice (the others read a slice's second artifact)."""
+    return compression_of(model) == "moments"
 
 
 def fit_specs(spec: AnalysisSpec, experiment: ExperimentSpec | None = None) -> list[FitSpec]:
@@ -43,17 +54,11 @@ def fit_specs(spec: AnalysisSpec, experiment: ExperimentSpec | None = None) -> l
 
     With an experiment, catalog metrics bring their declared models and the
     experiment's covariates (CUPED); explicit ``models`` override the declared
-    ones. Declared models that need other compressed forms than moments are
-    left to the notebook path (``xpcompute fit``); asking for one explicitly is an error.
+    ones. Rank and quantile models get n-tile compression (``spec.ntile_buckets``),
+    ``dte`` the user-by-day panel's day and user columns: the slice job writes
+    those compressed forms next to the moments table (see ``worker.run_slice``).
     """
     from xpcompute.metrics import get_metric
-
-    for model in spec.models:
-        if not servable(model):
-            raise InputError(
-                f"model {model!r} needs distribution- or panel-compressed data, which the service's slices do not "
-                "hold; fit it on raw rows with `xpcompute fit`, or choose ttest, proportion, ols, cate or ratio"
-            )
 
     out: list[FitSpec] = []
     for metric in spec.metrics:
@@ -65,10 +70,7 @@ def fit_specs(spec: AnalysisSpec, experiment: ExperimentSpec | None = None) -> l
         treatment = spec.treatment
         declared: list[FitSpec] = []
         if experiment is not None:
-            declared = [
-                s for s in get_metric(metric).fit_specs(experiment.covariates_for(metric), treatment, spec.control)
-                if servable(s.model)
-            ]
+            declared = list(get_metric(metric).fit_specs(experiment.covariates_for(metric), treatment, spec.control))
         if spec.models:
             by_model = {s.model: s for s in declared}
             for model in spec.models:
@@ -77,14 +79,28 @@ def fit_specs(spec: AnalysisSpec, experiment: ExperimentSpec | None = None) -> l
             out.extend(declared)
         else:
             out.append(_adhoc(spec, metric, "ttest", experiment))
-    out = [s.model_copy(update={"alpha": spec.alpha}) for s in out]
+    ntile = CompressSpec(kind="ntile", buckets=spec.ntile_buckets)
+    resolved = []
+    for s in out:
+        update: dict[str, object] = {"alpha": spec.alpha}
+        kind = compression_of(s.model)
+        if kind == "distribution":
+            update["compress"] = ntile
+        elif kind == "panel":
+            update.update(time=DAY_COLUMN, cluster=USER_COLUMN, compress=CompressSpec())
+        resolved.append(s.model_copy(update=update))
     seen: set[tuple[str, str]] = set()
     unique = []
-    for s in out:
+    for s in resolved:
         if (s.metric, s.model) not in seen:
             seen.add((s.metric, s.model))
             unique.append(s)
     return unique
+
+
+def artifact_metrics(specs: Sequence[FitSpec], layout: str) -> list[str]:
+    """The metrics whose fits read the ``layout`` artifact (``distribution`` or ``panel``), in order."""
+    return list(dict.fromkeys(s.metric for s in specs if compression_of(s.model) == layout))
 
 
 def _adhoc(spec: AnalysisSpec, metric: str, model: str, experiment: ExperimentSpec | None) -> FitSpec:
@@ -94,6 +110,7 @@ def _adhoc(spec: AnalysisSpec, metric: str, model: str, experiment: ExperimentSp
             metric=metric, treatment=spec.treatment, model=model,
             control=spec.control, covariates=tuple(covariates) if model in ("ols", "cate") else (),
             segment=spec.segment if model == "cate" else None, alpha=spec.alpha,
+            time=DAY_COLUMN if model == "dte" else None, cluster=USER_COLUMN if model == "dte" else None,
         )
     except ValueError as exc:
         raise InputError(f"metric {metric!r}, model {model!r}: {exc}") from exc

@@ -136,12 +136,36 @@ class Coordinator:
         if experiment is None:
             require_columns(schema.empty_table(), [spec.treatment, *spec.metrics, *spec.covariates], "column")
 
+    def _check_panel(self, experiment_id: str, specs: Sequence[FitSpec]) -> None:
+        """``dte`` fits read stage 1's user-by-day table: refuse up front when it or the metric's column is missing."""
+        from xpcompute.models.registry import model_class
+        from xpcompute.pipeline.tables import open_table
+
+        metrics = list(dict.fromkeys(s.metric for s in specs if model_class(s.model).compression == "panel"))
+        if not metrics:
+            return
+        try:
+            table = open_table(keys.user_day_table(experiment_id), self.store)
+        except NotFoundError:
+            raise InputError(
+                f"model 'dte' needs the user-by-day table of experiment {experiment_id!r}, which stage 1 has not "
+                "published; run stage 1 with daily=True (or drop 'dte' from models)"
+            ) from None
+        needed = {s.time for s in specs if s.time} | {s.cluster for s in specs if s.cluster}
+        missing = [c for c in [*sorted(needed), *metrics] if c not in table.schema.names]
+        if missing:
+            raise InputError(
+                f"model 'dte' needs per-day column(s) {', '.join(repr(c) for c in missing)} in the user-by-day table "
+                f"of experiment {experiment_id!r}; re-run stage 1 with daily=True and these metrics, or drop 'dte'"
+            )
+
     # ---- creating work ----------------------------------------------------------
     def submit(self, experiment_id: str, spec: AnalysisSpec, analysis_id: str | None = None) -> Analysis:
         """Plan and store a new analysis, then fan out its pre-computed slices. Re-submitting an id is a no-op."""
         keys.experiment_spec(experiment_id)  # validates the id
         self._check_request(experiment_id, spec, spec.slices)
         specs = fit_specs(spec, self.experiment(experiment_id))
+        self._check_panel(experiment_id, specs)
         aid = analysis_id or uuid.uuid4().hex
         now = self.clock()
         analysis = Analysis(

@@ -16,7 +16,13 @@ Two routes, chosen by ``XPCOMPUTE_SLICE_ENGINE`` (or the request's ``engine``):
   groups; stored at ``keys.cube``); every slice, live ones included, is then a
   filter and a re-aggregation of that small table, exact up to float rounding.
 
-Either way the output is the one compressed schema the models read.
+Either way the output is the moments schema the moments models read. Rank and
+quantile models (``distribution``) and ``dte`` (``panel``) read a second
+artifact per metric, built in-process from the slice's rows whatever the engine:
+``slice_rows`` (the Arrow filter over the published analysis table, or over the
+stage-1 user-by-day table for panels), then ``models.prepare``'s own
+compression for the fit's spec, so the service's fit equals ``fit_table`` on the
+same rows.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -193,6 +199,77 @@ def compute_slice(task: SliceTask, store: ObjectStore, analysis_id: str) -> Comp
             task.slice.check(task.experiment)
         return compute_cube(task, store, analysis_id)
     return compute_pipeline(task, store)
+
+
+def moments_specs(specs: Sequence[FitSpec], metrics: Sequence[str]) -> tuple[FitSpec, ...]:
+    """The fits the moments table serves, plus a plain one for each metric only other layouts read.
+
+    Every metric keeps its moments (cell counts for the sample-ratio check,
+    means in the scorecard) even when all its models read another layout.
+    """
+    from xpcompute.models.registry import model_class
+
+    out = [s for s in specs if model_class(s.model).compression not in ("distribution", "panel")]
+    covered = {s.metric for s in out}
+    treatment = specs[0].treatment if specs else "cell"
+    out += [FitSpec(metric=m, treatment=treatment) for m in metrics if m not in covered]
+    return tuple(out)
+
+
+def slice_rows(table_key: str, store: ObjectStore, slice_filter: SliceFilter, columns: Sequence[str]) -> pa.Table:
+    """The rows of the published table at ``table_key`` that ``slice_filter`` selects, with ``columns``."""
+    published = open_table(table_key, store)
+    needed = list(dict.fromkeys([*columns, *slice_filter.columns()]))
+    require_columns(published.schema.empty_table(), needed, f"column of {table_key}:")
+    table = published.read(needed)
+    if not slice_filter.is_everyone:
+        table = table.filter(slice_filter.to_arrow_mask(table))
+    if table.num_rows == 0:
+        raise InputError(f"slice {slice_filter.label()!r} is empty: no row of {table_key} matches it")
+    return table
+
+
+def _spec_columns(spec: FitSpec) -> list[str]:
+    cols = [spec.treatment, spec.metric, *spec.covariates]
+    cols += [c for c in (spec.segment, spec.time, spec.cluster, spec.weights) if c]
+    return cols
+
+
+def compute_artifacts(
+    task: SliceTask, store: ObjectStore, specs: Sequence[FitSpec], layout: str, table_key: str,
+) -> tuple[dict[str, CompressedTable], dict[str, str]]:
+    """The ``layout`` compression (``distribution`` or ``panel``) of each metric whose fits read it.
+
+    One compression per metric, from the first of its fits with that layout
+    (rank and quantile fits of one metric share keys and n-tiles). Returns the
+    tables and, per metric, the reason a data problem (``InputError``) left it
+    out, so one bad metric fails only its own fits.
+    """
+    from xpcompute.models import prepare
+    from xpcompute.models.registry import model_class
+
+    first: dict[str, FitSpec] = {}
+    for s in specs:
+        if model_class(s.model).compression == layout:
+            first.setdefault(s.metric, s)
+    if not first:
+        return {}, {}
+    columns = list(dict.fromkeys(c for s in first.values() for c in _spec_columns(s)))
+    try:
+        rows = slice_rows(table_key, store, task.slice, columns)
+    except (InputError, NotFoundError) as exc:
+        return {}, {m: f"{type(exc).__name__}: {exc}" for m in first}
+    tables: dict[str, CompressedTable] = {}
+    errors: dict[str, str] = {}
+    for metric, spec in first.items():
+        try:
+            compressed = prepare(rows.select(list(dict.fromkeys(_spec_columns(spec)))), spec)
+        except InputError as exc:
+            errors[metric] = f"{type(exc).__name__}: {exc}"
+            continue
+        extra = {**compressed.layout.extra, "slice": task.slice.label(), "slice_id": task.slice.slice_id}
+        tables[metric] = CompressedTable(table=compressed.table, layout=replace(compressed.layout, extra=extra))
+    return tables, errors
 
 
 def cell_counts(compressed: CompressedTable, treatment: str) -> dict[str, float]:

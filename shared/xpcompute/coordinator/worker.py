@@ -19,10 +19,16 @@ from xpcompute.compression.io import from_parquet_bytes, to_parquet_bytes
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import Job, JobKind, JobState
-from xpcompute.coordinator.planner import fit_specs
+from xpcompute.coordinator.planner import compression_of, fit_specs
 from xpcompute.coordinator.service import Coordinator
-from xpcompute.coordinator.slicing import SliceTask, cell_counts, compute_slice
-from xpcompute.errors import InputError, XPError
+from xpcompute.coordinator.slicing import (
+    SliceTask,
+    cell_counts,
+    compute_artifacts,
+    compute_slice,
+    moments_specs,
+)
+from xpcompute.errors import InputError, NotFoundError, XPError
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.spec import FitSpec
 from xpcompute.storage import keys
@@ -52,40 +58,96 @@ def describe(exc: BaseException) -> str:
 
 
 def run_slice(coordinator: Coordinator, settings: Settings, job: Job) -> dict[str, object]:
-    """Stage 2 for one slice: compress it and store the compressed table."""
+    """Stage 2 for one slice: compress it and store the compressed tables its fits read.
+
+    The moments table goes to the job's ``result_key``; metrics with rank or
+    quantile fits get an n-tile table and metrics with ``dte`` fits a user-by-day
+    panel, each at ``keys.analysis_distribution``. Every write is put-if-absent at
+    a key fixed by the job, so a repeated delivery stores nothing new. A data
+    problem with one metric's extra table is recorded in the output
+    (``artifact_errors``) and fails only the fits that read it.
+    """
     analysis = coordinator.state.get_analysis(job.analysis_id)
     spec = AnalysisSpec.model_validate(analysis.request)
     experiment = coordinator.experiment(analysis.experiment_id)
+    specs = fit_specs(spec, experiment)
+    table_key = spec.table or keys.analysis_table(analysis.experiment_id)
     task = SliceTask(
         experiment_id=analysis.experiment_id,
-        table_prefix=spec.table or keys.analysis_table(analysis.experiment_id),
+        table_prefix=table_key,
         slice=SliceFilter.model_validate(job.slice),
-        specs=tuple(fit_specs(spec, experiment)),
+        specs=moments_specs(specs, spec.metrics),
         treatment=spec.treatment,
         experiment=experiment,
         engine=spec.engine or settings.slice_engine,
     )
     compressed = compute_slice(task, coordinator.store, job.analysis_id)
+    artifacts: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    sources = {"distribution": table_key, "panel": keys.user_day_table(analysis.experiment_id)}
+    for layout, source in sources.items():
+        tables, failed = compute_artifacts(task, coordinator.store, specs, layout, source)
+        for metric, table in tables.items():
+            key = keys.analysis_distribution(job.analysis_id, job.slice_id, metric, layout)
+            coordinator.store.put_if_absent(key, to_parquet_bytes(table))
+            artifacts[f"{metric}.{layout}"] = key
+        errors.update({f"{metric}.{layout}": reason for metric, reason in failed.items()})
     assert job.result_key is not None
     coordinator.store.put_if_absent(job.result_key, to_parquet_bytes(compressed))
-    return {
+    output: dict[str, object] = {
         "cell_counts": cell_counts(compressed, spec.treatment),
         "groups": compressed.n_groups,
         "rows": compressed.layout.n_rows,
     }
+    if artifacts:
+        output["artifacts"] = artifacts
+    if errors:
+        output["artifact_errors"] = errors
+    return output
+
+
+def fit_input_key(job: Job) -> tuple[str, str]:
+    """The compressed table a fit job reads, by its model's layout: (layout, key)."""
+    assert job.model is not None and job.metric is not None
+    layout = compression_of(job.model)
+    if layout == "moments":
+        return layout, keys.analysis_slice(job.analysis_id, job.slice_id)
+    return layout, keys.analysis_distribution(job.analysis_id, job.slice_id, job.metric, layout)
 
 
 def run_fit(coordinator: Coordinator, job: Job) -> dict[str, object]:
-    """Read ("decompress") the slice, fit one model to one metric, store the records with the slice added."""
+    """Read ("decompress") the slice's table for the model, fit one model to one metric, store the records."""
     from xpcompute.models import fit_compressed
 
-    compressed = from_parquet_bytes(coordinator.store.get_bytes(keys.analysis_slice(job.analysis_id, job.slice_id)))
+    layout, key = fit_input_key(job)
+    try:
+        raw = coordinator.store.get_bytes(key)
+    except NotFoundError:
+        reason = _artifact_error(coordinator, job, layout)
+        if reason is None:
+            raise
+        raise InputError(f"the {layout} table of metric {job.metric!r} in slice {job.slice_label!r} "
+                         f"could not be built: {reason}") from None
+    compressed = from_parquet_bytes(raw)
     spec = FitSpec.model_validate(job.spec)
     records = [r.model_copy(update={"slice": job.slice_label}) for r in fit_compressed(compressed, spec)]
     assert job.result_key is not None
     body = json.dumps([r.to_json_dict() for r in records], sort_keys=True).encode()
     coordinator.store.put_if_absent(job.result_key, body)
-    return {"records": len(records)}
+    return {"records": len(records), "input": layout}
+
+
+def _artifact_error(coordinator: Coordinator, job: Job, layout: str) -> str | None:
+    """Why the slice job left this fit's table out (its recorded ``artifact_errors``), if it did."""
+    if layout == "moments" or job.depends_on is None:
+        return None
+    try:
+        parent = coordinator.state.get_job(job.depends_on)
+    except NotFoundError:
+        return None
+    errors = parent.output.get("artifact_errors") or {}
+    reason = errors.get(f"{job.metric}.{layout}") if isinstance(errors, dict) else None
+    return None if reason is None else str(reason)
 
 
 def run_job(coordinator: Coordinator, settings: Settings, job_id: str, worker: str) -> Outcome:

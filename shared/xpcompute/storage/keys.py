@@ -9,6 +9,7 @@ Layout under a store root (``XPCOMPUTE_OBJECTS``)::
     experiments/{experiment}/experiment.json           the registered experiment spec
     analyses/{analysis}/request.json                   the analysis request, verbatim (reproducibility)
     analyses/{analysis}/slices/{slice}.parquet         one compressed slice of an analysis (a slice job)
+    analyses/{analysis}/slices/{slice}/{metric}.{distribution|panel}.parquet   its n-tile / panel forms
     analyses/{analysis}/cubes/{signature}.parquet      moments by every dimension (the ``cube`` engine)
     analyses/{analysis}/results/{slice}/{metric}.{model}.json   one fit's result records
     analyses/{analysis}/scorecard.json                 the finalized scorecard
@@ -94,6 +95,19 @@ def analysis_request(analysis_id: str) -> str:
 def analysis_slice(analysis_id: str, slice_id: str) -> str:
     """One compressed slice of an analysis, written by its slice job."""
     return analysis_prefix(analysis_id) + f"slices/{_part(slice_id, 'slice id')}.parquet"
+
+
+def analysis_distribution(analysis_id: str, slice_id: str, metric: str, layout: str = "distribution") -> str:
+    """A second compressed form of one metric of a slice, written by its slice job next to the moments table.
+
+    ``layout`` is ``"distribution"`` (value-keyed n-tile, for rank and quantile
+    models) or ``"panel"`` (user x day sums from the user-by-day table, for ``dte``).
+    """
+    if layout not in ("distribution", "panel"):
+        raise InputError(f"compressed layout {layout!r} has no slice artifact; use 'distribution' or 'panel'")
+    return analysis_prefix(analysis_id) + (
+        f"slices/{_part(slice_id, 'slice id')}/{_part(metric, 'metric')}.{layout}.parquet"
+    )
 
 
 def cube(analysis_id: str, signature: str) -> str:

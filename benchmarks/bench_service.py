@@ -66,7 +66,7 @@ def _table(n: int) -> Any:
 def _publish(store: Any, table: Any) -> None:
     import pyarrow.parquet as pq
 
-    from xpcompute.coordinator import keys
+    from xpcompute.storage import keys
     from xpcompute.pipeline.tables import publish_table
 
     def write(fs: Any, path: str) -> Any:

@@ -5,7 +5,7 @@ the notebook makes the very library calls the service made, in the open, so a
 scientist can check a number, change a spec and re-fit one slice:
 
 1. read each slice's compressed statistics (stage 2's output) from the object
-   store, at the key the slice job wrote (``coordinator.keys``);
+   store, at the key the slice job wrote (``storage.keys``);
 2. rebuild each fit's ``FitSpec`` from the one its fit job carried (every fit
    job stores the spec it ran, so every stored result has the spec that
    produced it) and call ``models.fit_compressed``;

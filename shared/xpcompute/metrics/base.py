@@ -17,6 +17,7 @@ compresses, and what ``fit_specs`` points the models at.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -257,7 +258,7 @@ class Part:
     divisor: float = 1.0
 
 
-class RatioMetric(Metric):
+class RatioMetric(Metric, ABC):
     """A ratio of two per-user sums, e.g. rebuffer seconds over playback seconds.
 
     The analysis table holds the numerator as ``{name}`` and the denominator as
@@ -268,11 +269,13 @@ class RatioMetric(Metric):
 
     models: ClassVar[tuple[ModelName, ...]] = ("ratio",)
 
+    @abstractmethod
     def numerator(self) -> Part:
-        raise NotImplementedError(f"ratio metric {self.name} must define numerator()")
+        """The per-user sum on top: its source, event expression and condition."""
 
+    @abstractmethod
     def denominator(self) -> Part:
-        raise NotImplementedError(f"ratio metric {self.name} must define denominator()")
+        """The per-user sum below."""
 
     @property
     def denominator_column(self) -> str:

@@ -230,6 +230,7 @@ import math
 from xpcompute import viz
 from xpcompute.compression.io import from_parquet_bytes
 from xpcompute.config import Settings
+from xpcompute.coordinator.planner import fit_input
 from xpcompute.storage import keys
 from xpcompute.models import fit_compressed
 from xpcompute.postprocess import adjust_pvalues
@@ -270,13 +271,14 @@ the slice's label.
         specs = "\n".join(f"    {spec_source(spec)}," for spec in s.specs)
         cells.append(_md(f"### Slice `{s.label}`"))
         cells.append(_code(f"""
-compressed = from_parquet_bytes(store.get_bytes(keys.analysis_slice(ANALYSIS_ID, {s.slice_id!r})))
-print(f"{{compressed.layout.n_rows:,}} users in {{compressed.n_groups:,}} compressed rows")
 specs = [
 {specs}
 ]
 for spec in specs:
+    layout, key = fit_input(ANALYSIS_ID, {s.slice_id!r}, spec.metric, spec.model)  # moments, distribution or panel
+    compressed = from_parquet_bytes(store.get_bytes(key))
     records += [r.model_copy(update={{"slice": {s.label!r}}}) for r in fit_compressed(compressed, spec)]
+print(f"{{compressed.layout.n_rows:,}} users in the slice; the last table had {{compressed.n_groups:,}} compressed rows")
 print(len(records), "records so far")
 """))
     cells += [

@@ -45,7 +45,7 @@ def finished(tmp_path: Path) -> Iterator[Finished]:
     settings = Settings(home=tmp_path / "home", dispatch="inline")
     with EmbeddedRuntime(settings) as rt:
         publish_experiment(rt.coordinator, tmp_path / "raw")
-        spec = analysis_spec(models=("ttest", "ols", "cate"), segment="device", correction="holm")
+        spec = analysis_spec(models=("ttest", "ols", "cate", "mannwhitney", "quantile"), segment="device", correction="holm")
         analysis = rt.coordinator.submit(EXPERIMENT_ID, spec)
         rt.coordinator.request_slice(analysis.analysis_id, LIVE)
         yield Finished(rt.coordinator, analysis.analysis_id, settings.home)
@@ -65,7 +65,7 @@ def test_the_exported_notebook_reproduces_every_stored_number(finished: Finished
     path = write_notebook(coord, aid, tmp_path / "nb" / "analysis.ipynb")
     nb = nbformat.read(str(path), as_version=4)
     sources = "\n".join(c.source for c in nb.cells)
-    for call in ("from_parquet_bytes(store.get_bytes(keys.analysis_slice(", "fit_compressed(compressed, spec)",
+    for call in ("fit_input(ANALYSIS_ID, ", "from_parquet_bytes(store.get_bytes(key))", "fit_compressed(compressed, spec)",
                  "adjust_pvalues(records", "viz.effects_forest(", "viz.cate_by_segment(", "FitSpec(metric="):
         assert call in sources, call
     # the test's own read-out, after the notebook's cells: the records the notebook computed

@@ -44,6 +44,17 @@ def compression_of(model: str) -> str:
     return kind if kind in ("distribution", "panel") else "moments"
 
 
+def fit_input(analysis_id: str, slice_id: str, metric: str, model: str) -> tuple[str, str]:
+    """The compressed table a fit reads, by its model's layout: ``(layout, key)``.
+
+    The fit function and the exported notebook both call this, so they read the same object.
+    """
+    layout = compression_of(model)
+    if layout == "moments":
+        return layout, keys.analysis_slice(analysis_id, slice_id)
+    return layout, keys.analysis_distribution(analysis_id, slice_id, metric, layout)
+
+
 def servable(model: str) -> bool:
     """Whether a fit runs on the moments-compressed slice (the others read a slice's second artifact)."""
     return compression_of(model) == "moments"

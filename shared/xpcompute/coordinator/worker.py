@@ -19,7 +19,7 @@ from xpcompute.compression.io import from_parquet_bytes, to_parquet_bytes
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import Job, JobKind, JobState
-from xpcompute.coordinator.planner import compression_of, fit_specs
+from xpcompute.coordinator.planner import fit_input, fit_specs
 from xpcompute.coordinator.service import Coordinator
 from xpcompute.coordinator.slicing import (
     SliceTask,
@@ -109,10 +109,7 @@ def run_slice(coordinator: Coordinator, settings: Settings, job: Job) -> dict[st
 def fit_input_key(job: Job) -> tuple[str, str]:
     """The compressed table a fit job reads, by its model's layout: (layout, key)."""
     assert job.model is not None and job.metric is not None
-    layout = compression_of(job.model)
-    if layout == "moments":
-        return layout, keys.analysis_slice(job.analysis_id, job.slice_id)
-    return layout, keys.analysis_distribution(job.analysis_id, job.slice_id, job.metric, layout)
+    return fit_input(job.analysis_id, job.slice_id, job.metric, job.model)
 
 
 def run_fit(coordinator: Coordinator, job: Job) -> dict[str, object]:

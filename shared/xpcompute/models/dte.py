@@ -50,9 +50,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from xpcompute import native
-from xpcompute.errors import CellError, CollinearityError, InputError, ZeroVarianceError
+from xpcompute.errors import CellError, InputError, ZeroVarianceError
 from xpcompute.models.base import CausalModel, MeansCovariance
 from xpcompute.models.data import ModelData, Subgroup
+from xpcompute.models.linear import solve_identified
 from xpcompute.models.panel_data import PanelData
 from xpcompute.records import ResultRecord
 
@@ -144,19 +145,7 @@ def fit_panel_ols(data: PanelData, design: PanelDesign) -> PanelOLSFit:
     n = data.n
     _check_identified(data, design, n)
     xtx, xty, _ = native.gram_meat(x, n, data.sum_y, None)
-    solved = native.cholesky_solve(xtx, xty)
-    dropped = tuple(names[i] for i in solved.dropped)
-    bad = [names[i] for i in solved.dropped if i in protect]
-    if bad:
-        raise CollinearityError(
-            f"metric {data.spec.metric!r}: {', '.join(bad)} is collinear with the other columns, so its effect "
-            "is not identified; remove covariates that duplicate the treatment"
-        )
-    if dropped and data.spec.collinear_policy == "refuse":
-        raise CollinearityError(
-            f"metric {data.spec.metric!r}: collinear covariate columns {', '.join(dropped)}; remove them or set "
-            "collinear_policy='drop' to drop and report them"
-        )
+    solved, dropped = solve_identified(data, xtx, xty, tuple(names), tuple(protect))
     coef = solved.x
     g, p = data.n_groups, data.n_periods
     fitted = (x @ coef).reshape(g, p)

@@ -68,6 +68,31 @@ def residual_moment(data: ModelData, alpha: tuple[int, ...], a: F64, bc: F64) ->
     return out
 
 
+def solve_identified(
+    data: ModelData, xtx: F64, xty: F64, names: tuple[str, ...], protect: tuple[int, ...]
+) -> tuple[native.SolveResult, tuple[str, ...]]:
+    """Solve the normal equations, applying the collinearity policy; returns the solution and dropped names.
+
+    Columns collinear with earlier ones are dropped (and reported) or refused,
+    per ``spec.collinear_policy``; a dropped column listed in ``protect`` (a
+    treatment column) is always refused, since its effect would be unidentified.
+    """
+    solved = native.cholesky_solve(xtx, xty)
+    dropped = tuple(names[i] for i in solved.dropped)
+    bad = [names[i] for i in solved.dropped if i in protect]
+    if bad:
+        raise CollinearityError(
+            f"metric {data.spec.metric!r}: {', '.join(bad)} is collinear with the other columns, so its effect "
+            "is not identified; remove covariates that are constant within a cell or duplicate the treatment"
+        )
+    if dropped and data.spec.collinear_policy == "refuse":
+        raise CollinearityError(
+            f"metric {data.spec.metric!r}: collinear columns {', '.join(dropped)}; remove them or set "
+            "collinear_policy='drop' to drop and report them"
+        )
+    return solved, dropped
+
+
 def compressed_ols(
     data: ModelData,
     design: F64,
@@ -76,10 +101,8 @@ def compressed_ols(
 ) -> OLSFit:
     """OLS of the metric on ``[design, continuous covariates]`` with HC1 errors, from moments alone.
 
-    ``design`` holds the discrete part ``d_g`` (one row per compressed row).
-    Columns collinear with earlier ones are dropped (and reported) or refused,
-    per ``spec.collinear_policy``; a dropped column listed in ``protect`` (a
-    treatment column) is always refused, since its effect would be unidentified.
+    ``design`` holds the discrete part ``d_g`` (one row per compressed row);
+    collinear columns are handled by ``solve_identified``.
     """
     k = len(data.layout.covariates)
     zero = (0,) * k
@@ -104,19 +127,7 @@ def compressed_ols(
             for l_ in range(k):
                 xtx[kd + j, kd + l_] = data.moment(0, *_add(_unit(k, j), _unit(k, l_))).sum()
 
-    solved = native.cholesky_solve(xtx, xty)
-    dropped = tuple(all_names[i] for i in solved.dropped)
-    bad = [all_names[i] for i in solved.dropped if i in protect]
-    if bad:
-        raise CollinearityError(
-            f"metric {data.spec.metric!r}: {', '.join(bad)} is collinear with the other columns, so its effect "
-            "is not identified; remove covariates that are constant within a cell or duplicate the treatment"
-        )
-    if dropped and data.spec.collinear_policy == "refuse":
-        raise CollinearityError(
-            f"metric {data.spec.metric!r}: collinear columns {', '.join(dropped)}; remove them or set "
-            "collinear_policy='drop' to drop and report them"
-        )
+    solved, dropped = solve_identified(data, xtx, xty, all_names, protect)
     coef = solved.x
     a = design @ coef[:kd]
     bc = coef[kd:]

@@ -66,8 +66,8 @@ def _table(n: int) -> Any:
 def _publish(store: Any, table: Any) -> None:
     import pyarrow.parquet as pq
 
-    from xpcompute.storage import keys
     from xpcompute.pipeline.tables import publish_table
+    from xpcompute.storage import keys
 
     def write(fs: Any, path: str) -> Any:
         fs.create_dir(path, recursive=True)

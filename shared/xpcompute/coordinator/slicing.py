@@ -84,20 +84,24 @@ def compression_plan(specs: Sequence[FitSpec], schema: pa.Schema) -> tuple[list[
 
 
 _CACHE: dict[tuple[str, str, tuple[str, ...]], pa.Table] = {}
+_CACHE_ENTRIES = 2
 
 
 def _read_cached(published: PublishedTable, columns: list[str]) -> pa.Table:
     """The published table's columns, kept for the next slice job in this (warm) process.
 
     A published run never changes (a new stage-1 run gets a new run id, and
-    the key includes it), so the copy cannot go stale; one entry is kept.
+    the key includes it), so the copy cannot go stale. Two entries are kept:
+    a slice job reads one column set for its moments and another for its
+    distribution or panel tables, and they should not evict each other.
     """
     key = (published.uri, published.run_id, tuple(columns))
-    table = _CACHE.get(key)
+    table = _CACHE.pop(key, None)
     if table is None:
-        _CACHE.clear()
+        while len(_CACHE) >= _CACHE_ENTRIES:
+            _CACHE.pop(next(iter(_CACHE)))  # least recently used first
         table = published.read(columns)
-        _CACHE[key] = table
+    _CACHE[key] = table
     return table
 
 
@@ -221,7 +225,7 @@ def slice_rows(table_key: str, store: ObjectStore, slice_filter: SliceFilter, co
     published = open_table(table_key, store)
     needed = list(dict.fromkeys([*columns, *slice_filter.columns()]))
     require_columns(published.schema.empty_table(), needed, f"column of {table_key}:")
-    table = published.read(needed)
+    table = _read_cached(published, needed)
     if not slice_filter.is_everyone:
         table = table.filter(slice_filter.to_arrow_mask(table))
     if table.num_rows == 0:

@@ -47,7 +47,7 @@ def run_demo(users: int = 1_000_000, home: Path = Path(".xpcompute/demo"), worke
              console: Console | None = None, fresh: bool = True) -> DemoResult:
     """Generate, stage 1, analyse over the local pool, and write the report; returns the scorecard."""
     from xpcompute import synthetic
-    from xpcompute.metrics import get_metric, metric_names
+    from xpcompute.metrics import higher_is_better, metric_names
     from xpcompute.pipeline.stage1 import run_stage1
     from xpcompute.viz import print_scorecard, write_report
 
@@ -87,9 +87,9 @@ def run_demo(users: int = 1_000_000, home: Path = Path(".xpcompute/demo"), worke
                 time.sleep(0.2)
         card = coordinator.results(analysis.analysis_id)
 
-    higher = {m: get_metric(m).higher_is_better for m in metric_names()}
-    print_scorecard(card.records, console=console, higher_is_better={k: v for k, v in higher.items() if v is not None})
+    higher = higher_is_better(metric_names())
+    print_scorecard(card.records, console=console, higher_is_better=higher)
     report = home / f"report-{card.analysis_id}.html"
     write_report(report, card.records, title="xpcompute demo: autoplay experiment", meta=card.to_json_dict(),
-                 higher_is_better={k: v for k, v in higher.items() if v is not None})
+                 higher_is_better=higher)
     return DemoResult(scorecard=card, report=report, home=home, seconds=time.perf_counter() - started)

@@ -86,7 +86,7 @@ def collect(coordinator: Coordinator, analysis_id: str) -> AnalysisExport:
     Raises ``NotFoundError`` for an unknown analysis or a missing scorecard and
     ``ConflictError`` while the analysis still runs.
     """
-    from xpcompute.metrics import get_metric
+    from xpcompute.metrics import higher_is_better
 
     analysis = coordinator.state.get_analysis(analysis_id)
     jobs = coordinator.state.list_jobs(analysis_id)
@@ -120,14 +120,7 @@ def collect(coordinator: Coordinator, analysis_id: str) -> AnalysisExport:
     )
     failures = tuple(f"{f.kind} job {f.job_id} ({f.slice}, {f.metric or '-'}, {f.model or '-'}): {f.error}"
                      for f in card.failures)
-    higher: dict[str, bool] = {}
-    for metric in sorted({s.metric for sf in slices for s in sf.specs}):
-        try:
-            value = get_metric(metric).higher_is_better
-        except XPError:
-            continue
-        if value is not None:
-            higher[metric] = value
+    higher = higher_is_better(sorted({s.metric for sf in slices for s in sf.specs}))
     return AnalysisExport(
         analysis_id=analysis_id, experiment_id=analysis.experiment_id, state=analysis.state.value,
         store_uri=coordinator.store.uri, correction=str(analysis.request.get("correction", "bh")),

@@ -348,7 +348,7 @@ class PageData:
 
 def gather(coordinator: Coordinator, analysis_id: str) -> PageData:
     """Read the analysis, its jobs and its (possibly partial) scorecard. Raises ``NotFoundError`` for an unknown id."""
-    from xpcompute.metrics import get_dimension, get_metric
+    from xpcompute.metrics import get_dimension, higher_is_better
 
     analysis = coordinator.state.get_analysis(analysis_id)
     jobs = coordinator.state.list_jobs(analysis_id)
@@ -358,14 +358,7 @@ def gather(coordinator: Coordinator, analysis_id: str) -> PageData:
     for name in experiment.dimensions if experiment is not None else ():
         dim = get_dimension(name)
         dimensions.append(DimensionChoice(name, dim.dtype, dim.values, dim.description))
-    higher: dict[str, bool] = {}
-    for metric in analysis.request.get("metrics", ()):
-        try:
-            value = get_metric(metric).higher_is_better
-        except XPError:
-            continue
-        if value is not None:
-            higher[metric] = value
+    higher = higher_is_better(analysis.request.get("metrics", ()))
     return PageData(
         analysis=analysis, progress=Progress.of(jobs), slices=slice_progress(jobs, requested_slice_ids(analysis)),
         card=card, dimensions=dimensions, higher_is_better=higher,

@@ -7,6 +7,7 @@ fail with the list of known ones, because the name usually came from a user.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TypeVar
 
 from xpcompute.errors import InputError
@@ -79,3 +80,18 @@ def dimension_names() -> list[str]:
 
 def covariate_names() -> list[str]:
     return sorted(_COVARIATES)
+
+
+def higher_is_better(metrics: Iterable[str]) -> dict[str, bool]:
+    """Each catalog metric's declared direction; metrics outside the catalog or with no direction are left out.
+
+    The scorecard, the report, the page and the notebook use it to turn a
+    significant change into "good" or "bad".
+    """
+    out: dict[str, bool] = {}
+    for name in metrics:
+        cls = _METRICS.get(name)
+        value = None if cls is None else cls.higher_is_better
+        if value is not None:
+            out[name] = bool(value)
+    return out

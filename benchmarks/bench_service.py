@@ -142,6 +142,17 @@ def _slices(n: int) -> list[Any]:
     return list(unique.values())[:n]
 
 
+def _job_seconds(jobs: list[Any]) -> dict[str, dict[str, float]]:
+    """Worker seconds per job kind (and fit model): where an analysis's time goes."""
+    by: dict[str, list[float]] = {}
+    for job in jobs:
+        if job.started_at is not None and job.finished_at is not None:
+            label = job.kind.value if job.model is None else f"{job.kind.value}:{job.model}"
+            by.setdefault(label, []).append(job.finished_at - job.started_at)
+    return {k: {"jobs": len(v), "total_s": round(sum(v), 3), "mean_ms": round(1000 * sum(v) / len(v), 2)}
+            for k, v in sorted(by.items())}
+
+
 def targets(users: int, n_slices: int, engine: str, workers: int) -> dict[str, Any]:
     from xpcompute import synthetic
     from xpcompute.config import Settings
@@ -185,6 +196,7 @@ def targets(users: int, n_slices: int, engine: str, workers: int) -> dict[str, A
             out["analysis_s"] = time.perf_counter() - t0
             out["first_results_s"] = first if first is not None else out["analysis_s"]
             status = rt.coordinator.status(aid, with_records=False)
+            out["job_seconds"] = _job_seconds(rt.coordinator.state.list_jobs(aid))
             out["jobs"] = status.progress.total
             out["failed_jobs"] = status.progress.failed
             t0 = time.perf_counter()

@@ -60,10 +60,12 @@ def per_user_reference(data: SyntheticData) -> dict[str, NDArray[np.float64]]:
     pb, bl, ac = data.playback, data.billing, data.account
     p_user, p_date, watch = _np(pb, "user_id"), _np(pb, "event_date"), _np(pb, "watch_seconds")
     rebuffer, latency, title = _np(pb, "rebuffer_seconds"), _np(pb, "startup_latency_ms"), _np(pb, "title_id")
+    measured = np.asarray(pc.is_valid(pb.column("startup_latency_ms")).to_numpy(zero_copy_only=False), dtype=bool)
     b_user, b_date, amount = _np(bl, "user_id"), _np(bl, "event_date"), _np(bl, "amount_cents")
     rental = np.asarray(pc.equal(bl.column("kind"), "rental").to_numpy(zero_copy_only=False), dtype=bool)
     a_user, a_date = _np(ac, "user_id"), _np(ac, "event_date")
     cancel = np.asarray(pc.equal(ac.column("event_type"), "cancel").to_numpy(zero_copy_only=False), dtype=bool)
+    edit = np.asarray(pc.equal(ac.column("event_type"), "profile_edit").to_numpy(zero_copy_only=False), dtype=bool)
 
     def count(users: NDArray[np.int64], weights: NDArray[np.int64] | None = None) -> NDArray[np.float64]:
         return np.bincount(users, weights=None if weights is None else weights.astype(np.float64), minlength=n).astype(np.float64)
@@ -90,11 +92,22 @@ def per_user_reference(data: SyntheticData) -> dict[str, NDArray[np.float64]]:
     out["hours_per_session__den"] = count(p_user[w])
     with np.errstate(invalid="ignore", divide="ignore"):
         out["playback_start_latency"] = count(p_user[w], latency[w]) / count(p_user[w])
+    out["rebuffered_session_rate"] = count(p_user[w & (rebuffer >= 30)])
+    out["rebuffered_session_rate__den"] = count(p_user[w])
+    out["slow_start_rate"] = count(p_user[w & (latency > 2000)])
+    out["slow_start_rate__den"] = count(p_user[w & measured])
+    out["early_abandons"] = count(p_user[w & (watch < 120)])
+    longest = np.full(n, np.nan)  # no playback in the window: no longest session
+    np.fmax.at(longest, p_user[w], watch[w].astype(np.float64))
+    out["longest_session_hours"] = longest / 3600.0
     bw = (b_date >= start) & (b_date <= end)
     out["rentals"] = count(b_user[bw & rental])
-    aw = (a_date >= start) & (a_date <= end) & cancel
-    out["cancelled"] = (count(a_user[aw]) > 0).astype(np.float64)
+    out["rental_revenue"] = count(b_user[bw & rental], amount[bw & rental]) / 100.0
+    out["is_renter"] = (out["rentals"] > 0).astype(np.float64)
+    aw = (a_date >= start) & (a_date <= end)
+    out["cancelled"] = (count(a_user[aw & cancel]) > 0).astype(np.float64)
     out["retained"] = 1.0 - out["cancelled"]
+    out["profile_edits"] = count(a_user[aw & edit])
     return out
 
 

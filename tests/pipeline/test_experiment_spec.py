@@ -25,7 +25,7 @@ def test_example_yaml_loads_and_resolves_relative_sources() -> None:
     assert spec.control == "control" and len(spec.cells) == 3
     assert spec.window.days == 10 and str(spec.window.pre_start) == "2025-12-29"
     assert Path(spec.sources["playback"].uri) == EXAMPLE.parent / "data" / "playback.parquet"
-    assert len(spec.metrics) == 13
+    assert len(spec.metrics) == 20
     assert spec.precompute[0] == SliceFilter.everyone()
     assert spec.precompute[2].label() == "country=US & device=tv"
     assert spec.covariates_for("streaming_hours") == ("pre_streaming_hours",)

@@ -3,7 +3,7 @@
 Sources (their columns are what ``xpcompute.synthetic`` generates):
 - ``playback``: user_id, event_date, watch_seconds, rebuffer_seconds, startup_latency_ms, title_id (one row per playback session)
 - ``billing``: user_id, event_date, amount_cents, kind ('subscription' or 'rental')
-- ``account``: user_id, event_date, event_type ('cancel', ...)
+- ``account``: user_id, event_date, event_type ('cancel' or 'profile_edit')
 - ``users``: user_id, country, device, plan, signup_date
 
 Event values are integers (seconds, cents, milliseconds) and unit conversion
@@ -178,6 +178,93 @@ class PlaybackStartLatency(QuantileMetric):
         return col("startup_latency_ms")
 
 
+@register_metric
+class RebufferedSessionRate(RatioMetric):
+    """Share of sessions with a stall members notice.
+
+    A second or two of rebuffering happens in most sessions (it is part of
+    adapting the bitrate), so counting every session with any rebuffering
+    would sit near 100% and hide a change; the threshold counts sessions that
+    stalled for half a minute or more in total.
+    """
+
+    name = "rebuffered_session_rate"
+    source = "playback"
+    description = "Share of playback sessions with 30 seconds or more of rebuffering (ratio of counts)."
+    unit = "share"
+    format = "{:.2%}"
+    higher_is_better = False
+    MIN_REBUFFER_SECONDS: ClassVar[int] = 30
+
+    def numerator(self) -> Part:
+        stalled = col("rebuffer_seconds") >= lit(self.MIN_REBUFFER_SECONDS)
+        return Part("playback", exp.Literal.number(1), "count", condition=stalled)
+
+    def denominator(self) -> Part:
+        return Part("playback", exp.Literal.number(1), "count")
+
+
+@register_metric
+class SlowStartRate(RatioMetric):
+    """Share of sessions whose first frame took longer than two seconds.
+
+    The tail that ``playback_start_latency``'s per-member mean smooths over.
+    The denominator counts only sessions with a recorded latency, so a
+    session that never started neither counts as slow nor dilutes the rate.
+    """
+
+    name = "slow_start_rate"
+    source = "playback"
+    description = "Share of playback sessions taking over 2 s from play press to first frame (ratio of counts)."
+    unit = "share"
+    format = "{:.2%}"
+    higher_is_better = False
+    SLOW_START_MS: ClassVar[int] = 2000
+
+    def numerator(self) -> Part:
+        slow = col("startup_latency_ms") > lit(self.SLOW_START_MS)
+        return Part("playback", exp.Literal.number(1), "count", condition=slow)
+
+    def denominator(self) -> Part:
+        measured = col("startup_latency_ms").is_(exp.null()).not_()
+        return Part("playback", exp.Literal.number(1), "count", condition=measured)
+
+
+@register_metric
+class EarlyAbandons(Metric):
+    """Sessions given up within two minutes: a wrong pick, a slow start or an autoplay nobody wanted."""
+
+    name = "early_abandons"
+    source = "playback"
+    aggregation: ClassVar[Aggregation] = "count"
+    models: ClassVar[tuple[ModelName, ...]] = ("ttest",)
+    description = "Playback sessions under two minutes per member."
+    unit = "sessions"
+    format = "{:,.3f}"
+    higher_is_better = False
+    dtype: ClassVar[ColumnType] = "bigint"
+
+    def condition(self) -> exp.Expr:
+        return col("watch_seconds") < lit(120)
+
+
+@register_metric
+class LongestSessionHours(Metric):
+    """The member's longest single session (binge depth); members without playback have none (null)."""
+
+    name = "longest_session_hours"
+    source = "playback"
+    aggregation: ClassVar[Aggregation] = "max"
+    models: ClassVar[tuple[ModelName, ...]] = ("ttest", "ols")
+    description = "Longest playback session per member in the analysis window, among members who streamed."
+    unit = "hours"
+    format = "{:,.2f}"
+    divisor = SECONDS_PER_HOUR
+
+    def value(self) -> exp.Expr:
+        return col("watch_seconds")
+
+
 # ----------------------------------------------------------------------------- metrics: billing and account
 
 
@@ -205,6 +292,39 @@ class Rentals(Metric):
     description = "Pay-per-view rentals per member."
     unit = "rentals"
     format = "{:,.3f}"
+    dtype: ClassVar[ColumnType] = "bigint"
+
+    def condition(self) -> exp.Expr:
+        return col("kind").eq(lit("rental"))
+
+
+@register_metric
+class RentalRevenue(Metric):
+    name = "rental_revenue"
+    source = "billing"
+    aggregation: ClassVar[Aggregation] = "sum"
+    models: ClassVar[tuple[ModelName, ...]] = ("ttest",)
+    description = "Revenue from pay-per-view rentals per member (subscriptions left out)."
+    unit = "USD"
+    format = "${:,.2f}"
+    divisor = CENTS_PER_DOLLAR
+
+    def value(self) -> exp.Expr:
+        return col("amount_cents")
+
+    def condition(self) -> exp.Expr:
+        return col("kind").eq(lit("rental"))
+
+
+@register_metric
+class IsRenter(Metric):
+    name = "is_renter"
+    source = "billing"
+    aggregation: ClassVar[Aggregation] = "any"
+    models: ClassVar[tuple[ModelName, ...]] = ("proportion",)
+    description = "Share of members with at least one pay-per-view rental in the analysis window."
+    unit = "share"
+    format = "{:.2%}"
     dtype: ClassVar[ColumnType] = "bigint"
 
     def condition(self) -> exp.Expr:
@@ -240,6 +360,27 @@ class Retained(Metric):
 
     def condition(self) -> exp.Expr:
         return col("event_type").eq(lit("cancel"))
+
+
+@register_metric
+class ProfileEdits(Metric):
+    """Edits to a profile (name, avatar, language, maturity settings).
+
+    Read as engagement with personalisation, so more is better; a large move
+    usually means a settings screen got easier or harder to reach.
+    """
+
+    name = "profile_edits"
+    source = "account"
+    aggregation: ClassVar[Aggregation] = "count"
+    models: ClassVar[tuple[ModelName, ...]] = ("ttest",)
+    description = "Profile edits per member in the analysis window."
+    unit = "edits"
+    format = "{:,.3f}"
+    dtype: ClassVar[ColumnType] = "bigint"
+
+    def condition(self) -> exp.Expr:
+        return col("event_type").eq(lit("profile_edit"))
 
 
 # ----------------------------------------------------------------------------- dimensions
@@ -297,7 +438,7 @@ class TenureBucket(Dimension):
 class PreStreamingHours(Covariate):
     name = "pre_streaming_hours"
     metric = StreamingHours
-    adjusts: ClassVar[tuple[str, ...]] = ("streaming_hours",)
+    adjusts: ClassVar[tuple[str, ...]] = ("streaming_hours", "longest_session_hours")
     description = "Hours streamed in the pre-period."
 
 

@@ -73,12 +73,12 @@ def run_stage1(
         seconds["resolve"] = time.perf_counter() - started
         meta: dict[str, object] = {"experiment": experiment.id, "engine": eng.dialect.name, "spec": experiment.model_dump(mode="json")}
 
-        sql["analysis"] = render(q.analysis_query(experiment, refs), eng.dialect.name)
-        analysis = _publish(eng, store, keys.analysis_table(experiment.id), sql["analysis"], meta, seconds, "analysis")
+        analysis = _publish(eng, store, keys.analysis_table(experiment.id), q.analysis_plan(experiment, refs), meta,
+                            seconds, sql, "analysis")
         user_day = None
         if make_daily:
-            sql["user_day"] = render(q.daily_query(experiment, refs), eng.dialect.name)
-            user_day = _publish(eng, store, keys.user_day_table(experiment.id), sql["user_day"], meta, seconds, "user_day")
+            user_day = _publish(eng, store, keys.user_day_table(experiment.id), q.daily_plan(experiment, refs), meta,
+                                seconds, sql, "user_day")
     return Stage1Result(analysis=analysis, user_day=user_day, seconds=seconds, sql=sql)
 
 
@@ -86,15 +86,25 @@ def _publish(
     eng: Engine,
     store: ObjectStore,
     key: str,
-    sql: str,
+    plan: q.Stage1Plan,
     meta: dict[str, object],
     seconds: dict[str, float],
+    sql: dict[str, str],
     label: str,
 ) -> PublishedTable:
+    """Run ``plan`` the way the engine prefers (its steps as temporary tables, or inline) and publish it."""
     started = time.perf_counter()
+    name = eng.dialect.name
+    steps: list[tuple[str, str]] = []
+    if eng.dialect.stage1_steps == "materialize":
+        steps = [(step, render(query, name)) for step, query in plan.steps]
+        final = render(plan.final, name)
+        sql[label] = ";\n".join([*(f"CREATE TEMP TABLE {s} AS {text}" for s, text in steps), final])
+    else:
+        final = sql[label] = render(plan.inline(), name)
 
     def write(fs: pafs.FileSystem, directory: str) -> pa.Schema:
-        return eng.write(sql, fs, directory)
+        return eng.write(final, fs, directory, steps)
 
     table = publish_table(store, key, write, {**meta, "table_kind": label})
     seconds[label] = time.perf_counter() - started

@@ -41,12 +41,15 @@ class Dialect:
     """How a stage-2 result comes back: an Arrow table (DuckDB, Spark 4 ``toArrow``) or DB-API rows (Trino)."""
     writes_tables: bool
     """Whether stage 1 can run on the engine here (Trino writes need a writable catalog)."""
+    stage1_steps: Literal["materialize", "inline"]
+    """How the engine runs a ``sql.stage1.Stage1Plan``: each step as a temporary table
+    in turn (DuckDB, bounded memory) or as CTEs of one statement (Spark and Trino plan it whole)."""
 
 
 DIALECTS: dict[str, Dialect] = {
-    "duckdb": Dialect("duckdb", "duckdb", "registered", False, False, "arrow", True),
-    "spark": Dialect("spark", "spark", "temp_view", True, False, "arrow", True),
-    "trino": Dialect("trino", "trino", "catalog", True, True, "rows", False),
+    "duckdb": Dialect("duckdb", "duckdb", "registered", False, False, "arrow", True, "materialize"),
+    "spark": Dialect("spark", "spark", "temp_view", True, False, "arrow", True, "inline"),
+    "trino": Dialect("trino", "trino", "catalog", True, True, "rows", False, "inline"),
 }
 
 

@@ -61,10 +61,10 @@ WITH "alloc" AS (
   ) AS "x"
   GROUP BY
     "user_id"
-), "distinct_17" AS (
+), "distinct_26" AS (
   SELECT
     "user_id",
-    COUNT(*) AS "c17"
+    COUNT(*) AS "c26"
   FROM (
     SELECT DISTINCT
       CAST("user_id" AS BIGINT) AS "user_id",
@@ -94,7 +94,14 @@ WITH "alloc" AS (
         THEN 0
         ELSE 1
       END
-    ) AS "c14"
+    ) AS "c14",
+    COUNT(
+      CASE
+        WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
+        AND "event_type" = 'profile_edit'
+        THEN 1
+      END
+    ) AS "c23"
   FROM "xp_account"
   WHERE
     "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
@@ -118,10 +125,25 @@ WITH "alloc" AS (
     ) AS "c12",
     SUM(
       CASE
+        WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
+        AND "kind" = 'rental'
+        THEN "amount_cents"
+      END
+    ) AS "c21",
+    MAX(
+      CASE
+        WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
+        AND "kind" = 'rental'
+        THEN 1
+        ELSE 0
+      END
+    ) AS "c22",
+    SUM(
+      CASE
         WHEN "event_date" BETWEEN CAST('2025-12-29' AS DATE) AND CAST('2026-01-04' AS DATE)
         THEN "amount_cents"
       END
-    ) AS "c18"
+    ) AS "c27"
   FROM "xp_billing"
   WHERE
     "event_date" BETWEEN CAST('2025-12-29' AS DATE) AND CAST('2026-01-14' AS DATE)
@@ -163,24 +185,6 @@ WITH "alloc" AS (
         THEN "rebuffer_seconds"
       END
     ) AS "c6",
-    SUM(
-      CASE
-        WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
-        THEN "watch_seconds"
-      END
-    ) AS "c7",
-    SUM(
-      CASE
-        WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
-        THEN "watch_seconds"
-      END
-    ) AS "c8",
-    COUNT(
-      CASE
-        WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
-        THEN 1
-      END
-    ) AS "c9",
     CAST(SUM(
       CASE
         WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
@@ -195,184 +199,55 @@ WITH "alloc" AS (
       ),
       0
     ) AS "c10",
+    COUNT(
+      CASE
+        WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
+        AND "rebuffer_seconds" >= 30
+        THEN 1
+      END
+    ) AS "c15",
+    COUNT(
+      CASE
+        WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
+        AND "startup_latency_ms" > 2000
+        THEN 1
+      END
+    ) AS "c17",
+    COUNT(
+      CASE
+        WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
+        AND NOT "startup_latency_ms" IS NULL
+        THEN 1
+      END
+    ) AS "c18",
+    COUNT(
+      CASE
+        WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
+        AND "watch_seconds" < 120
+        THEN 1
+      END
+    ) AS "c19",
+    MAX(
+      CASE
+        WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
+        THEN "watch_seconds"
+      END
+    ) AS "c20",
     SUM(
       CASE
         WHEN "event_date" BETWEEN CAST('2025-12-29' AS DATE) AND CAST('2026-01-04' AS DATE)
         THEN "watch_seconds"
       END
-    ) AS "c15",
+    ) AS "c24",
     COUNT(
       CASE
         WHEN "event_date" BETWEEN CAST('2025-12-29' AS DATE) AND CAST('2026-01-04' AS DATE)
         THEN 1
       END
-    ) AS "c16"
+    ) AS "c25"
   FROM "xp_playback"
   WHERE
     "event_date" BETWEEN CAST('2025-12-29' AS DATE) AND CAST('2026-01-14' AS DATE)
-  GROUP BY
-    "user_id"
-), "per_user" AS (
-  SELECT
-    "user_id",
-    MAX("c4") AS "c4",
-    MAX("c5") AS "c5",
-    MAX("c17") AS "c17",
-    MAX("c13") AS "c13",
-    MAX("c14") AS "c14",
-    MAX("c11") AS "c11",
-    MAX("c12") AS "c12",
-    MAX("c18") AS "c18",
-    MAX("c0") AS "c0",
-    MAX("c1") AS "c1",
-    MAX("c2") AS "c2",
-    MAX("c3") AS "c3",
-    MAX("c6") AS "c6",
-    MAX("c7") AS "c7",
-    MAX("c8") AS "c8",
-    MAX("c9") AS "c9",
-    MAX("c10") AS "c10",
-    MAX("c15") AS "c15",
-    MAX("c16") AS "c16"
-  FROM (
-    SELECT
-      "user_id",
-      CAST("c4" AS DOUBLE) AS "c4",
-      CAST(NULL AS DOUBLE) AS "c5",
-      CAST(NULL AS DOUBLE) AS "c17",
-      CAST(NULL AS DOUBLE) AS "c13",
-      CAST(NULL AS DOUBLE) AS "c14",
-      CAST(NULL AS DOUBLE) AS "c11",
-      CAST(NULL AS DOUBLE) AS "c12",
-      CAST(NULL AS DOUBLE) AS "c18",
-      CAST(NULL AS DOUBLE) AS "c0",
-      CAST(NULL AS DOUBLE) AS "c1",
-      CAST(NULL AS DOUBLE) AS "c2",
-      CAST(NULL AS DOUBLE) AS "c3",
-      CAST(NULL AS DOUBLE) AS "c6",
-      CAST(NULL AS DOUBLE) AS "c7",
-      CAST(NULL AS DOUBLE) AS "c8",
-      CAST(NULL AS DOUBLE) AS "c9",
-      CAST(NULL AS DOUBLE) AS "c10",
-      CAST(NULL AS DOUBLE) AS "c15",
-      CAST(NULL AS DOUBLE) AS "c16"
-    FROM "distinct_4"
-    UNION ALL
-    SELECT
-      "user_id",
-      CAST(NULL AS DOUBLE) AS "c4",
-      CAST("c5" AS DOUBLE) AS "c5",
-      CAST(NULL AS DOUBLE) AS "c17",
-      CAST(NULL AS DOUBLE) AS "c13",
-      CAST(NULL AS DOUBLE) AS "c14",
-      CAST(NULL AS DOUBLE) AS "c11",
-      CAST(NULL AS DOUBLE) AS "c12",
-      CAST(NULL AS DOUBLE) AS "c18",
-      CAST(NULL AS DOUBLE) AS "c0",
-      CAST(NULL AS DOUBLE) AS "c1",
-      CAST(NULL AS DOUBLE) AS "c2",
-      CAST(NULL AS DOUBLE) AS "c3",
-      CAST(NULL AS DOUBLE) AS "c6",
-      CAST(NULL AS DOUBLE) AS "c7",
-      CAST(NULL AS DOUBLE) AS "c8",
-      CAST(NULL AS DOUBLE) AS "c9",
-      CAST(NULL AS DOUBLE) AS "c10",
-      CAST(NULL AS DOUBLE) AS "c15",
-      CAST(NULL AS DOUBLE) AS "c16"
-    FROM "distinct_5"
-    UNION ALL
-    SELECT
-      "user_id",
-      CAST(NULL AS DOUBLE) AS "c4",
-      CAST(NULL AS DOUBLE) AS "c5",
-      CAST("c17" AS DOUBLE) AS "c17",
-      CAST(NULL AS DOUBLE) AS "c13",
-      CAST(NULL AS DOUBLE) AS "c14",
-      CAST(NULL AS DOUBLE) AS "c11",
-      CAST(NULL AS DOUBLE) AS "c12",
-      CAST(NULL AS DOUBLE) AS "c18",
-      CAST(NULL AS DOUBLE) AS "c0",
-      CAST(NULL AS DOUBLE) AS "c1",
-      CAST(NULL AS DOUBLE) AS "c2",
-      CAST(NULL AS DOUBLE) AS "c3",
-      CAST(NULL AS DOUBLE) AS "c6",
-      CAST(NULL AS DOUBLE) AS "c7",
-      CAST(NULL AS DOUBLE) AS "c8",
-      CAST(NULL AS DOUBLE) AS "c9",
-      CAST(NULL AS DOUBLE) AS "c10",
-      CAST(NULL AS DOUBLE) AS "c15",
-      CAST(NULL AS DOUBLE) AS "c16"
-    FROM "distinct_17"
-    UNION ALL
-    SELECT
-      "user_id",
-      CAST(NULL AS DOUBLE) AS "c4",
-      CAST(NULL AS DOUBLE) AS "c5",
-      CAST(NULL AS DOUBLE) AS "c17",
-      CAST("c13" AS DOUBLE) AS "c13",
-      CAST("c14" AS DOUBLE) AS "c14",
-      CAST(NULL AS DOUBLE) AS "c11",
-      CAST(NULL AS DOUBLE) AS "c12",
-      CAST(NULL AS DOUBLE) AS "c18",
-      CAST(NULL AS DOUBLE) AS "c0",
-      CAST(NULL AS DOUBLE) AS "c1",
-      CAST(NULL AS DOUBLE) AS "c2",
-      CAST(NULL AS DOUBLE) AS "c3",
-      CAST(NULL AS DOUBLE) AS "c6",
-      CAST(NULL AS DOUBLE) AS "c7",
-      CAST(NULL AS DOUBLE) AS "c8",
-      CAST(NULL AS DOUBLE) AS "c9",
-      CAST(NULL AS DOUBLE) AS "c10",
-      CAST(NULL AS DOUBLE) AS "c15",
-      CAST(NULL AS DOUBLE) AS "c16"
-    FROM "src_account"
-    UNION ALL
-    SELECT
-      "user_id",
-      CAST(NULL AS DOUBLE) AS "c4",
-      CAST(NULL AS DOUBLE) AS "c5",
-      CAST(NULL AS DOUBLE) AS "c17",
-      CAST(NULL AS DOUBLE) AS "c13",
-      CAST(NULL AS DOUBLE) AS "c14",
-      CAST("c11" AS DOUBLE) AS "c11",
-      CAST("c12" AS DOUBLE) AS "c12",
-      CAST("c18" AS DOUBLE) AS "c18",
-      CAST(NULL AS DOUBLE) AS "c0",
-      CAST(NULL AS DOUBLE) AS "c1",
-      CAST(NULL AS DOUBLE) AS "c2",
-      CAST(NULL AS DOUBLE) AS "c3",
-      CAST(NULL AS DOUBLE) AS "c6",
-      CAST(NULL AS DOUBLE) AS "c7",
-      CAST(NULL AS DOUBLE) AS "c8",
-      CAST(NULL AS DOUBLE) AS "c9",
-      CAST(NULL AS DOUBLE) AS "c10",
-      CAST(NULL AS DOUBLE) AS "c15",
-      CAST(NULL AS DOUBLE) AS "c16"
-    FROM "src_billing"
-    UNION ALL
-    SELECT
-      "user_id",
-      CAST(NULL AS DOUBLE) AS "c4",
-      CAST(NULL AS DOUBLE) AS "c5",
-      CAST(NULL AS DOUBLE) AS "c17",
-      CAST(NULL AS DOUBLE) AS "c13",
-      CAST(NULL AS DOUBLE) AS "c14",
-      CAST(NULL AS DOUBLE) AS "c11",
-      CAST(NULL AS DOUBLE) AS "c12",
-      CAST(NULL AS DOUBLE) AS "c18",
-      CAST("c0" AS DOUBLE) AS "c0",
-      CAST("c1" AS DOUBLE) AS "c1",
-      CAST("c2" AS DOUBLE) AS "c2",
-      CAST("c3" AS DOUBLE) AS "c3",
-      CAST("c6" AS DOUBLE) AS "c6",
-      CAST("c7" AS DOUBLE) AS "c7",
-      CAST("c8" AS DOUBLE) AS "c8",
-      CAST("c9" AS DOUBLE) AS "c9",
-      CAST("c10" AS DOUBLE) AS "c10",
-      CAST("c15" AS DOUBLE) AS "c15",
-      CAST("c16" AS DOUBLE) AS "c16"
-    FROM "src_playback"
-  ) AS "stacked"
   GROUP BY
     "user_id"
 )
@@ -383,27 +258,46 @@ SELECT
   "u"."device",
   "u"."tenure_bucket",
   "u"."plan",
-  CAST(COALESCE("p"."c0", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "streaming_hours",
-  CAST(COALESCE("p"."c1", 0) AS BIGINT) AS "is_streamer",
-  CAST(COALESCE("p"."c2", 0) AS BIGINT) AS "sessions",
-  CAST(COALESCE("p"."c3", 0) AS BIGINT) AS "long_sessions",
-  CAST(COALESCE("p"."c4", 0) AS BIGINT) AS "active_days",
-  CAST(COALESCE("p"."c5", 0) AS BIGINT) AS "titles_started",
-  CAST(COALESCE("p"."c6", 0) AS DOUBLE) AS "rebuffer_rate",
-  CAST(COALESCE("p"."c7", 0) AS DOUBLE) AS "rebuffer_rate__den",
-  CAST(COALESCE("p"."c8", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "hours_per_session",
-  CAST(COALESCE("p"."c9", 0) AS DOUBLE) AS "hours_per_session__den",
-  CAST("p"."c10" AS DOUBLE) AS "playback_start_latency",
-  CAST(COALESCE("p"."c11", 0) AS DOUBLE) / CAST(100.0 AS DOUBLE) AS "revenue",
-  CAST(COALESCE("p"."c12", 0) AS BIGINT) AS "rentals",
-  CAST(COALESCE("p"."c13", 0) AS BIGINT) AS "cancelled",
-  CAST(COALESCE("p"."c14", 1) AS BIGINT) AS "retained",
-  CAST(COALESCE("p"."c15", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "pre_streaming_hours",
-  CAST(COALESCE("p"."c16", 0) AS DOUBLE) AS "pre_sessions",
-  CAST(COALESCE("p"."c17", 0) AS DOUBLE) AS "pre_active_days",
-  CAST(COALESCE("p"."c18", 0) AS DOUBLE) / CAST(100.0 AS DOUBLE) AS "pre_revenue"
+  CAST(COALESCE("p5"."c0", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "streaming_hours",
+  CAST(COALESCE("p5"."c1", 0) AS BIGINT) AS "is_streamer",
+  CAST(COALESCE("p5"."c2", 0) AS BIGINT) AS "sessions",
+  CAST(COALESCE("p5"."c3", 0) AS BIGINT) AS "long_sessions",
+  CAST(COALESCE("p0"."c4", 0) AS BIGINT) AS "active_days",
+  CAST(COALESCE("p1"."c5", 0) AS BIGINT) AS "titles_started",
+  CAST(COALESCE("p5"."c6", 0) AS DOUBLE) AS "rebuffer_rate",
+  CAST(COALESCE("p5"."c0", 0) AS DOUBLE) AS "rebuffer_rate__den",
+  CAST(COALESCE("p5"."c0", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "hours_per_session",
+  CAST(COALESCE("p5"."c2", 0) AS DOUBLE) AS "hours_per_session__den",
+  CAST("p5"."c10" AS DOUBLE) AS "playback_start_latency",
+  CAST(COALESCE("p4"."c11", 0) AS DOUBLE) / CAST(100.0 AS DOUBLE) AS "revenue",
+  CAST(COALESCE("p4"."c12", 0) AS BIGINT) AS "rentals",
+  CAST(COALESCE("p3"."c13", 0) AS BIGINT) AS "cancelled",
+  CAST(COALESCE("p3"."c14", 1) AS BIGINT) AS "retained",
+  CAST(COALESCE("p5"."c15", 0) AS DOUBLE) AS "rebuffered_session_rate",
+  CAST(COALESCE("p5"."c2", 0) AS DOUBLE) AS "rebuffered_session_rate__den",
+  CAST(COALESCE("p5"."c17", 0) AS DOUBLE) AS "slow_start_rate",
+  CAST(COALESCE("p5"."c18", 0) AS DOUBLE) AS "slow_start_rate__den",
+  CAST(COALESCE("p5"."c19", 0) AS BIGINT) AS "early_abandons",
+  CAST("p5"."c20" AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "longest_session_hours",
+  CAST(COALESCE("p4"."c21", 0) AS DOUBLE) / CAST(100.0 AS DOUBLE) AS "rental_revenue",
+  CAST(COALESCE("p4"."c22", 0) AS BIGINT) AS "is_renter",
+  CAST(COALESCE("p3"."c23", 0) AS BIGINT) AS "profile_edits",
+  CAST(COALESCE("p5"."c24", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "pre_streaming_hours",
+  CAST(COALESCE("p5"."c25", 0) AS DOUBLE) AS "pre_sessions",
+  CAST(COALESCE("p2"."c26", 0) AS DOUBLE) AS "pre_active_days",
+  CAST(COALESCE("p4"."c27", 0) AS DOUBLE) / CAST(100.0 AS DOUBLE) AS "pre_revenue"
 FROM "alloc" AS "a"
 LEFT JOIN "dims" AS "u"
   ON "u"."user_id" = "a"."user_id"
-LEFT JOIN "per_user" AS "p"
-  ON "p"."user_id" = "a"."user_id"
+LEFT JOIN "distinct_4" AS "p0"
+  ON "p0"."user_id" = "a"."user_id"
+LEFT JOIN "distinct_5" AS "p1"
+  ON "p1"."user_id" = "a"."user_id"
+LEFT JOIN "distinct_26" AS "p2"
+  ON "p2"."user_id" = "a"."user_id"
+LEFT JOIN "src_account" AS "p3"
+  ON "p3"."user_id" = "a"."user_id"
+LEFT JOIN "src_billing" AS "p4"
+  ON "p4"."user_id" = "a"."user_id"
+LEFT JOIN "src_playback" AS "p5"
+  ON "p5"."user_id" = "a"."user_id"

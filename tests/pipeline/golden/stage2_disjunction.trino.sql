@@ -76,7 +76,37 @@ WITH "src" AS (
     END AS "_xp_9_1",
     CAST("rentals" AS DOUBLE) AS "_xp_10_0",
     CAST("cancelled" AS DOUBLE) AS "_xp_11_0",
-    CAST("retained" AS DOUBLE) AS "_xp_12_0"
+    CAST("retained" AS DOUBLE) AS "_xp_12_0",
+    CASE
+      WHEN NOT "rebuffered_session_rate" IS NULL
+      AND NOT "rebuffered_session_rate__den" IS NULL
+      THEN CAST("rebuffered_session_rate" AS DOUBLE)
+    END AS "_xp_13_0",
+    CASE
+      WHEN NOT "rebuffered_session_rate" IS NULL
+      AND NOT "rebuffered_session_rate__den" IS NULL
+      THEN CAST("rebuffered_session_rate__den" AS DOUBLE)
+    END AS "_xp_13_1",
+    CASE
+      WHEN NOT "slow_start_rate" IS NULL AND NOT "slow_start_rate__den" IS NULL
+      THEN CAST("slow_start_rate" AS DOUBLE)
+    END AS "_xp_14_0",
+    CASE
+      WHEN NOT "slow_start_rate" IS NULL AND NOT "slow_start_rate__den" IS NULL
+      THEN CAST("slow_start_rate__den" AS DOUBLE)
+    END AS "_xp_14_1",
+    CAST("early_abandons" AS DOUBLE) AS "_xp_15_0",
+    CASE
+      WHEN NOT "longest_session_hours" IS NULL AND NOT "pre_streaming_hours" IS NULL
+      THEN CAST("longest_session_hours" AS DOUBLE)
+    END AS "_xp_16_0",
+    CASE
+      WHEN NOT "longest_session_hours" IS NULL AND NOT "pre_streaming_hours" IS NULL
+      THEN CAST("pre_streaming_hours" AS DOUBLE)
+    END AS "_xp_16_1",
+    CAST("rental_revenue" AS DOUBLE) AS "_xp_17_0",
+    CAST("is_renter" AS DOUBLE) AS "_xp_18_0",
+    CAST("profile_edits" AS DOUBLE) AS "_xp_19_0"
   FROM "hive"."xp"."analysis"
   WHERE
     "country" IN ('US', 'CA')
@@ -203,7 +233,55 @@ SELECT
   COALESCE(SUM("_xp_11_0" * "_xp_11_0"), CAST(0 AS DOUBLE)) AS "cancelled__m_2",
   CAST(COUNT("_xp_12_0") AS DOUBLE) AS "retained__m_0",
   COALESCE(SUM("_xp_12_0"), CAST(0 AS DOUBLE)) AS "retained__m_1",
-  COALESCE(SUM("_xp_12_0" * "_xp_12_0"), CAST(0 AS DOUBLE)) AS "retained__m_2"
+  COALESCE(SUM("_xp_12_0" * "_xp_12_0"), CAST(0 AS DOUBLE)) AS "retained__m_2",
+  CAST(COUNT("_xp_13_0") AS DOUBLE) AS "rebuffered_session_rate__m_0_0",
+  COALESCE(SUM("_xp_13_0"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_0",
+  COALESCE(SUM("_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_1",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_0"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_2_0",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_1",
+  COALESCE(SUM("_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_2",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_0" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_2_1",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_2",
+  COALESCE(SUM("_xp_13_1" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_3",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_0" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_2_2",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_1" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_3",
+  COALESCE(SUM("_xp_13_1" * "_xp_13_1" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_4",
+  CAST(COUNT("_xp_14_0") AS DOUBLE) AS "slow_start_rate__m_0_0",
+  COALESCE(SUM("_xp_14_0"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_0",
+  COALESCE(SUM("_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_1",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_0"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_2_0",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_1",
+  COALESCE(SUM("_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_2",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_0" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_2_1",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_2",
+  COALESCE(SUM("_xp_14_1" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_3",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_0" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_2_2",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_1" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_3",
+  COALESCE(SUM("_xp_14_1" * "_xp_14_1" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_4",
+  CAST(COUNT("_xp_15_0") AS DOUBLE) AS "early_abandons__m_0",
+  COALESCE(SUM("_xp_15_0"), CAST(0 AS DOUBLE)) AS "early_abandons__m_1",
+  COALESCE(SUM("_xp_15_0" * "_xp_15_0"), CAST(0 AS DOUBLE)) AS "early_abandons__m_2",
+  CAST(COUNT("_xp_16_0") AS DOUBLE) AS "longest_session_hours__m_0_0",
+  COALESCE(SUM("_xp_16_0"), CAST(0 AS DOUBLE)) AS "longest_session_hours__m_1_0",
+  COALESCE(SUM("_xp_16_1"), CAST(0 AS DOUBLE)) AS "longest_session_hours__m_0_1",
+  COALESCE(SUM("_xp_16_0" * "_xp_16_0"), CAST(0 AS DOUBLE)) AS "longest_session_hours__m_2_0",
+  COALESCE(SUM("_xp_16_0" * "_xp_16_1"), CAST(0 AS DOUBLE)) AS "longest_session_hours__m_1_1",
+  COALESCE(SUM("_xp_16_1" * "_xp_16_1"), CAST(0 AS DOUBLE)) AS "longest_session_hours__m_0_2",
+  COALESCE(SUM("_xp_16_0" * "_xp_16_0" * "_xp_16_1"), CAST(0 AS DOUBLE)) AS "longest_session_hours__m_2_1",
+  COALESCE(SUM("_xp_16_0" * "_xp_16_1" * "_xp_16_1"), CAST(0 AS DOUBLE)) AS "longest_session_hours__m_1_2",
+  COALESCE(SUM("_xp_16_1" * "_xp_16_1" * "_xp_16_1"), CAST(0 AS DOUBLE)) AS "longest_session_hours__m_0_3",
+  COALESCE(SUM("_xp_16_0" * "_xp_16_0" * "_xp_16_1" * "_xp_16_1"), CAST(0 AS DOUBLE)) AS "longest_session_hours__m_2_2",
+  COALESCE(SUM("_xp_16_0" * "_xp_16_1" * "_xp_16_1" * "_xp_16_1"), CAST(0 AS DOUBLE)) AS "longest_session_hours__m_1_3",
+  COALESCE(SUM("_xp_16_1" * "_xp_16_1" * "_xp_16_1" * "_xp_16_1"), CAST(0 AS DOUBLE)) AS "longest_session_hours__m_0_4",
+  CAST(COUNT("_xp_17_0") AS DOUBLE) AS "rental_revenue__m_0",
+  COALESCE(SUM("_xp_17_0"), CAST(0 AS DOUBLE)) AS "rental_revenue__m_1",
+  COALESCE(SUM("_xp_17_0" * "_xp_17_0"), CAST(0 AS DOUBLE)) AS "rental_revenue__m_2",
+  CAST(COUNT("_xp_18_0") AS DOUBLE) AS "is_renter__m_0",
+  COALESCE(SUM("_xp_18_0"), CAST(0 AS DOUBLE)) AS "is_renter__m_1",
+  COALESCE(SUM("_xp_18_0" * "_xp_18_0"), CAST(0 AS DOUBLE)) AS "is_renter__m_2",
+  CAST(COUNT("_xp_19_0") AS DOUBLE) AS "profile_edits__m_0",
+  COALESCE(SUM("_xp_19_0"), CAST(0 AS DOUBLE)) AS "profile_edits__m_1",
+  COALESCE(SUM("_xp_19_0" * "_xp_19_0"), CAST(0 AS DOUBLE)) AS "profile_edits__m_2"
 FROM "src"
 GROUP BY
   "cell"

@@ -9,6 +9,7 @@ drivers build the SQL; engines never see a metric or a slice.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -64,8 +65,14 @@ class Engine(Protocol):
         """Run a query whose result is small and return it as Arrow."""
         ...
 
-    def write(self, sql: str, filesystem: pafs.FileSystem, directory: str) -> pa.Schema:
-        """Run a query and write its rows as zstd Parquet files into the fresh ``directory``."""
+    def write(
+        self, sql: str, filesystem: pafs.FileSystem, directory: str, steps: Sequence[tuple[str, str]] = ()
+    ) -> pa.Schema:
+        """Run a query and write its rows as zstd Parquet files into the fresh ``directory``.
+
+        ``steps`` (name, query) are computed first, in order, as temporary tables
+        the query (and later steps) read by name, and dropped afterwards.
+        """
         ...
 
     def close(self) -> None:

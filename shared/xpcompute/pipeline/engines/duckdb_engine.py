@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import duckdb
@@ -79,27 +79,37 @@ class DuckDBEngine:
         with storage_errors("DuckDB reading its inputs"), _engine_errors():
             return self.con.sql(sql).to_arrow_table()
 
-    def write(self, sql: str, filesystem: pafs.FileSystem, directory: str) -> pa.Schema:
-        with storage_errors(f"DuckDB writing {directory}"), _engine_errors():
-            reader = self.con.sql(sql).to_arrow_reader(BATCH_ROWS)
-            schema = reader.schema
-            options = ds.ParquetFileFormat().make_write_options(compression="zstd")
-            ds.write_dataset(
-                reader,
-                directory,
-                format="parquet",
-                filesystem=filesystem,
-                file_options=options,
-                basename_template="part-{i}.parquet",
-                max_rows_per_file=ROWS_PER_FILE,
-                # DuckDB hands over small batches; buffer them into large row groups, or S3 readers pay
-                # one request per tiny column chunk (a 10M-row table in 32k-row groups read 30x slower)
-                min_rows_per_group=ROWS_PER_GROUP,
-                max_rows_per_group=ROWS_PER_GROUP,
-                existing_data_behavior="error",
-                create_dir=True,
-            )
-        return schema
+    def write(
+        self, sql: str, filesystem: pafs.FileSystem, directory: str, steps: Sequence[tuple[str, str]] = ()
+    ) -> pa.Schema:
+        try:
+            with storage_errors(f"DuckDB writing {directory}"), _engine_errors():
+                for name, step in steps:
+                    self.con.execute(f"CREATE OR REPLACE TEMP TABLE {_quote(name)} AS {step}")
+                return self._write(sql, filesystem, directory)
+        finally:
+            for name, _ in steps:
+                self.con.execute(f"DROP TABLE IF EXISTS {_quote(name)}")
+
+    def _write(self, sql: str, filesystem: pafs.FileSystem, directory: str) -> pa.Schema:
+        reader = self.con.sql(sql).to_arrow_reader(BATCH_ROWS)
+        options = ds.ParquetFileFormat().make_write_options(compression="zstd")
+        ds.write_dataset(
+            reader,
+            directory,
+            format="parquet",
+            filesystem=filesystem,
+            file_options=options,
+            basename_template="part-{i}.parquet",
+            max_rows_per_file=ROWS_PER_FILE,
+            # DuckDB hands over small batches; buffer them into large row groups, or S3 readers pay
+            # one request per tiny column chunk (a 10M-row table in 32k-row groups read 30x slower)
+            min_rows_per_group=ROWS_PER_GROUP,
+            max_rows_per_group=ROWS_PER_GROUP,
+            existing_data_behavior="error",
+            create_dir=True,
+        )
+        return reader.schema
 
     def close(self) -> None:
         self.con.close()
@@ -107,6 +117,11 @@ class DuckDBEngine:
 
 def _view(name: str) -> str:
     return f"xp_{name}"
+
+
+def _quote(name: str) -> str:
+    """A step name as a DuckDB identifier (names come from ``sql.stage1``, never from users)."""
+    return exp.to_identifier(name, quoted=True).sql("duckdb")
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -94,7 +94,19 @@ class SparkEngine:
         with _spark_errors():
             return self.spark.sql(sql).toArrow()
 
-    def write(self, sql: str, filesystem: pafs.FileSystem, directory: str) -> pa.Schema:
+    def write(
+        self, sql: str, filesystem: pafs.FileSystem, directory: str, steps: Sequence[tuple[str, str]] = ()
+    ) -> pa.Schema:
+        try:
+            with _spark_errors():
+                for name, step in steps:
+                    self.spark.sql(step).createOrReplaceTempView(name)
+            return self._write(sql, filesystem, directory)
+        finally:
+            for name, _ in steps:
+                self.spark.catalog.dropTempView(name)
+
+    def _write(self, sql: str, filesystem: pafs.FileSystem, directory: str) -> pa.Schema:
         local = isinstance(filesystem, pafs.LocalFileSystem)
         scratch: str | None = None
         if not local and self.s3 == "native":

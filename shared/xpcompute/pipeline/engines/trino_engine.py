@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -104,7 +104,7 @@ class TrinoEngine:
             cursor.close()
         return pa.table({n: pa.array([r[i] for r in rows]) for i, n in enumerate(names)})
 
-    def write(self, sql: str, filesystem: object, directory: str) -> pa.Schema:
+    def write(self, sql: str, filesystem: object, directory: str, steps: Sequence[tuple[str, str]] = ()) -> pa.Schema:
         raise InputError("stage 1 does not run on Trino here; use engine='duckdb' or 'spark'")
 
     def close(self) -> None:

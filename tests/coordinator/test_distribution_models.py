@@ -97,38 +97,87 @@ def test_scorecard_has_quantile_mannwhitney_and_dte_records(setup: Setup) -> Non
     assert all(r.p_value_adjusted is not None for r in requested.records)
 
 
-def test_records_equal_fit_table_on_the_same_slice_rows(setup: Setup) -> None:
+def _assert_records_equal_fit_table(
+    setup: Setup, analysis_id: str, experiment_id: str, slices: tuple[SliceFilter, ...]
+) -> set[str]:
+    """Every fit job's records equal ``fit_table`` on the slice's rows with the job's own spec; returns the models."""
     from xpcompute.models import fit_table
 
     coordinator = setup.rt.coordinator
     checked: set[str] = set()
+    card = _card(setup, analysis_id)
+    fits = [j for j in coordinator.state.list_jobs(analysis_id) if j.kind == JobKind.FIT]
+    for job in fits:
+        assert job.state == JobState.SUCCEEDED
+        spec = FitSpec.model_validate(job.spec)
+        slice_filter = next(s for s in slices if s.slice_id == job.slice_id)
+        if spec.model in ("quantile", "mannwhitney"):
+            assert spec.compress.kind == "ntile" and spec.compress.buckets == 1000
+        if spec.model == "dte":
+            assert (spec.time, spec.cluster) == ("day", "user_id")
+        source = keys.user_day_table(experiment_id) if spec.model == "dte" else keys.analysis_table(experiment_id)
+        expected = fit_table(_rows(setup, source, slice_filter), spec).records
+        got = {_ident(r): r for r in card.records
+               if r.slice == job.slice_label and r.metric == spec.metric and r.model == spec.model}
+        assert len(got) == len(expected) > 0
+        for want in expected:
+            have = got[_ident(want)]
+            assert have.effect == pytest.approx(want.effect, rel=1e-9, abs=1e-12)
+            for field in ("se", "ci_low", "ci_high", "p_value", "mean_cell", "mean_control"):
+                a, b = getattr(have, field), getattr(want, field)
+                assert (a is None) == (b is None), field
+                if a is not None:
+                    assert a == pytest.approx(b, rel=1e-9, abs=1e-12), (spec.model, field)
+            assert (have.n_cell, have.n_control) == (want.n_cell, want.n_control)
+        checked.add(spec.model)
+    return checked
+
+
+def test_records_equal_fit_table_on_the_same_slice_rows(setup: Setup) -> None:
+    checked: set[str] = set()
     for analysis_id in (setup.declared, setup.requested):
-        card = _card(setup, analysis_id)
-        fits = [j for j in coordinator.state.list_jobs(analysis_id) if j.kind == JobKind.FIT]
-        for job in fits:
-            assert job.state == JobState.SUCCEEDED
-            spec = FitSpec.model_validate(job.spec)
-            slice_filter = next(s for s in SLICES if s.slice_id == job.slice_id)
-            if spec.model in ("quantile", "mannwhitney"):
-                assert spec.compress.kind == "ntile" and spec.compress.buckets == 1000
-            if spec.model == "dte":
-                assert (spec.time, spec.cluster) == ("day", "user_id")
-            source = keys.user_day_table("autoplay") if spec.model == "dte" else keys.analysis_table("autoplay")
-            expected = fit_table(_rows(setup, source, slice_filter), spec).records
-            got = {_ident(r): r for r in card.records
-                   if r.slice == job.slice_label and r.metric == spec.metric and r.model == spec.model}
-            assert len(got) == len(expected) > 0
-            for want in expected:
-                have = got[_ident(want)]
-                assert have.effect == pytest.approx(want.effect, rel=1e-9, abs=1e-12)
-                for field in ("se", "ci_low", "ci_high", "p_value", "mean_cell", "mean_control"):
-                    a, b = getattr(have, field), getattr(want, field)
-                    assert (a is None) == (b is None), field
-                    if a is not None:
-                        assert a == pytest.approx(b, rel=1e-9, abs=1e-12), (spec.model, field)
-                assert (have.n_cell, have.n_control) == (want.n_cell, want.n_control)
-            checked.add(spec.model)
+        checked |= _assert_records_equal_fit_table(setup, analysis_id, "autoplay", SLICES)
     assert checked >= {"quantile", "mannwhitney", "dte", "ols", "ttest"}
+
+
+def test_cube_engine_equals_fits_on_the_rows_with_null_dimensions(setup: Setup, tmp_path: Path) -> None:
+    """The cube engine: moments and the n-tile tables of discrete metrics come from cubes, continuous metrics
+    from the slice's rows, and all equal ``fit_table`` on the rows. Users missing from the users table have
+    null dimensions; the cubes keep them (the C++ group-by alone would drop null keys)."""
+    import pyarrow.parquet as pq
+
+    from xpcompute import synthetic
+    from xpcompute.pipeline.slices import Condition
+    from xpcompute.pipeline.stage1 import run_stage1
+
+    coordinator = setup.rt.coordinator
+    uris = dict(setup.raw_uris)
+    users = pq.read_table(uris["users"])
+    uris["users"] = str(tmp_path / "users.parquet")
+    pq.write_table(users.slice(0, users.num_rows - 300), uris["users"])
+    metrics = ("sessions", "active_days", "playback_start_latency")
+    experiment = synthetic.experiment_spec(uris, setup.config, experiment_id="cubes", metrics=metrics, daily=False)
+    run_stage1(experiment, coordinator.store, daily=False)
+    coordinator.register_experiment(experiment)
+    table = open_table(keys.analysis_table("cubes"), coordinator.store).read()
+    assert table.column("country").null_count > 0
+    not_tv = SliceFilter(all_of=(Condition(column="device", values=("tv",), negate=True),))
+    slices = (SliceFilter(), SliceFilter.where(country="US"), not_tv)
+    analysis = coordinator.submit(
+        "cubes", AnalysisSpec(metrics=metrics, slices=slices, models=("ttest", "mannwhitney", "quantile"), engine="cube")
+    )
+    assert _assert_records_equal_fit_table(setup, analysis.analysis_id, "cubes", slices) == {
+        "ttest", "mannwhitney", "quantile"
+    }
+    everyone = [r for r in _card(setup, analysis.analysis_id).records
+                if r.slice == SliceFilter().label() and r.model == "ttest" and r.metric == "sessions"]
+    assert sum(r.n_cell for r in everyone) + everyone[0].n_control == table.num_rows
+    cubes = [k for k in coordinator.store.list(keys.analysis_prefix(analysis.analysis_id) + "cubes")
+             if k.endswith(".parquet")]
+    assert len(cubes) == 3  # the moments cube and the distribution cubes of sessions and active_days
+    tables = [j.output.get("artifacts", {}) for j in coordinator.state.list_jobs(analysis.analysis_id)
+              if j.kind == JobKind.SLICE]
+    assert all(len(t) == 3 for t in tables)
 
 
 def test_second_delivery_writes_no_second_result(setup: Setup) -> None:

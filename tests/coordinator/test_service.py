@@ -304,7 +304,28 @@ def test_cube_engine_reaggregates_slices_exactly(runtime: EmbeddedRuntime) -> No
                 assert got.effect == pytest.approx(ref.effect, rel=1e-10)  # type: ignore[attr-defined]
                 assert got.se == pytest.approx(ref.se, rel=1e-10)  # type: ignore[attr-defined]
                 assert got.n_cell == ref.n_cell  # type: ignore[attr-defined]
-    cubes = coord.store.list(keys.analysis_prefix(analysis.analysis_id) + "cubes")
+    cubes = [k for k in coord.store.list(keys.analysis_prefix(analysis.analysis_id) + "cubes") if k.endswith(".parquet")]
     assert len(cubes) == 1  # country is already a fit key (an ols covariate), so every slice shares one cube
     empty = coord.request_slice(analysis.analysis_id, SliceFilter.where(country="Atlantis"))
     assert empty.state == JobState.FAILED and "is empty" in (empty.last_error or "")
+
+
+def test_a_claimed_cube_is_left_to_its_builder_unless_the_claim_is_stale(tmp_path: Path) -> None:
+    """While one job builds a cube, the others compute from the rows; a crashed builder's claim expires."""
+    from xpcompute.coordinator import slicing
+    from xpcompute.storage.objects import open_store
+
+    store = open_store(str(tmp_path))
+    built: list[int] = []
+
+    def build() -> Any:
+        built.append(1)
+        return slicing.compress_moments(analysis_table(200), ["cell"], {"hours": []})
+
+    store.put_if_absent(keys.cube_claim("a1", "sig"), json.dumps({"at": time.time()}).encode())
+    assert slicing._cube(store, "a1", "sig", build) is None and not built  # another job is building it
+    store.put_if_absent(keys.cube_claim("a2", "sig"), json.dumps({"at": time.time() - 2 * slicing.CLAIM_STALE_S}).encode())
+    cube = slicing._cube(store, "a2", "sig", build)  # the claim is stale: build it here
+    assert cube is not None and built == [1] and store.exists(keys.cube("a2", "sig"))
+    again = slicing._cube(store, "a2", "sig", build)  # stored: read, not rebuilt
+    assert again is not None and again.table.equals(cube.table) and built == [1]

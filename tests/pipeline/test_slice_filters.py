@@ -147,3 +147,33 @@ def test_arrow_mask_matches_sql_including_nulls() -> None:
         assert sql_count == (table.filter(mask).num_rows,), name
     negated = SliceFilter(all_of=(Condition(column="country", values=("US",), negate=True),))
     assert table.filter(negated.to_arrow_mask(table)).column("country").to_pylist() == ["CA", "BR"]  # null matches nothing
+
+
+@pytest.mark.parametrize(
+    "slice_filter",
+    [
+        SliceFilter.where(country="US"),
+        SliceFilter.where(country=["US", "CA"], device="tv"),
+        SliceFilter(all_of=(Condition(column="country", values=("US",), negate=True),)),
+        SliceFilter.either(country="MX", device="ios"),
+    ],
+    ids=["equal", "conjunction", "negation", "disjunction"],
+)
+def test_dictionary_columns_give_the_same_mask(slice_filter: SliceFilter) -> None:
+    """Dictionary-encoded columns are tested per dictionary value; rows (nulls included) get the plain answer."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    country = rng.choice(np.array(["US", "CA", "MX", "BR", None], dtype=object), 2000)
+    device = rng.choice(np.array(["tv", "ios", None], dtype=object), 2000)
+    plain = pa.table({"country": pa.array(country, pa.string()), "device": pa.array(device, pa.string())})
+    chunks = [plain.slice(0, 700), plain.slice(700)]  # two chunks, each with its own dictionary
+    encoded = pa.concat_tables([
+        pa.table({c: pa.chunked_array([t.column(c).combine_chunks().dictionary_encode()]) for c in t.column_names})
+        for t in chunks
+    ])
+    assert pa.types.is_dictionary(encoded.schema.field("country").type)
+    want = plain.filter(slice_filter.to_arrow_mask(plain))
+    got = encoded.filter(slice_filter.to_arrow_mask(encoded))
+    assert got.num_rows == want.num_rows > 0
+    assert got.column("country").cast(pa.string()).to_pylist() == want.column("country").to_pylist()

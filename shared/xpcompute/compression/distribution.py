@@ -165,7 +165,7 @@ def compress_values(
     if compress.kind == "ntile":
         assert compress.buckets is not None
         extra["buckets"] = compress.buckets
-        if _at_most_distinct(y[~missing], compress.buckets):
+        if at_most_distinct(y[~missing], compress.buckets):
             extra["lossy"] = False  # few distinct values: the exact values are no more rows than N buckets
         else:
             ntile = _ntile_key(y, w, encoded, compress.buckets, vcol)
@@ -249,7 +249,7 @@ def exact_value_key(y: F64, missing: NDArray[np.bool_], name: str) -> EncodedKey
     return EncodedKey(name=name, indices=codes, dictionary=pa.array(ordered[first], pa.float64()))
 
 
-def _at_most_distinct(values: F64, limit: int) -> bool:
+def at_most_distinct(values: F64, limit: int) -> bool:
     """Whether ``values`` hold at most ``limit`` distinct numbers, cheaply for continuous data.
 
     A strided sample of about 8 * limit values settles the usual continuous

@@ -11,39 +11,50 @@ Two routes, chosen by ``XPCOMPUTE_SLICE_ENGINE`` (or the request's ``engine``):
   experiment spec, which makes it the route for ad-hoc tables and tests.
 * ``cube``: compression first, taken one step further. Moments are sums, so
   the moments of any slice over the dimensions are the sums of the moments of
-  the (cell x every dimension) groups it contains. The first slice job of an
+  the (cell x every dimension) groups it contains. One slice job of an
   analysis compresses the table once by every dimension (a few thousand
   groups; stored at ``keys.cube``); every slice, live ones included, is then a
   filter and a re-aggregation of that small table, exact up to float rounding.
+  The job that builds the cube claims it first (``keys.cube_claim``); slice
+  jobs that start meanwhile compute from the rows (``arrow``), so the first
+  results never wait for a cube. Null dimension values are a group of their
+  own in the cube (the C++ group-by alone would drop those users).
 
 Either way the output is the moments schema the moments models read. Rank and
 quantile models (``distribution``) and ``dte`` (``panel``) read a second
-artifact per metric, built in-process from the slice's rows whatever the engine:
-``slice_rows`` (the Arrow filter over the published analysis table, or over the
-stage-1 user-by-day table for panels), then ``models.prepare``'s own
-compression for the fit's spec, so the service's fit equals ``fit_table`` on the
-same rows.
+artifact per metric: ``slice_rows`` (the Arrow filter over the published
+analysis table, or over the stage-1 user-by-day table for panels), then
+``models.prepare``'s own compression for the fit's spec, so the service's fit
+equals ``fit_table`` on the same rows. With cube moments, a metric with at most
+N distinct values in the whole table (counts, days: its n-tile table is exact)
+has a distribution cube too, grouped by (cell, every dimension, value), and
+its slices are re-aggregated from it into the very table ``prepare`` makes
+from the rows; continuous metrics, whose n-tile cuts depend on the slice, are
+always compressed from the rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xpcompute.compression.encode import is_categorical, require_columns
+from xpcompute.compression.distribution import at_most_distinct, compress_values, fit_keys, value_column
+from xpcompute.compression.encode import is_categorical, numeric_column, require_columns
 from xpcompute.compression.io import from_parquet_bytes, to_parquet_bytes
 from xpcompute.compression.lossless import compress_moments
 from xpcompute.compression.schema import COUNT_COLUMN, CompressedLayout, CompressedTable
-from xpcompute.errors import InputError, NotFoundError
+from xpcompute.errors import InputError, MissingValuesError, NotFoundError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable, open_table
-from xpcompute.spec import FitSpec
+from xpcompute.spec import CompressSpec, FitSpec
 from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore
 
@@ -100,9 +111,18 @@ def _read_cached(published: PublishedTable, columns: list[str]) -> pa.Table:
     if table is None:
         while len(_CACHE) >= _CACHE_ENTRIES:
             _CACHE.pop(next(iter(_CACHE)))  # least recently used first
-        table = published.read(columns)
+        schema = published.schema
+        strings = [c for c in columns if c in schema.names and _is_string(schema.field(c).type)]
+        table = published.read(columns, dictionary=strings)
+        for name in strings:  # one chunk and one dictionary: a slice mask is then one lookup per column
+            column = table.column(name).unify_dictionaries()
+            table = table.set_column(table.schema.get_field_index(name), name, pa.chunked_array([column.combine_chunks()]))
     _CACHE[key] = table
     return table
+
+
+def _is_string(type_: pa.DataType) -> bool:
+    return bool(pa.types.is_string(type_) or pa.types.is_large_string(type_))
 
 
 def compute_arrow(task: SliceTask, store: ObjectStore) -> CompressedTable:
@@ -156,26 +176,170 @@ def reaggregate(cube: CompressedTable, slice_filter: SliceFilter, keys_: Sequenc
     return CompressedTable(table=grouped, layout=layout)
 
 
+#: a claim older than this is taken to be from a crashed job: the cube is then built anyway (put-if-absent)
+CLAIM_STALE_S = 300.0
+#: stands in for a null dimension value while a cube is grouped (the C++ group-by drops null keys)
+_NULL_GROUP = "\x00null"
+
+
+def _cube(store: ObjectStore, analysis_id: str, signature: str, build: Callable[[], CompressedTable | None]) -> CompressedTable | None:
+    """The stored cube, or build it here if no other job is building it; ``None`` means: compute without it.
+
+    The first slice jobs of an analysis start together. One claims the cube
+    (a put-if-absent marker) and builds it; the others compute their slices
+    from the rows meanwhile, so the first results do not wait for the cube.
+    A claim older than ``CLAIM_STALE_S`` (its job crashed) is ignored.
+    ``build`` returning ``None`` means the cube does not apply (nothing is stored).
+    """
+    key = keys.cube(analysis_id, signature)
+    if key in _CUBES:
+        return _CUBES[key]
+    try:
+        return _remember(key, from_parquet_bytes(store.get_bytes(key)))
+    except NotFoundError:
+        pass
+    claim = keys.cube_claim(analysis_id, signature)
+    if not store.put_if_absent(claim, json.dumps({"at": time.time()}).encode()):
+        try:
+            claimed_at = float(json.loads(store.get_bytes(claim))["at"])
+        except (NotFoundError, ValueError, KeyError, TypeError):
+            claimed_at = 0.0
+        if time.time() - claimed_at < CLAIM_STALE_S:
+            return None
+    cube = build()
+    if cube is not None:
+        store.put_if_absent(key, to_parquet_bytes(cube))
+        _remember(key, cube)
+    return cube
+
+
+#: cubes this (warm) worker decoded, by key: a stored cube never changes (put-if-absent at a key that names
+#: the analysis and the cube's inputs), and every slice job of the analysis reads the same few
+_CUBES: dict[str, CompressedTable] = {}
+_CUBE_ENTRIES = 16
+
+
+def _remember(key: str, cube: CompressedTable) -> CompressedTable:
+    while len(_CUBES) >= _CUBE_ENTRIES:
+        _CUBES.pop(next(iter(_CUBES)))
+    _CUBES[key] = cube
+    return cube
+
+
+def _with_null_groups(table: pa.Table, dims: Sequence[str]) -> pa.Table:
+    """String dimensions with nulls get a stand-in value so the cube keeps those users as a group of their own."""
+    for name in dims:
+        column = table.column(name)
+        if column.null_count and pa.types.is_dictionary(column.type) and _is_string(column.type.value_type):
+            column = column.cast(column.type.value_type)
+        if column.null_count and _is_string(column.type):
+            table = table.set_column(table.schema.get_field_index(name), name, pc.fill_null(column, _NULL_GROUP))
+    return table
+
+
+def _restore_nulls(cube: CompressedTable, dims: Sequence[str]) -> CompressedTable:
+    """Turn the stand-in back into null, so a slice filter treats those groups as it treats null rows."""
+    table = cube.table
+    for name in dims:
+        column = table.column(name)
+        if _is_string(column.type):
+            null = pa.scalar(None, column.type)
+            table = table.set_column(
+                table.schema.get_field_index(name), name, pc.if_else(pc.equal(column, _NULL_GROUP), null, column)
+            )
+    return CompressedTable(table=table, layout=cube.layout)
+
+
+def _signature(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def compute_cube(task: SliceTask, store: ObjectStore, analysis_id: str) -> CompressedTable:
-    """Build (once per analysis and dimension set) or read the cube, then re-aggregate this slice from it."""
+    """Re-aggregate this slice from the analysis's cube, building the cube first if no other job is."""
     published = open_table(task.table_prefix, store)
     group_keys, metrics = compression_plan(task.specs, published.schema)
     dims = [d for d in cube_dimensions(task, published.schema) if d not in group_keys]
-    signature = hashlib.sha256(
-        json.dumps([published.run_id, group_keys, dims, metrics], sort_keys=True).encode()
-    ).hexdigest()[:16]
-    key = keys.cube(analysis_id, signature)
-    try:
-        cube = from_parquet_bytes(store.get_bytes(key))
-    except NotFoundError:
+    if task.experiment is not None:
+        task.slice.check(task.experiment, published.schema)
+
+    def build() -> CompressedTable:
         needed = sorted({*group_keys, *dims, *metrics, *(c for cs in metrics.values() for c in cs)})
-        table = _read_cached(published, needed)
-        if task.experiment is not None:
-            task.slice.check(task.experiment, table.schema)
-        cube = compress_moments(table, [*group_keys, *dims], metrics)
-        store.put_if_absent(key, to_parquet_bytes(cube))
+        table = _with_null_groups(_read_cached(published, needed), dims)
+        return _restore_nulls(compress_moments(table, [*group_keys, *dims], metrics), dims)
+
+    cube = _cube(store, analysis_id, _signature(published.run_id, group_keys, dims, metrics), build)
+    if cube is None:
+        return compute_arrow(task, store)
     require_columns(cube.table, task.slice.columns(), "slice column")
     return reaggregate(cube, task.slice, group_keys)
+
+
+def distribution_cube(
+    task: SliceTask, store: ObjectStore, analysis_id: str, spec: FitSpec, table_key: str
+) -> CompressedTable | None:
+    """The exact distribution cube of ``spec.metric``, if it has one: ``None`` means compress the slice's rows.
+
+    A metric with at most N distinct values over the whole table (counts,
+    days, flags) has at most N in every slice, so ``ntile:N`` keeps every
+    slice's values exact; the cube groups the table once by (fit keys, every
+    dimension, value) and each slice sums its groups (``reaggregate_distribution``),
+    which is the table ``compress_distribution`` makes from the slice's rows.
+    A continuous metric has no such cube (its n-tile cuts depend on the slice).
+    """
+    if spec.compress.kind != "ntile" or spec.compress.buckets is None or spec.weights is not None:
+        return None
+    published = open_table(table_key, store)
+    keys_ = fit_keys(spec)
+    dims = [d for d in cube_dimensions(task, published.schema) if d not in keys_]
+    buckets = spec.compress.buckets
+
+    def build() -> CompressedTable | None:
+        table = _read_cached(published, sorted({*keys_, *dims, spec.metric}))
+        y = numeric_column(table, spec.metric, "metric")
+        if not at_most_distinct(y[~np.isnan(y)], buckets):
+            return None
+        cube = compress_values(_with_null_groups(table, dims), spec.metric, [*keys_, *dims], compress=CompressSpec())
+        return _restore_nulls(cube, dims)
+
+    signature = _signature("distribution", published.run_id, spec.metric, keys_, dims, buckets)
+    return _cube(store, analysis_id, signature, build)
+
+
+def reaggregate_distribution(
+    cube: CompressedTable, slice_filter: SliceFilter, keys_: Sequence[str], compress: CompressSpec, n_rows: int
+) -> CompressedTable:
+    """One slice of a distribution cube, laid out as ``compress_distribution`` lays out the slice's rows.
+
+    ``n_rows`` is the slice's row count (the moments table's), so rows with a
+    null metric are counted as dropped exactly as on the rows.
+    """
+    (metric, layout), = cube.layout.metrics.items()
+    vcol = value_column(metric)
+    table = cube.table
+    if not slice_filter.is_everyone:
+        table = table.filter(slice_filter.to_arrow_mask(table))
+    sums = [COUNT_COLUMN, *layout.columns]
+    group = [*keys_, vcol]
+    grouped = table.group_by(group).aggregate([(c, "sum") for c in sums])
+    grouped = grouped.rename_columns([c.removesuffix("_sum") if c.endswith("_sum") else c for c in grouped.column_names])
+    grouped = grouped.select([*group, *sums]).sort_by([(k, "ascending") for k in group])
+    if grouped.num_rows == 0:
+        raise MissingValuesError(
+            f"metric {metric!r}: no row of slice {slice_filter.label()!r} has a non-null metric; check the slice"
+        )
+    kept = int(pc.sum(grouped.column(layout.count_column())).as_py() or 0)
+    extra: dict[str, object] = {
+        "compress": compress.label(), "value_column": vcol, "weights": None, "row_level": False, "lossy": False,
+        "buckets": compress.buckets, "distinct_values": int(pc.count_distinct(grouped.column(vcol)).as_py()),
+        "cube": True,
+    }
+    return CompressedTable(
+        table=grouped,
+        layout=CompressedLayout(
+            kind="distribution", keys=tuple(group), metrics=cube.layout.metrics, n_rows=n_rows,
+            dropped={metric: n_rows - kept}, extra=extra,
+        ),
+    )
 
 
 def compute_pipeline(task: SliceTask, store: ObjectStore) -> CompressedTable:
@@ -220,14 +384,24 @@ def moments_specs(specs: Sequence[FitSpec], metrics: Sequence[str]) -> tuple[Fit
     return tuple(out)
 
 
-def slice_rows(table_key: str, store: ObjectStore, slice_filter: SliceFilter, columns: Sequence[str]) -> pa.Table:
-    """The rows of the published table at ``table_key`` that ``slice_filter`` selects, with ``columns``."""
+def slice_rows(
+    table_key: str, store: ObjectStore, slice_filter: SliceFilter, columns: Sequence[str], dims: Sequence[str] = ()
+) -> pa.Table:
+    """The rows of the published table at ``table_key`` that ``slice_filter`` selects, with ``columns``.
+
+    The table is read (and kept for the next job) with ``dims`` too, every
+    column a slice may filter on, so that every slice of an analysis reuses one
+    cached read instead of one read per combination of filter columns.
+    """
     published = open_table(table_key, store)
-    needed = list(dict.fromkeys([*columns, *slice_filter.columns()]))
+    names = published.schema.names
+    needed = sorted({*columns, *slice_filter.columns(), *(d for d in dims if d in names)})
     require_columns(published.schema.empty_table(), needed, f"column of {table_key}:")
     table = _read_cached(published, needed)
     if not slice_filter.is_everyone:
-        table = table.filter(slice_filter.to_arrow_mask(table))
+        # the filter columns serve the mask only: filtering just ``columns`` moves half the bytes at 10M rows
+        mask = slice_filter.to_arrow_mask(table)
+        table = table.select(list(dict.fromkeys(columns))).filter(mask)
     if table.num_rows == 0:
         raise InputError(f"slice {slice_filter.label()!r} is empty: no row of {table_key} matches it")
     return table
@@ -240,14 +414,26 @@ def _spec_columns(spec: FitSpec) -> list[str]:
 
 
 def compute_artifacts(
-    task: SliceTask, store: ObjectStore, specs: Sequence[FitSpec], layout: str, table_key: str,
+    task: SliceTask,
+    store: ObjectStore,
+    specs: Sequence[FitSpec],
+    layout: str,
+    table_key: str,
+    analysis_id: str | None = None,
+    n_rows: int | None = None,
 ) -> tuple[dict[str, CompressedTable], dict[str, str]]:
     """The ``layout`` compression (``distribution`` or ``panel``) of each metric whose fits read it.
 
     One compression per metric, from the first of its fits with that layout
-    (rank and quantile fits of one metric share keys and n-tiles). Returns the
-    tables and, per metric, the reason a data problem (``InputError``) left it
-    out, so one bad metric fails only its own fits.
+    (rank and quantile fits of one metric share keys and n-tiles). Given
+    ``n_rows``, the slice's row count, because its moments came from the
+    cube, a distribution table comes from the metric's distribution cube where
+    it has one (built here if no other job is building it). The rest are
+    compressed from the slice's rows, read once for all of them: so is every
+    table of a slice computed from the rows while another job builds the
+    moments cube, which keeps the first results from waiting on any cube.
+    Returns the tables and, per metric, the reason a data problem
+    (``InputError``) left it out, so one bad metric fails only its own fits.
     """
     from xpcompute.models import prepare
     from xpcompute.models.registry import model_class
@@ -256,24 +442,42 @@ def compute_artifacts(
     for s in specs:
         if model_class(s.model).compression == layout:
             first.setdefault(s.metric, s)
-    if not first:
-        return {}, {}
-    columns = list(dict.fromkeys(c for s in first.values() for c in _spec_columns(s)))
-    try:
-        rows = slice_rows(table_key, store, task.slice, columns)
-    except (InputError, NotFoundError) as exc:
-        return {}, {m: f"{type(exc).__name__}: {exc}" for m in first}
     tables: dict[str, CompressedTable] = {}
     errors: dict[str, str] = {}
+    by_rows: dict[str, FitSpec] = {}
     for metric, spec in first.items():
+        cube = None
+        if layout == "distribution" and analysis_id is not None and n_rows is not None:
+            try:
+                cube = distribution_cube(task, store, analysis_id, spec, table_key)
+                if cube is not None:
+                    tables[metric] = _label(reaggregate_distribution(cube, task.slice, fit_keys(spec), spec.compress, n_rows), task)
+            except InputError as exc:
+                errors[metric] = f"{type(exc).__name__}: {exc}"
+                continue
+        if cube is None:
+            by_rows[metric] = spec
+    if not by_rows:
+        return tables, errors
+    columns = list(dict.fromkeys(c for s in by_rows.values() for c in _spec_columns(s)))
+    try:
+        dims = task.experiment.dimensions if task.experiment is not None else ()
+        rows = slice_rows(table_key, store, task.slice, columns, dims)
+    except (InputError, NotFoundError) as exc:
+        errors.update({m: f"{type(exc).__name__}: {exc}" for m in by_rows})
+        return tables, errors
+    for metric, spec in by_rows.items():
         try:
-            compressed = prepare(rows.select(list(dict.fromkeys(_spec_columns(spec)))), spec)
+            tables[metric] = _label(prepare(rows.select(list(dict.fromkeys(_spec_columns(spec)))), spec), task)
         except InputError as exc:
             errors[metric] = f"{type(exc).__name__}: {exc}"
-            continue
-        extra = {**compressed.layout.extra, "slice": task.slice.label(), "slice_id": task.slice.slice_id}
-        tables[metric] = CompressedTable(table=compressed.table, layout=replace(compressed.layout, extra=extra))
     return tables, errors
+
+
+def _label(compressed: CompressedTable, task: SliceTask) -> CompressedTable:
+    """Record the slice in the table's layout (the exported notebook shows it)."""
+    extra = {**compressed.layout.extra, "slice": task.slice.label(), "slice_id": task.slice.slice_id}
+    return CompressedTable(table=compressed.table, layout=replace(compressed.layout, extra=extra))
 
 
 def cell_counts(compressed: CompressedTable, treatment: str) -> dict[str, float]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from xpcompute.compression.io import from_parquet_bytes, to_parquet_bytes
+from xpcompute.compression.schema import CompressedTable
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import Job, JobKind, JobState
@@ -82,11 +83,13 @@ def run_slice(coordinator: Coordinator, settings: Settings, job: Job) -> dict[st
         engine=spec.engine or settings.slice_engine,
     )
     compressed = compute_slice(task, coordinator.store, job.analysis_id)
+    # moments from the cube: the distribution tables may come from cubes too (see compute_artifacts)
+    cube_rows = compressed.layout.n_rows if compressed.layout.extra.get("cube") else None
     artifacts: dict[str, str] = {}
     errors: dict[str, str] = {}
     sources = {"distribution": table_key, "panel": keys.user_day_table(analysis.experiment_id)}
     for layout, source in sources.items():
-        tables, failed = compute_artifacts(task, coordinator.store, specs, layout, source)
+        tables, failed = compute_artifacts(task, coordinator.store, specs, layout, source, job.analysis_id, cube_rows)
         for metric, table in tables.items():
             key = keys.analysis_distribution(job.analysis_id, job.slice_id, metric, layout)
             coordinator.store.put_if_absent(key, to_parquet_bytes(table))
@@ -112,20 +115,32 @@ def fit_input_key(job: Job) -> tuple[str, str]:
     return fit_input(job.analysis_id, job.slice_id, job.metric, job.model)
 
 
+#: compressed slices this (warm) worker decoded last, by object key. A slice's fit jobs run back to back and
+#: all read the same moments table (decoding a 20-metric table costs more than most fits); an object at its
+#: key is written once (put-if-absent) and never changes, so a copy cannot go stale.
+_DECODED: dict[str, CompressedTable] = {}
+_DECODED_ENTRIES = 8
+
+
 def run_fit(coordinator: Coordinator, job: Job) -> dict[str, object]:
     """Read ("decompress") the slice's table for the model, fit one model to one metric, store the records."""
     from xpcompute.models import fit_compressed
 
     layout, key = fit_input_key(job)
-    try:
-        raw = coordinator.store.get_bytes(key)
-    except NotFoundError:
-        reason = _artifact_error(coordinator, job, layout)
-        if reason is None:
-            raise
-        raise InputError(f"the {layout} table of metric {job.metric!r} in slice {job.slice_label!r} "
-                         f"could not be built: {reason}") from None
-    compressed = from_parquet_bytes(raw)
+    compressed = _DECODED.pop(key, None)
+    if compressed is None:
+        try:
+            raw = coordinator.store.get_bytes(key)
+        except NotFoundError:
+            reason = _artifact_error(coordinator, job, layout)
+            if reason is None:
+                raise
+            raise InputError(f"the {layout} table of metric {job.metric!r} in slice {job.slice_label!r} "
+                             f"could not be built: {reason}") from None
+        compressed = from_parquet_bytes(raw)
+        while len(_DECODED) >= _DECODED_ENTRIES:
+            _DECODED.pop(next(iter(_DECODED)))  # least recently used first
+    _DECODED[key] = compressed
     spec = FitSpec.model_validate(job.spec)
     records = [r.model_copy(update={"slice": job.slice_label}) for r in fit_compressed(compressed, spec)]
     assert job.result_key is not None

@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -65,10 +66,21 @@ class Condition(BaseModel):
 
     def to_arrow_mask(self, table: pa.Table) -> pa.ChunkedArray:
         column = table.column(self.column)
+        if pa.types.is_dictionary(column.type):
+            return pa.chunked_array([self._dictionary_mask(chunk) for chunk in column.chunks], pa.bool_())
         hit = pc.is_in(column, value_set=pa.array(list(self.values), type=column.type))
         if self.negate:
             hit = pc.invert(hit)
         return pc.and_(pc.is_valid(column), hit)
+
+    def _dictionary_mask(self, chunk: pa.DictionaryArray) -> pa.Array:
+        """Test the few dictionary values, then look each row's answer up by its index (nulls stay false)."""
+        values = chunk.dictionary
+        hit = pc.is_in(values, value_set=pa.array(list(self.values), type=values.type))
+        if self.negate:
+            hit = pc.invert(hit)
+        hit = pc.and_(pc.is_valid(values), hit)
+        return pc.fill_null(pc.take(hit, chunk.indices), False)
 
 
 class SliceFilter(BaseModel):
@@ -166,14 +178,18 @@ class SliceFilter(BaseModel):
 
     def to_arrow_mask(self, table: pa.Table) -> pa.ChunkedArray | pa.Array:
         """The same filter evaluated by Arrow compute (the reference that tests compare SQL against)."""
-        mask: Any = pa.array([True] * table.num_rows)
+        mask: Any = None
         for cond in self.all_of:
-            mask = pc.and_(mask, cond.to_arrow_mask(table))
+            hit = cond.to_arrow_mask(table)
+            mask = hit if mask is None else pc.and_(mask, hit)
         if self.any_of:
-            either: Any = pa.array([False] * table.num_rows)
+            either: Any = None
             for cond in self.any_of:
-                either = pc.or_(either, cond.to_arrow_mask(table))
-            mask = pc.and_(mask, either)
+                hit = cond.to_arrow_mask(table)
+                either = hit if either is None else pc.or_(either, hit)
+            mask = either if mask is None else pc.and_(mask, either)
+        if mask is None:  # all users (no Python list of 10M booleans)
+            return pa.array(np.ones(table.num_rows, dtype=np.bool_))
         return mask
 
 

@@ -15,7 +15,7 @@ import base64
 import json
 import posixpath
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -84,9 +84,23 @@ class PublishedTable:
         with storage_errors(f"opening {self.uri}"):
             return ds.dataset(self.paths(), schema=self.schema, format="parquet", filesystem=self.filesystem())
 
-    def read(self, columns: list[str] | None = None) -> pa.Table:
+    def read(self, columns: list[str] | None = None, dictionary: Sequence[str] = ()) -> pa.Table:
+        """The table (or ``columns`` of it); the ``dictionary`` string columns come back dictionary-encoded.
+
+        Parquet stores low-cardinality strings as dictionaries already, so
+        keeping them that way is cheaper than decoding, and it makes slice
+        masks and group-by keys over millions of rows a lookup per distinct value.
+        """
+        if not dictionary:
+            with storage_errors(f"reading {self.uri}"):
+                return self.dataset().to_table(columns=columns)
+        schema = self.schema
+        wanted = set(dictionary)
+        fields = [pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in wanted else f for f in schema]
+        parquet = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=wanted))
         with storage_errors(f"reading {self.uri}"):
-            return self.dataset().to_table(columns=columns)
+            dataset = ds.dataset(self.paths(), schema=pa.schema(fields), format=parquet, filesystem=self.filesystem())
+            return dataset.to_table(columns=columns)
 
 
 def publish_table(store: ObjectStore, key: str, write: Writer, meta: Mapping[str, Any] | None = None) -> PublishedTable:

@@ -114,6 +114,11 @@ def cube(analysis_id: str, signature: str) -> str:
     return analysis_prefix(analysis_id) + f"cubes/{_part(signature, 'cube signature')}.parquet"
 
 
+def cube_claim(analysis_id: str, signature: str) -> str:
+    """The marker a slice job writes (put-if-absent) before it builds the cube at ``cube(..)``."""
+    return analysis_prefix(analysis_id) + f"cubes/{_part(signature, 'cube signature')}.building"
+
+
 def fit_result(analysis_id: str, slice_id: str, metric: str, model: str) -> str:
     return analysis_prefix(analysis_id) + (
         f"results/{_part(slice_id, 'slice id')}/{_part(metric, 'metric')}.{_part(model, 'model')}.json"

@@ -260,3 +260,25 @@ def test_a_metric_without_a_distribution_fails_only_its_rank_fits(tmp_path: Path
     }
     mw = [r for r in card.records if r.model == "mannwhitney" and r.metric == "hours"]
     assert all(r.p_value is not None for r in mw)
+
+
+def test_slices_computed_while_another_job_builds_the_cube_equal_the_rows(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a cube is claimed by another job, slice jobs go straight to the table: moments through the
+    experiment's SQL stage 2 (DuckDB), distributions from the rows; the records are the same."""
+    from xpcompute.coordinator import slicing
+    from xpcompute.pipeline.engines.duckdb_engine import DuckDBEngine
+
+    monkeypatch.setattr(slicing, "_cube", lambda *args: None)  # every cube is being built elsewhere
+    queries: list[str] = []
+    fetch = DuckDBEngine.fetch
+    monkeypatch.setattr(DuckDBEngine, "fetch", lambda self, sql: queries.append(sql) or fetch(self, sql))
+    analysis = setup.rt.coordinator.submit(
+        "autoplay", AnalysisSpec(metrics=METRICS, slices=SLICES, models=("ttest", "mannwhitney", "quantile"), engine="cube")
+    )
+    assert _assert_records_equal_fit_table(setup, analysis.analysis_id, "autoplay", SLICES) == {
+        "ttest", "mannwhitney", "quantile"
+    }
+    assert len(queries) == 2 * len(SLICES)  # per slice: the moments, and the rows of the distribution metrics
+    assert not setup.rt.coordinator.store.list(keys.analysis_prefix(analysis.analysis_id) + "cubes")

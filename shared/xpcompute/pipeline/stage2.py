@@ -176,6 +176,40 @@ def compute_slice(
     return shape_result(raw, plan, schema, {"engine": engine_name, "analysis_run": published.run_id})
 
 
+def slice_rows(
+    analysis_table_uri_or_path: str | PublishedTable,
+    experiment: ExperimentSpec,
+    slice: SliceFilter,
+    columns: Sequence[str],
+    engine: EngineLike = "duckdb",
+    store: ObjectStore | None = None,
+) -> pa.Table:
+    """The rows of one slice, with ``columns`` only: ``SELECT columns FROM analysis WHERE <slice>``.
+
+    For compressions that need the rows (n-tiles of a continuous metric): the
+    engine pushes the filter and the projection into the Parquet scan, so a
+    small slice of a 10M-row table costs a fraction of reading the table.
+    Rows come back in no particular order.
+    """
+    published = open_table(analysis_table_uri_or_path, store)
+    schema = published.schema
+    slice.check(experiment, schema)
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise MissingColumnError(f"the analysis table has no column {', '.join(repr(c) for c in missing)}; re-run stage 1")
+    files = ParquetFiles(published.filesystem(), tuple(published.paths()), published.uri, schema)
+    with engine_scope(engine) as eng:
+        eng.register(ANALYSIS, files)
+        query = exp.select(*[exp.column(c) for c in dict.fromkeys(columns)]).from_(eng.table_ref(ANALYSIS))
+        predicate = slice.to_sql()
+        if predicate is not None:
+            query = query.where(predicate)
+        rows = eng.fetch(render(query, eng.dialect.name))
+    if rows.num_rows == 0:
+        raise InputError(f"slice {slice.label()!r} matches no users in the analysis table")
+    return rows
+
+
 def shape_result(raw: pa.Table, plan: SlicePlan, schema: pa.Schema, extra: dict[str, object] | None = None) -> CompressedTable:
     """Engine rows -> the ``compress_moments`` table: drop null-key and value-less groups, sort, type, lay out."""
     layouts = {m.metric: MetricLayout.build(m.metric, m.covariates) for m in plan.moments}

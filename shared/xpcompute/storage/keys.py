@@ -94,7 +94,18 @@ def analysis_request(analysis_id: str) -> str:
 
 def analysis_slice(analysis_id: str, slice_id: str) -> str:
     """One compressed slice of an analysis, written by its slice job."""
-    return analysis_prefix(analysis_id) + f"slices/{_part(slice_id, 'slice id')}.parquet"
+    return analysis_slices(analysis_id) + f"{_part(slice_id, 'slice id')}.parquet"
+
+
+def analysis_slices(analysis_id: str) -> str:
+    """The prefix under which an analysis's compressed slices (and their second tables) live."""
+    return analysis_prefix(analysis_id) + "slices/"
+
+
+def is_slice_table(analysis_id: str, key: str) -> bool:
+    """Whether ``key`` is a slice job's moments table (its last write), as ``analysis_slice`` builds it."""
+    rest = key.removeprefix(analysis_slices(analysis_id))
+    return rest != key and "/" not in rest and rest.endswith(".parquet")
 
 
 def analysis_distribution(analysis_id: str, slice_id: str, metric: str, layout: str = "distribution") -> str:

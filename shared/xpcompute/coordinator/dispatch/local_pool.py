@@ -33,12 +33,15 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from xpcompute.coordinator.dispatch.base import Message
+from xpcompute.coordinator.jobs import JobKind
 from xpcompute.coordinator.messages import RunJob
 
 log = logging.getLogger(__name__)
 
 #: Worker names are ``local-<parent pid>-<n>``: a restarted coordinator can tell its dead predecessor's workers.
 WORKER_PREFIX = "local-"
+#: the longest a worker that finished a slice waits for the report that queues the slice's fits
+REPORT_HOLD_S = 0.5
 
 
 def orphaned_local_worker(worker: str) -> bool:
@@ -72,6 +75,8 @@ class _Worker:
     job: RunJob | None = None
     idle_since: float = field(default_factory=time.monotonic)
     jobs_done: int = 0
+    held_for: str | None = None  # a finished slice job whose report (which queues its fits) is pending
+    held_until: float = 0.0
 
 
 @dataclass
@@ -242,8 +247,12 @@ class LocalPoolDispatcher:
 
     def _assign(self) -> None:
         with self._lock:
-            idle = [w for w in self._workers.values() if w.job is None and w.process.is_alive()]
-            while self._queue and (idle or len(self._workers) < self.max_workers):
+            now = time.monotonic()
+            free = [w for w in self._workers.values() if w.job is None and w.process.is_alive()]
+            held = [w for w in free if w.held_for is not None and now < w.held_until]
+            idle = [w for w in free if w not in held]
+            # a held worker is about to be free: no new worker for the jobs its report queues
+            while self._queue and (idle or (not held and len(self._workers) < self.max_workers)):
                 if not idle:
                     worker = self._spawn()
                     self._workers[worker.name] = worker
@@ -267,10 +276,16 @@ class LocalPoolDispatcher:
         except (EOFError, OSError):
             return
         with self._lock:
+            finished = worker.job
             worker.job = None
             worker.idle_since = time.monotonic()
             worker.jobs_done += 1
             self.stats.jobs += 1
+            if status == "succeeded" and finished is not None and finished.kind == JobKind.SLICE:
+                # a finished slice's fits outrank the queued slices: wait (briefly) until its report has
+                # queued them, or this worker would take the next slice first and delay the first results
+                worker.held_for = job_id
+                worker.held_until = worker.idle_since + REPORT_HOLD_S
         if status != "skipped":
             self._callback(("report", job_id, analysis_id, status))
 
@@ -341,3 +356,14 @@ class LocalPoolDispatcher:
                     self._on_died(item[1], item[2], item[3])
             except Exception:
                 log.exception("coordinator callback failed for %s; the periodic tick will repair it", item[1])
+            finally:
+                self._release(item[1])
+
+    def _release(self, job_id: str) -> None:
+        """The report of ``job_id`` is processed: the worker that ran it may take its next job."""
+        with self._lock:
+            held = [w for w in self._workers.values() if w.held_for == job_id]
+            for w in held:
+                w.held_for = None
+        if held:
+            self._wake()

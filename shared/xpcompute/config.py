@@ -32,7 +32,7 @@ object store under ``.xpcompute/``, a local worker pool, no API key.
 | ``XPCOMPUTE_BACKOFF_MAX_S`` | ``30`` | longest retry delay |
 | ``XPCOMPUTE_REDISPATCH_S`` | ``60`` | a dispatched job nobody claimed within this is dispatched again |
 | ``XPCOMPUTE_TICK_S`` | ``0.5`` | embedded coordinator loop period (reclaim, retry, dispatch) |
-| ``XPCOMPUTE_SLICE_ENGINE`` | ``duckdb`` | stage-2 engine for slice jobs: ``duckdb``, ``spark``, ``trino`` (pipeline SQL), ``arrow`` (in-process Arrow filter + C++ group-by) or ``cube`` (one C++ group-by by every dimension per analysis, each slice re-aggregated from it) |
+| ``XPCOMPUTE_SLICE_ENGINE`` | ``cube`` | stage-2 engine for slice jobs: ``cube`` (the embedded default: the first slices by DuckDB SQL straight from the table, then one C++ group-by by every dimension per analysis and each slice re-aggregated from it), ``duckdb``, ``spark``, ``trino`` (pipeline SQL per slice) or ``arrow`` (in-process Arrow filter + C++ group-by) |
 | ``XPCOMPUTE_AUTH`` | ``auto`` | API key check: ``on``, ``off``, or ``auto`` (off in embedded mode, on otherwise) |
 | ``XPCOMPUTE_API_KEYS`` | unset | comma-separated accepted API keys |
 | ``XPCOMPUTE_API_KEY_HEADER`` | ``X-API-Key`` | header that carries the key |
@@ -89,7 +89,7 @@ class Settings(BaseModel):
     backoff_max_s: float = Field(default=30.0, ge=0)
     redispatch_s: float = Field(default=60.0, gt=0)
     tick_s: float = Field(default=0.5, gt=0)
-    slice_engine: EngineKind = "duckdb"
+    slice_engine: EngineKind = "cube"
     auth: AuthMode = "auto"
     api_keys: tuple[str, ...] = ()
     api_key_header: str = "X-API-Key"

@@ -191,6 +191,12 @@ PAGE_JS = r"""
   function checkWaiting() {
     if (waitingFor === null) { return; }
     const rows = rowsOf(waitingFor);
+    if (rows.length > 0 && state === "RUNNING") {
+      // fits land one by one: say how far it is, and announce the slice once its jobs are all done
+      say("pending", "Slice <b>" + text(waitingFor) + "</b>: " + rows.length + " row" +
+        (rows.length === 1 ? "" : "s") + " so far, more are landing.");
+      return;
+    }
     if (rows.length > 0) {
       say("ok", "Slice <b>" + text(waitingFor) + "</b> is in the scorecard: " + rows.length +
         " row" + (rows.length === 1 ? "" : "s") + " (highlighted below).");

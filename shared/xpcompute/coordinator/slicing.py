@@ -155,16 +155,11 @@ def cube_dimensions(task: SliceTask, schema: pa.Schema) -> list[str]:
 
 def reaggregate(cube: CompressedTable, slice_filter: SliceFilter, keys_: Sequence[str]) -> CompressedTable:
     """One slice of a cube: keep the groups the filter selects, sum their moments by ``keys_``."""
-    table = cube.table
-    if not slice_filter.is_everyone:
-        table = table.filter(slice_filter.to_arrow_mask(table))
-    values = [c for c in table.column_names if c not in cube.layout.keys]
-    n_rows = int(pc.sum(table.column(COUNT_COLUMN)).as_py() or 0)
+    values = [c for c in cube.table.column_names if c not in cube.layout.keys]
+    grouped = _sum_slice(cube.table, slice_filter, keys_, values)
+    n_rows = int(pc.sum(grouped.column(COUNT_COLUMN)).as_py() or 0)
     if n_rows == 0:
         raise InputError(f"slice {slice_filter.label()!r} is empty: no user matches it")
-    grouped = table.group_by(list(keys_)).aggregate([(c, "sum") for c in values])
-    grouped = grouped.rename_columns([c.removesuffix("_sum") if c.endswith("_sum") else c for c in grouped.column_names])
-    grouped = grouped.select([*keys_, *values]).sort_by([(k, "ascending") for k in keys_])
     dropped = {
         m: n_rows - int(pc.sum(grouped.column(layout.count_column())).as_py() or 0)
         for m, layout in cube.layout.metrics.items()
@@ -174,6 +169,15 @@ def reaggregate(cube: CompressedTable, slice_filter: SliceFilter, keys_: Sequenc
         extra={**cube.layout.extra, "cube": True},
     )
     return CompressedTable(table=grouped, layout=layout)
+
+
+def _sum_slice(table: pa.Table, slice_filter: SliceFilter, group: Sequence[str], sums: Sequence[str]) -> pa.Table:
+    """The cube rows ``slice_filter`` selects, their ``sums`` columns summed by ``group`` (sorted by it)."""
+    if not slice_filter.is_everyone:
+        table = table.filter(slice_filter.to_arrow_mask(table))
+    grouped = table.group_by(list(group)).aggregate([(c, "sum") for c in sums])
+    grouped = grouped.rename_columns([c.removesuffix("_sum") if c.endswith("_sum") else c for c in grouped.column_names])
+    return grouped.select([*group, *sums]).sort_by([(k, "ascending") for k in group])
 
 
 #: a claim older than this is taken to be from a crashed job: the cube is then built anyway (put-if-absent)
@@ -333,14 +337,8 @@ def reaggregate_distribution(
     """
     (metric, layout), = cube.layout.metrics.items()
     vcol = value_column(metric)
-    table = cube.table
-    if not slice_filter.is_everyone:
-        table = table.filter(slice_filter.to_arrow_mask(table))
-    sums = [COUNT_COLUMN, *layout.columns]
     group = [*keys_, vcol]
-    grouped = table.group_by(group).aggregate([(c, "sum") for c in sums])
-    grouped = grouped.rename_columns([c.removesuffix("_sum") if c.endswith("_sum") else c for c in grouped.column_names])
-    grouped = grouped.select([*group, *sums]).sort_by([(k, "ascending") for k in group])
+    grouped = _sum_slice(cube.table, slice_filter, group, [COUNT_COLUMN, *layout.columns])
     if grouped.num_rows == 0:
         raise MissingValuesError(
             f"metric {metric!r}: no row of slice {slice_filter.label()!r} has a non-null metric; check the slice"

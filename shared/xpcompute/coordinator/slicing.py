@@ -15,8 +15,9 @@ Two routes, chosen by ``XPCOMPUTE_SLICE_ENGINE`` (or the request's ``engine``):
   analysis compresses the table once by every dimension (a few thousand
   groups; stored at ``keys.cube``); every slice, live ones included, is then a
   filter and a re-aggregation of that small table, exact up to float rounding.
-  The job that builds the cube claims it first (``keys.cube_claim``); slice
-  jobs that start meanwhile compute from the rows (``arrow``), so the first
+  Until the analysis's first slice is done, and while one job builds the cube
+  (it claims it first: ``keys.cube_claim``), slice jobs compute straight from
+  the table (the experiment's DuckDB SQL, else ``arrow``), so the first
   results never wait for a cube. Null dimension values are a group of their
   own in the cube (the C++ group-by alone would drop those users).
 
@@ -50,6 +51,7 @@ from xpcompute.compression.encode import is_categorical, numeric_column, require
 from xpcompute.compression.io import from_parquet_bytes, to_parquet_bytes
 from xpcompute.compression.lossless import compress_moments
 from xpcompute.compression.schema import COUNT_COLUMN, CompressedLayout, CompressedTable
+from xpcompute.coordinator.lru import LRU
 from xpcompute.errors import InputError, MissingValuesError, NotFoundError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
@@ -94,8 +96,7 @@ def compression_plan(specs: Sequence[FitSpec], schema: pa.Schema) -> tuple[list[
     return keys_, metrics
 
 
-_CACHE: dict[tuple[str, str, tuple[str, ...]], pa.Table] = {}
-_CACHE_ENTRIES = 2
+_CACHE: LRU[tuple[str, str, tuple[str, ...]], pa.Table] = LRU(2)
 
 
 def _read_cached(published: PublishedTable, columns: list[str]) -> pa.Table:
@@ -107,17 +108,15 @@ def _read_cached(published: PublishedTable, columns: list[str]) -> pa.Table:
     distribution or panel tables, and they should not evict each other.
     """
     key = (published.uri, published.run_id, tuple(columns))
-    table = _CACHE.pop(key, None)
+    table = _CACHE.get(key)
     if table is None:
-        while len(_CACHE) >= _CACHE_ENTRIES:
-            _CACHE.pop(next(iter(_CACHE)))  # least recently used first
         schema = published.schema
         strings = [c for c in columns if c in schema.names and _is_string(schema.field(c).type)]
         table = published.read(columns, dictionary=strings)
         for name in strings:  # one chunk and one dictionary: a slice mask is then one lookup per column
             column = table.column(name).unify_dictionaries()
             table = table.set_column(table.schema.get_field_index(name), name, pa.chunked_array([column.combine_chunks()]))
-    _CACHE[key] = table
+        _CACHE.put(key, table)
     return table
 
 
@@ -203,10 +202,10 @@ def _cube(
     ``None`` means the cube does not apply (nothing is stored).
     """
     key = keys.cube(analysis_id, signature)
-    if key in _CUBES:
-        return _CUBES[key]
+    if key in _CUBES:  # decoded here before, or found not to apply
+        return _CUBES.get(key)
     try:
-        return _remember(key, from_parquet_bytes(store.get_bytes(key)))
+        return _CUBES.put(key, from_parquet_bytes(store.get_bytes(key)))
     except NotFoundError:
         pass
     if not may_build():
@@ -222,21 +221,14 @@ def _cube(
     cube = build()
     if cube is not None:
         store.put_if_absent(key, to_parquet_bytes(cube))
-        _remember(key, cube)
-    return cube
+    # also a cube that does not apply (a continuous metric): it never will for this table, and asking again
+    # would cost the next slice jobs the claim round-trips, and a rebuild check once the claim is stale
+    return _CUBES.put(key, cube)
 
 
-#: cubes this (warm) worker decoded, by key: a stored cube never changes (put-if-absent at a key that names
-#: the analysis and the cube's inputs), and every slice job of the analysis reads the same few
-_CUBES: dict[str, CompressedTable] = {}
-_CUBE_ENTRIES = 16
-
-
-def _remember(key: str, cube: CompressedTable) -> CompressedTable:
-    while len(_CUBES) >= _CUBE_ENTRIES:
-        _CUBES.pop(next(iter(_CUBES)))
-    _CUBES[key] = cube
-    return cube
+#: cubes this (warm) worker decoded or found not to apply (``None``), by key: a stored cube never changes
+#: (put-if-absent at a key that names the analysis and the cube's inputs), and every slice job reads the same few
+_CUBES: LRU[str, CompressedTable | None] = LRU(16)
 
 
 def _with_null_groups(table: pa.Table, dims: Sequence[str]) -> pa.Table:
@@ -395,8 +387,6 @@ def compute_slice(task: SliceTask, store: ObjectStore, analysis_id: str) -> Comp
     if task.engine == "arrow":
         return compute_arrow(task, store)
     if task.engine == "cube":
-        if task.experiment is not None:
-            task.slice.check(task.experiment)
         return compute_cube(task, store, analysis_id)
     return compute_pipeline(task, store)
 

@@ -20,6 +20,7 @@ from xpcompute.compression.schema import CompressedTable
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import Job, JobKind, JobState
+from xpcompute.coordinator.lru import LRU
 from xpcompute.coordinator.planner import fit_input, fit_specs
 from xpcompute.coordinator.service import Coordinator
 from xpcompute.coordinator.slicing import (
@@ -118,8 +119,7 @@ def fit_input_key(job: Job) -> tuple[str, str]:
 #: compressed slices this (warm) worker decoded last, by object key. A slice's fit jobs run back to back and
 #: all read the same moments table (decoding a 20-metric table costs more than most fits); an object at its
 #: key is written once (put-if-absent) and never changes, so a copy cannot go stale.
-_DECODED: dict[str, CompressedTable] = {}
-_DECODED_ENTRIES = 8
+_DECODED: LRU[str, CompressedTable] = LRU(8)
 
 
 def run_fit(coordinator: Coordinator, job: Job) -> dict[str, object]:
@@ -127,7 +127,7 @@ def run_fit(coordinator: Coordinator, job: Job) -> dict[str, object]:
     from xpcompute.models import fit_compressed
 
     layout, key = fit_input_key(job)
-    compressed = _DECODED.pop(key, None)
+    compressed = _DECODED.get(key)
     if compressed is None:
         try:
             raw = coordinator.store.get_bytes(key)
@@ -137,10 +137,7 @@ def run_fit(coordinator: Coordinator, job: Job) -> dict[str, object]:
                 raise
             raise InputError(f"the {layout} table of metric {job.metric!r} in slice {job.slice_label!r} "
                              f"could not be built: {reason}") from None
-        compressed = from_parquet_bytes(raw)
-        while len(_DECODED) >= _DECODED_ENTRIES:
-            _DECODED.pop(next(iter(_DECODED)))  # least recently used first
-    _DECODED[key] = compressed
+        compressed = _DECODED.put(key, from_parquet_bytes(raw))
     spec = FitSpec.model_validate(job.spec)
     records = [r.model_copy(update={"slice": job.slice_label}) for r in fit_compressed(compressed, spec)]
     assert job.result_key is not None

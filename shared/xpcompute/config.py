@@ -33,6 +33,8 @@ object store under ``.xpcompute/``, a local worker pool, no API key.
 | ``XPCOMPUTE_REDISPATCH_S`` | ``60`` | a dispatched job nobody claimed within this is dispatched again |
 | ``XPCOMPUTE_TICK_S`` | ``0.5`` | embedded coordinator loop period (reclaim, retry, dispatch) |
 | ``XPCOMPUTE_SLICE_ENGINE`` | ``cube`` | stage-2 engine for slice jobs: ``cube`` (the embedded default: the first slices by DuckDB SQL straight from the table, then one C++ group-by by every dimension per analysis and each slice re-aggregated from it), ``duckdb``, ``spark``, ``trino`` (pipeline SQL per slice) or ``arrow`` (in-process Arrow filter + C++ group-by) |
+| ``XPCOMPUTE_STAGE1_ENGINE`` | ``duckdb`` | stage 1: ``duckdb`` (embedded), ``spark`` (a Spark session in this process) or ``spark-submit`` (a Spark application submitted to ``XPCOMPUTE_SPARK_MASTER`` and followed to completion) |
+| ``XPCOMPUTE_SPARK_MASTER`` | ``local[*]`` | Spark master for the in-process session and for ``spark-submit``, e.g. ``local[2]``, ``spark://127.0.0.1:7077``, ``yarn`` |
 | ``XPCOMPUTE_AUTH`` | ``auto`` | API key check: ``on``, ``off``, or ``auto`` (off in embedded mode, on otherwise) |
 | ``XPCOMPUTE_API_KEYS`` | unset | comma-separated accepted API keys |
 | ``XPCOMPUTE_API_KEY_HEADER`` | ``X-API-Key`` | header that carries the key |
@@ -54,6 +56,7 @@ Mode = Literal["embedded", "serverless"]
 StateKind = Literal["sqlite", "dynamodb"]
 DispatchKind = Literal["local", "inline", "lambda", "sqs", "openfaas"]
 EngineKind = Literal["duckdb", "spark", "trino", "arrow", "cube"]
+Stage1EngineKind = Literal["duckdb", "spark", "spark-submit"]
 AuthMode = Literal["on", "off", "auto"]
 
 _PREFIX = "XPCOMPUTE_"
@@ -90,6 +93,8 @@ class Settings(BaseModel):
     redispatch_s: float = Field(default=60.0, gt=0)
     tick_s: float = Field(default=0.5, gt=0)
     slice_engine: EngineKind = "cube"
+    stage1_engine: Stage1EngineKind = "duckdb"
+    spark_master: str = "local[*]"
     auth: AuthMode = "auto"
     api_keys: tuple[str, ...] = ()
     api_key_header: str = "X-API-Key"

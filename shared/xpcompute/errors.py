@@ -74,6 +74,16 @@ class StorageError(XPError):
     code = "storage"
 
 
+class JobFailedError(XPError):
+    """A job run outside this process (a Spark application from spark-submit) failed or did not finish.
+
+    The message carries the job's reason and the tail of its log, since the process that knew more is gone.
+    """
+
+    status = 502
+    code = "job_failed"
+
+
 class NativeError(XPError):
     """A C++ primitive reported a failure (translated from a C++ exception)."""
 

@@ -36,12 +36,18 @@ def local_spark(master: str | None = None, driver_memory: str = "4g", shuffle_pa
     """The process's SparkSession, created with loopback-only networking and no UI if none exists yet.
 
     ``master`` defaults to ``$XPCOMPUTE_SPARK_MASTER`` or ``local[*]``; Python
-    workers use this interpreter, so they find pyarrow.
+    workers use this interpreter, so they find pyarrow. An active session is
+    returned as it is: in a driver that ``spark-submit`` started
+    (``pipeline/spark_app.py``) the master and ``--conf`` settings are the
+    submitter's, and rebuilding would override them.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
     builder = (
         SparkSession.builder.master(master or os.environ.get(MASTER_ENV, "local[*]"))
         .appName("xpcompute")

@@ -1,9 +1,20 @@
 """The experiment spec: everything stage 1 and stage 2 need to know about one A/B test.
 
 It is the pydantic edge of the pipeline, loadable from YAML
-(``examples/streaming_experiment.yaml``). Validation resolves every name
-against the metrics repo and every referenced source against ``sources``,
-and its messages say what to change in the spec.
+(``examples/streaming_experiment.yaml``, ``examples/ecommerce/experiment.yaml``;
+every field is documented in ``docs/experiment-yaml.md``). Validation resolves
+every name against the experiment's own declarations and the metrics repo, and
+every referenced source against ``sources``; its messages say what to change.
+
+Metrics, covariates and dimensions are either names of Python classes
+(the built-in catalog, or a team's plugin modules named under ``plugins:``) or
+declared inline as mappings (``metrics.declared``). Parsing moves inline
+declarations into ``metric_definitions`` / ``covariate_definitions`` /
+``dimension_definitions`` and leaves ``metrics``/``covariates``/``dimensions``
+as plain name lists, so the stored JSON form parses back to the same spec and
+every consumer resolves a name through the spec (``metric``, ``covariate``,
+``dimension``) rather than a process-wide registry: two experiments may
+declare different metrics of the same name.
 """
 
 from __future__ import annotations
@@ -14,12 +25,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from xpcompute.errors import InputError
 from xpcompute.metrics import get_covariate, get_dimension, get_metric
-from xpcompute.metrics.base import IDENTIFIER, Metric, SqlContext
+from xpcompute.metrics.base import IDENTIFIER, Covariate, Dimension, Metric, RatioMetric, SqlContext
+from xpcompute.metrics.declared import (
+    DeclaredCovariate,
+    DeclaredDimension,
+    DeclaredMetric,
+    DeclaredRatio,
+    MetricDeclaration,
+    build_covariate,
+    build_dimension,
+    build_metric,
+    build_ratio,
+)
+from xpcompute.metrics.registry import registered_dimension
 from xpcompute.pipeline.slices import SliceFilter
+from xpcompute.spec import FitSpec
 
 EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_WINDOW_DAYS = 366
@@ -49,17 +73,25 @@ class SourceSpec(BaseModel):
 
 
 class AllocationSpec(BaseModel):
-    """Which source assigns users to cells, and its column names."""
+    """Which source assigns units to cells, its cell column, and when each unit was first exposed.
+
+    With ``exposure_column`` (a timestamp or date column of the allocation
+    source), each unit's analysis starts at its first exposure (the earliest
+    value, or the window start if that is later) and its pre-period is the
+    ``pre_days`` days before that; units first exposed after the window end
+    are left out. Without it, every unit starts at the window start.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     source: str = "allocations"
     cell_column: str = "cell"
+    exposure_column: str | None = None
 
-    @field_validator("cell_column")
+    @field_validator("cell_column", "exposure_column")
     @classmethod
-    def _column(cls, v: str) -> str:
-        return _identifier(v, "allocation cell_column")
+    def _column(cls, v: str | None) -> str | None:
+        return None if v is None else _identifier(v, "allocation column")
 
 
 class WindowSpec(BaseModel):
@@ -108,10 +140,62 @@ class ExperimentSpec(BaseModel):
     dimensions: tuple[str, ...] = ()
     covariates: tuple[str, ...] = ()
     metrics: tuple[str, ...] = Field(min_length=1)
+    metric_definitions: tuple[MetricDeclaration, ...] = ()
+    covariate_definitions: tuple[DeclaredCovariate, ...] = ()
+    dimension_definitions: tuple[DeclaredDimension, ...] = ()
+    shares: dict[str, float] | None = Field(
+        default=None, description="Planned share of units per cell, for the sample-ratio check (default: equal)."
+    )
+    plugins: tuple[str, ...] = Field(default=(), description="Python modules of the team's metrics repo to import.")
     daily: bool = Field(default=True, description="Also build the user-by-day table for dynamic effects.")
     precompute: tuple[SliceFilter, ...] = Field(
         default=(SliceFilter(),), description="Slices compressed as soon as the analysis is created."
     )
+    _objects: dict[tuple[str, str], object] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_declarations(cls, raw: Any) -> Any:
+        """Move inline mappings of ``metrics``/``covariates``/``dimensions`` into the ``*_definitions`` fields.
+
+        Plugins load first, so their names count as registered. A bare
+        dimension name that no Python class registers is a column of the users
+        source with that name.
+        """
+        if not isinstance(raw, dict):
+            return raw
+        from xpcompute.plugins import load_plugins
+
+        plugins = raw.get("plugins") or ()
+        if isinstance(plugins, list | tuple):
+            load_plugins([str(p) for p in plugins])
+        out = dict(raw)
+        for field, definitions in (
+            ("metrics", "metric_definitions"), ("covariates", "covariate_definitions"),
+            ("dimensions", "dimension_definitions"),
+        ):
+            entries = out.get(field)
+            if not isinstance(entries, list | tuple):
+                continue
+            names: list[Any] = []
+            defs = list(out.get(definitions) or ())
+            for entry in entries:
+                if isinstance(entry, dict):
+                    entry = dict(entry)
+                    if field == "metrics" and "kind" not in entry:
+                        entry["kind"] = "ratio" if "numerator" in entry or "denominator" in entry else "metric"
+                    defs.append(entry)
+                    names.append(entry.get("name"))
+                elif field == "dimensions" and isinstance(entry, str) and not _python_dimension(entry, raw) and \
+                        not any(isinstance(d, dict) and d.get("name") == entry for d in defs):
+                    defs.append({"name": entry})
+                    names.append(entry)
+                else:
+                    names.append(entry)
+            out[field] = names
+            if defs:
+                out[definitions] = defs
+        return out
 
     @field_validator("id")
     @classmethod
@@ -142,10 +226,21 @@ class ExperimentSpec(BaseModel):
         problems: list[str] = []
         if self.control not in self.cells:
             problems.append(f"control {self.control!r} is not one of the cells {list(self.cells)}; add it to cells")
+        if self.shares is not None:
+            if set(self.shares) != set(self.cells) or any(v <= 0 for v in self.shares.values()):
+                problems.append(f"shares must give a positive planned share for each cell {list(self.cells)}, "
+                                f"got {self.shares}")
+        for role, definitions in (
+            ("metrics", self.metric_definitions), ("covariates", self.covariate_definitions),
+            ("dimensions", self.dimension_definitions),
+        ):
+            names = [d.name for d in definitions]
+            if len(set(names)) != len(names):
+                problems.append(f"{role} declares a name twice: {names}")
         for role, names, getter in (
-            ("metrics", self.metrics, get_metric),
-            ("dimensions", self.dimensions, get_dimension),
-            ("covariates", self.covariates, get_covariate),
+            ("metrics", self.metrics, self.metric),
+            ("dimensions", self.dimensions, self.dimension),
+            ("covariates", self.covariates, self.covariate),
         ):
             if len(set(names)) != len(names):
                 problems.append(f"{role} lists a name twice: {list(names)}")
@@ -156,15 +251,22 @@ class ExperimentSpec(BaseModel):
                     problems.append(f"{role}: {exc}")
         if problems:
             raise ValueError("; ".join(problems))
+        for decl in self.covariate_definitions:
+            for target in self.covariate(decl.name).targets:
+                if target not in self.metrics:
+                    problems.append(f"covariate {decl.name!r} adjusts {target!r}, which is not a metric of this "
+                                    "experiment; list it under metrics or change adjusts")
+        if problems:
+            raise ValueError("; ".join(problems))
         needed = {self.allocation.source: "allocation", self.users_source: "users_source"}
         for m in self.metrics:
-            for src in get_metric(m).sources():
+            for src in self.metric(m).sources():
                 needed.setdefault(src, f"metric {m}")
         for c in self.covariates:
-            for src in get_covariate(c).sources():
+            for src in self.covariate(c).sources():
                 needed.setdefault(src, f"covariate {c}")
         for d in self.dimensions:
-            needed.setdefault(get_dimension(d).source, f"dimension {d}")
+            needed.setdefault(self.dimension(d).source, f"dimension {d}")
         missing = [f"{src!r} (used by {who})" for src, who in needed.items() if src not in self.sources]
         if missing:
             raise ValueError(
@@ -178,17 +280,87 @@ class ExperimentSpec(BaseModel):
                 raise ValueError(f"precompute slice {s.label()!r}: {exc}") from exc
         return self
 
+    # -- name resolution: the experiment's own declarations, then the registry ----------
+    def _resolve(self, kind: str, name: str, build: Any) -> Any:
+        key = (kind, name)
+        if key not in self._objects:
+            self._objects[key] = build()
+        return self._objects[key]
+
+    def metric(self, name: str) -> Metric:
+        """The metric ``name``: declared in this spec, or a registered Python class (catalog or plugin)."""
+        decl = next((d for d in self.metric_definitions if d.name == name), None)
+        if decl is None:
+            return self._resolve("metric", name, lambda: get_metric(name))
+        if isinstance(decl, DeclaredMetric):
+            return self._resolve("metric", name, lambda: build_metric(decl))
+        ratio: DeclaredRatio = decl
+        for part in (ratio.numerator, ratio.denominator):
+            if part == name:
+                raise InputError(f"ratio {name!r} names itself as its numerator or denominator")
+        return self._resolve(
+            "metric", name, lambda: build_ratio(ratio, self.metric(ratio.numerator), self.metric(ratio.denominator))
+        )
+
+    def covariate(self, name: str) -> Covariate:
+        decl = next((d for d in self.covariate_definitions if d.name == name), None)
+        if decl is None:
+            return self._resolve("covariate", name, lambda: get_covariate(name))
+        return self._resolve("covariate", name, lambda: build_covariate(decl, self.metric(decl.metric)))
+
+    def dimension(self, name: str) -> Dimension:
+        decl = next((d for d in self.dimension_definitions if d.name == name), None)
+        if decl is None:
+            return self._resolve("dimension", name, lambda: get_dimension(name))
+        if decl.source is not None and decl.source not in (self.users_source, self.allocation.source):
+            raise InputError(
+                f"dimension {name!r} reads source {decl.source!r}; a dimension is a column of the users source "
+                f"({self.users_source!r}) or of the allocation source ({self.allocation.source!r})"
+            )
+        return self._resolve("dimension", name, lambda: build_dimension(decl, self.users_source))
+
     # -- derived views -------------------------------------------------------
     def metric_objects(self) -> list[Metric]:
-        return [get_metric(m) for m in self.metrics]
+        return [self.metric(m) for m in self.metrics]
 
     def covariates_for(self, metric: str) -> tuple[str, ...]:
         """The declared covariates that adjust ``metric`` (CUPED), in declaration order."""
-        return tuple(c for c in self.covariates if metric in get_covariate(c).targets)
+        return tuple(c for c in self.covariates if metric in self.covariate(c).targets)
 
     def compressed_covariates(self, metric: str) -> tuple[str, ...]:
         """Continuous columns stage 2 keeps cross-moments of, for ``metric`` (ratio denominators first)."""
-        return get_metric(metric).compressed_covariates(self.covariates_for(metric))
+        return self.metric(metric).compressed_covariates(self.covariates_for(metric))
+
+    def fit_specs_for(self, metric: str, treatment: str = "cell", control: str | None = None) -> list[FitSpec]:
+        """The metric's declared models, plus ``ols`` (CUPED) when the experiment declares covariates for it.
+
+        CUPED is then the metric's headline estimate; the unadjusted model stays
+        next to it so the scorecard can say how much the covariates cut the SE.
+        """
+        m = self.metric(metric)
+        covariates = self.covariates_for(metric)
+        specs = list(m.fit_specs(covariates, treatment, control))
+        if covariates and not isinstance(m, RatioMetric) and all(s.model != "ols" for s in specs):
+            specs.append(FitSpec(metric=metric, treatment=treatment, control=control, model="ols",
+                                 covariates=covariates))
+        return specs
+
+    def metric_info(self, metric: str) -> dict[str, object]:
+        """Display metadata of one metric (unit, format, direction, kind, covariates) for scorecards."""
+        out = self.metric(metric).display()
+        if out.get("kind") == "simple" and self.metric(metric).aggregation in ("any", "none"):
+            out["kind"] = "proportion"
+        out["covariates"] = list(self.covariates_for(metric))
+        return out
+
+    def higher_is_better(self) -> dict[str, bool]:
+        """Each metric's declared direction (metrics with none are left out)."""
+        out: dict[str, bool] = {}
+        for name in self.metrics:
+            value = self.metric(name).higher_is_better
+            if value is not None:
+                out[name] = bool(value)
+        return out
 
     def sql_context(self) -> SqlContext:
         return SqlContext(window_start=self.window.start, window_end=self.window.end)
@@ -198,7 +370,7 @@ class ExperimentSpec(BaseModel):
         cols: list[str] = []
         for m in self.metric_objects():
             cols += [c.name for c in m.columns()]
-        cols += [c.name for cov in self.covariates for c in get_covariate(cov).columns()]
+        cols += [c.name for cov in self.covariates for c in self.covariate(cov).columns()]
         return cols
 
     # -- loading -------------------------------------------------------------
@@ -214,6 +386,8 @@ class ExperimentSpec(BaseModel):
             raise InputError(f"experiment spec {path} is not valid YAML: {exc}") from exc
         if not isinstance(raw, dict):
             raise InputError(f"experiment spec {path} must be a YAML mapping with id, cells, control, window, ...")
+        if raw.get("plugins"):
+            _add_plugin_folder(path.parent.resolve())
         for src in (raw.get("sources") or {}).values():
             if isinstance(src, dict) and isinstance(src.get("uri"), str):
                 uri = src["uri"]
@@ -235,4 +409,33 @@ class ExperimentSpec(BaseModel):
             raise InputError(f"{origin} is invalid:\n" + "\n".join(lines)) from exc
 
 
-__all__ = ["AllocationSpec", "ExperimentSpec", "SourceSpec", "WindowSpec"]
+def _python_dimension(name: str, raw: dict[str, Any]) -> bool:
+    """Whether a bare dimension name means a registered Python class: one is registered under the name and
+    the source it reads is one of this experiment's sources (else the name is a column of the users source,
+    so a team's ``country`` column is not mistaken for the streaming catalog's ``country``)."""
+    cls = registered_dimension(name)
+    sources = raw.get("sources")
+    return cls is not None and isinstance(sources, dict) and cls.source in sources
+
+
+def _add_plugin_folder(folder: Path) -> None:
+    """Let ``plugins:`` name modules kept next to the YAML; set in the environment so worker processes see it too."""
+    import os
+
+    from xpcompute.plugins import PATH_VAR
+
+    parts = [p for p in os.environ.get(PATH_VAR, "").split(os.pathsep) if p]
+    if str(folder) not in parts:
+        os.environ[PATH_VAR] = os.pathsep.join([*parts, str(folder)])
+
+
+__all__ = [
+    "AllocationSpec",
+    "DeclaredCovariate",
+    "DeclaredDimension",
+    "DeclaredMetric",
+    "DeclaredRatio",
+    "ExperimentSpec",
+    "SourceSpec",
+    "WindowSpec",
+]

@@ -49,6 +49,35 @@ def spec() -> ExperimentSpec:
     return ExperimentSpec.from_yaml(EXAMPLE)
 
 
+def exposure_spec() -> ExperimentSpec:
+    """A team's own tables: string ids, an exposure timestamp, declared metrics and column dimensions."""
+    return ExperimentSpec.parse({
+        "id": "checkout",
+        "allocation": {"source": "assignments", "cell_column": "variant", "exposure_column": "exposed_at"},
+        "users_source": "customers",
+        "cells": ["control", "one_page"], "control": "control", "shares": {"control": 0.6, "one_page": 0.4},
+        "window": {"start": "2026-03-02", "end": "2026-03-15", "pre_days": 14},
+        "sources": {
+            "assignments": {"uri": "a.parquet", "user_column": "customer_id", "date_column": "exposed_at"},
+            "customers": {"uri": "c.parquet", "user_column": "customer_id"},
+            "orders": {"uri": "o.parquet", "user_column": "customer_id", "date_column": "ordered_at"},
+            "visits": {"uri": "v.parquet", "user_column": "customer_id", "date_column": "visit_date"},
+        },
+        "dimensions": ["country", {"name": "platform", "source": "assignments"}],
+        "metrics": [
+            {"name": "revenue", "source": "orders", "value": "amount_usd", "where": "status = 'completed'"},
+            {"name": "orders", "source": "orders", "aggregation": "count", "where": "status = 'completed'"},
+            {"name": "purchaser", "source": "orders", "aggregation": "any", "where": "status = 'completed'"},
+            {"name": "aov", "numerator": "revenue", "denominator": "orders"},
+            {"name": "visit_days", "source": "visits", "value": "visit_date", "aggregation": "count_distinct"},
+        ],
+        "covariates": [{"name": "pre_revenue", "metric": "revenue"}],
+    })
+
+
+EXPOSURE_KINDS = {"orders": "timestamp", "visits": "date"}
+
+
 def golden_cases() -> dict[str, tuple[str, str]]:
     """File name -> (dialect, generated SQL)."""
     s = spec()
@@ -65,6 +94,8 @@ def golden_cases() -> dict[str, tuple[str, str]]:
     for dialect in ("duckdb", "spark", "trino"):
         for table, text in stage1_sql(s, dialect).items():
             cases[f"stage1_{table}.{dialect}.sql"] = (dialect, text)
+        for table, text in stage1_sql(exposure_spec(), dialect, kinds=EXPOSURE_KINDS).items():  # type: ignore[arg-type]
+            cases[f"stage1_exposure_{table}.{dialect}.sql"] = (dialect, text)
     return cases
 
 

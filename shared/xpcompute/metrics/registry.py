@@ -63,6 +63,11 @@ def get_dimension(name: str) -> Dimension:
     return cls()
 
 
+def registered_dimension(name: str) -> type[Dimension] | None:
+    """The registered dimension class ``name``, or ``None`` (the experiment spec then reads it as a column)."""
+    return _DIMENSIONS.get(name)
+
+
 def get_covariate(name: str) -> Covariate:
     cls = _COVARIATES.get(name)
     if cls is None:

@@ -148,8 +148,6 @@ class SliceFilter(BaseModel):
         ``schema`` (the analysis table's) adds a check of each column's actual type.
         Returns ``self`` so that calls chain; raises before any SQL is built.
         """
-        from xpcompute.metrics import get_dimension
-
         conditions = (*self.all_of, *self.any_of)
         if len(conditions) > MAX_CONDITIONS:
             raise InputError(f"slice has {len(conditions)} conditions; at most {MAX_CONDITIONS} are allowed")
@@ -160,7 +158,7 @@ class SliceFilter(BaseModel):
                     f"slice column {cond.column!r} is not a declared dimension of experiment {experiment.id!r}; "
                     f"filter on one of: {', '.join(experiment.dimensions) or '(none declared)'}"
                 )
-            dim = get_dimension(cond.column)
+            dim = experiment.dimension(cond.column)
             for value in cond.values:
                 _check_value(cond.column, dim.dtype, dim.values, value)
             if schema is not None:

@@ -18,7 +18,6 @@ import pyarrow.fs as pafs
 
 from xpcompute.errors import ColumnTypeError, InputError, MissingColumnError
 from xpcompute.experiment import ExperimentSpec
-from xpcompute.metrics import get_covariate
 from xpcompute.pipeline.engines import EngineLike, engine_scope
 from xpcompute.pipeline.engines.base import Engine, ParquetFiles, resolve_parquet
 from xpcompute.pipeline.tables import PublishedTable, publish_table
@@ -38,14 +37,40 @@ class Stage1Result:
     sql: dict[str, str] = field(default_factory=dict)
 
 
-def stage1_sql(experiment: ExperimentSpec, dialect: str, tables: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The stage-1 queries as text (for review, golden files and notebooks); ``tables`` maps sources to names."""
+def stage1_sql(
+    experiment: ExperimentSpec, dialect: str, tables: Mapping[str, str] | None = None,
+    kinds: Mapping[str, q.TimeKind] | None = None,
+) -> dict[str, str]:
+    """The stage-1 queries as text (for review, golden files and notebooks); ``tables`` maps sources to names,
+    ``kinds`` gives each source's time-column type (``time_kinds``; default ``date``)."""
     from xpcompute.sql.dialects import table
 
     refs = {name: table((tables or {}).get(name, f"xp_{name}")) for name in experiment.sources}
-    out = {"analysis": render(q.analysis_query(experiment, refs), dialect, pretty=True)}
+    out = {"analysis": render(q.analysis_query(experiment, refs, kinds), dialect, pretty=True)}
     if experiment.daily:
-        out["user_day"] = render(q.daily_query(experiment, refs), dialect, pretty=True)
+        out["user_day"] = render(q.daily_query(experiment, refs, kinds), dialect, pretty=True)
+    return out
+
+
+def validate_sources(experiment: ExperimentSpec) -> dict[str, pa.Schema]:
+    """Resolve every source the spec reads and check its columns and types; returns each source's schema.
+
+    This is what ``xpcompute experiment validate`` and ``PUT /experiments/{id}``
+    run: every problem a stage-1 run would hit on the sources is raised here,
+    as a typed error naming the source, the column and what it must be.
+    """
+    files = {name: resolve_parquet(experiment.sources[name].uri, f"source {name!r}") for name in _used_sources(experiment)}
+    check_sources(experiment, files)
+    return {name: f.schema for name, f in files.items()}
+
+
+def time_kinds(experiment: ExperimentSpec, schemas: Mapping[str, pa.Schema]) -> dict[str, q.TimeKind]:
+    """Each event source's time column: compared as instants (``timestamp``) or as days (``date``)."""
+    out: dict[str, q.TimeKind] = {}
+    for name, schema in schemas.items():
+        column = experiment.sources[name].date_column
+        if column in schema.names:
+            out[name] = "timestamp" if pa.types.is_timestamp(schema.field(column).type) else "date"
     return out
 
 
@@ -70,14 +95,15 @@ def run_stage1(
         for name, f in files.items():
             eng.register(name, f)
         refs = {name: eng.table_ref(name) for name in used}
+        kinds = time_kinds(experiment, {name: f.schema for name, f in files.items()})
         seconds["resolve"] = time.perf_counter() - started
         meta: dict[str, object] = {"experiment": experiment.id, "engine": eng.dialect.name, "spec": experiment.model_dump(mode="json")}
 
-        analysis = _publish(eng, store, keys.analysis_table(experiment.id), q.analysis_plan(experiment, refs), meta,
+        analysis = _publish(eng, store, keys.analysis_table(experiment.id), q.analysis_plan(experiment, refs, kinds), meta,
                             seconds, sql, "analysis")
         user_day = None
         if make_daily:
-            user_day = _publish(eng, store, keys.user_day_table(experiment.id), q.daily_plan(experiment, refs), meta,
+            user_day = _publish(eng, store, keys.user_day_table(experiment.id), q.daily_plan(experiment, refs, kinds), meta,
                                 seconds, sql, "user_day")
     return Stage1Result(analysis=analysis, user_day=user_day, seconds=seconds, sql=sql)
 
@@ -116,7 +142,9 @@ def _used_sources(experiment: ExperimentSpec) -> list[str]:
     for m in experiment.metric_objects():
         used += sorted(m.sources())
     for c in experiment.covariates:
-        used += sorted(get_covariate(c).sources())
+        used += sorted(experiment.covariate(c).sources())
+    for d in experiment.dimensions:
+        used.append(experiment.dimension(d).source)
     return list(dict.fromkeys(used))
 
 
@@ -134,15 +162,26 @@ def check_sources(experiment: ExperimentSpec, files: Mapping[str, ParquetFiles])
                 f"source {source!r} ({files[source].uri}) has no column {', '.join(repr(c) for c in missing)}; "
                 f"it has: {', '.join(schema.names)}"
             )
-    for name in experiment.sources:
-        if name in files and name not in (experiment.allocation.source, experiment.users_source):
-            date_col = experiment.sources[name].date_column
-            _expect(files[name].schema, name, date_col, "a date", _is_date)
+    event_sources = {c.aggregate.source for c in q.per_user_columns(experiment)}
+    for name in sorted(event_sources):
+        date_col = experiment.sources[name].date_column
+        _expect(files[name].schema, name, date_col, "a date or a timestamp", _is_date)
     alloc = experiment.allocation
     _expect(files[alloc.source].schema, alloc.source, alloc.cell_column, "a string", _is_string)
+    if alloc.exposure_column is not None:
+        _expect(files[alloc.source].schema, alloc.source, alloc.exposure_column, "a date or a timestamp", _is_date)
+    id_kinds: dict[str, str] = {}
     for source_name, spec in experiment.sources.items():
         if source_name in files:
-            _expect(files[source_name].schema, source_name, spec.user_column, "an integer", _is_integer)
+            _expect(files[source_name].schema, source_name, spec.user_column, "an integer or a string (UUIDs as strings)",
+                    _is_unit_id)
+            id_kinds[source_name] = "string" if _is_string(files[source_name].schema.field(spec.user_column).type) else "integer"
+    if len(set(id_kinds.values())) > 1:
+        listing = ", ".join(f"{s}.{experiment.sources[s].user_column} ({k})" for s, k in id_kinds.items())
+        raise ColumnTypeError(
+            f"unit id columns must all be integers or all be strings, so units match across sources; got {listing}. "
+            "Cast the odd ones out in your tables (or a view) to the same type"
+        )
     for column in q.per_user_columns(experiment):
         agg = column.aggregate
         if agg.how in _NUMERIC_AGGREGATIONS and agg.value.key == "column":
@@ -159,8 +198,8 @@ def _is_string(t: pa.DataType) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
 
 
-def _is_integer(t: pa.DataType) -> bool:
-    return bool(pa.types.is_integer(t))
+def _is_unit_id(t: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(t) or _is_string(t))
 
 
 def _is_numeric(t: pa.DataType) -> bool:

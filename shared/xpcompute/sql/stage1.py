@@ -19,24 +19,39 @@ Aggregates read ``CASE WHEN <window> AND <condition> THEN value END`` so one
 scan of a source serves the analysis window and the pre-period alike. Unit
 divisors apply after aggregating, to exact integer sums (carried as DOUBLE,
 exact below 2**53), so every engine computes bit-identical values.
+
+Windows (``docs/experiment-yaml.md`` states the rule for users): each unit's
+analysis starts at ``start_u = max(first exposure, window start)`` (the
+window start for everyone when the experiment has no exposure column) and
+ends with the window's last day, inclusive; its pre-period is the
+``pre_days`` days before ``start_u``. A timestamp event column is compared
+to the instants (``start_u <= t < end + 1 day``); a date column to the days
+(``date(start_u) <= d <= end``). With an exposure column every source step
+joins the allocation step for ``start_u``; without one the bounds are literals.
+Unit ids keep the type they have in the sources (integers or strings).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
+from typing import Literal
 
 from sqlglot import exp
 
 from xpcompute.experiment import ExperimentSpec
-from xpcompute.metrics import get_covariate, get_dimension
 from xpcompute.metrics.base import PerUserColumn, lit
 
 USER = "user_id"
 CELL = "cell"
 DAY = "day"
 _DAY_INTERNAL = "_xp_day"
+
+_START = "_xp_start"
+_FIRST_DAY = "_xp_first_day"
+_UNIT = "_xp_unit"
+TimeKind = Literal["date", "timestamp"]
 
 DOUBLE = exp.DataType.build("DOUBLE")
 BIGINT = exp.DataType.build("BIGINT")
@@ -57,21 +72,110 @@ def date_lit(d: date) -> exp.Expr:
     return exp.cast(lit(d.isoformat()), exp.DataType.Type.DATE)
 
 
+def timestamp_lit(d: date) -> exp.Expr:
+    return exp.cast(lit(f"{d.isoformat()} 00:00:00"), exp.DataType.Type.TIMESTAMP)
+
+
+def _days(n: int) -> exp.Expr:
+    return exp.Interval(this=exp.Literal.string(str(n)), unit=exp.var("DAY"))
+
+
 def per_user_columns(experiment: ExperimentSpec) -> list[PerUserColumn]:
     """Every metric column then every covariate column, in the spec's order."""
     cols: list[PerUserColumn] = []
     for m in experiment.metric_objects():
         cols += list(m.columns())
     for c in experiment.covariates:
-        cols += list(get_covariate(c).columns())
+        cols += list(experiment.covariate(c).columns())
     return cols
 
 
-def _window(experiment: ExperimentSpec, column: PerUserColumn, date_col: exp.Expr) -> exp.Expr:
-    w = experiment.window
-    if column.window == "pre":
-        return exp.Between(this=date_col.copy(), low=date_lit(w.pre_start), high=date_lit(w.pre_end))
-    return exp.Between(this=date_col.copy(), low=date_lit(w.start), high=date_lit(w.end))
+@dataclass(frozen=True)
+class Windows:
+    """The analysis window and pre-period of one source's events, per unit (see the module docstring).
+
+    ``kind`` is the type of the source's time column; with ``exposure`` the
+    unit's start is the allocation step's ``_xp_start`` (joined as ``x``),
+    otherwise the window start as a literal.
+    """
+
+    experiment: ExperimentSpec
+    kind: TimeKind
+    exposure: bool
+
+    def _start(self) -> exp.Expr:
+        return exp.column(_START, table="x") if self.exposure else timestamp_lit(self.experiment.window.start)
+
+    def _start_day(self) -> exp.Expr:
+        return exp.cast(self._start(), exp.DataType.Type.DATE)
+
+    def _end_next(self) -> exp.Expr:
+        return timestamp_lit(self.experiment.window.end + timedelta(days=1))
+
+    def analysis(self, t: exp.Expr) -> exp.Expr:
+        w = self.experiment.window
+        if self.kind == "date":
+            if not self.exposure:
+                return exp.Between(this=t.copy(), low=date_lit(w.start), high=date_lit(w.end))
+            return exp.and_(t.copy() >= self._start_day(), t.copy() <= date_lit(w.end))
+        return exp.and_(t.copy() >= self._start(), t.copy() < self._end_next())
+
+    def pre(self, t: exp.Expr) -> exp.Expr:
+        w = self.experiment.window
+        if self.kind == "date":
+            if not self.exposure:
+                return exp.Between(this=t.copy(), low=date_lit(w.pre_start), high=date_lit(w.pre_end))
+            low = exp.cast(exp.Sub(this=self._start_day(), expression=_days(w.pre_days)), exp.DataType.Type.DATE)
+            return exp.and_(t.copy() >= low, t.copy() < self._start_day())
+        low_ts = exp.Sub(this=self._start(), expression=_days(w.pre_days))
+        return exp.and_(t.copy() >= low_ts, t.copy() < self._start())
+
+    def of(self, column: PerUserColumn, t: exp.Expr) -> exp.Expr:
+        return self.pre(t) if column.window == "pre" else self.analysis(t)
+
+    def span(self, windows: set[str], t: exp.Expr) -> exp.Expr:
+        """One range covering the windows a step reads (its scan's WHERE)."""
+        if windows == {"analysis"}:
+            return self.analysis(t)
+        if windows == {"pre"}:
+            return self.pre(t)
+        w = self.experiment.window
+        if self.kind == "date" and not self.exposure:
+            return exp.Between(this=t.copy(), low=date_lit(w.pre_start), high=date_lit(w.end))
+        if self.kind == "date":
+            low = exp.cast(exp.Sub(this=self._start_day(), expression=_days(w.pre_days)), exp.DataType.Type.DATE)
+            return exp.and_(t.copy() >= low, t.copy() <= date_lit(w.end))
+        return exp.and_(t.copy() >= exp.Sub(this=self._start(), expression=_days(w.pre_days)),
+                        t.copy() < self._end_next())
+
+    def day_index(self, t: exp.Expr) -> exp.Expr:
+        """Days since the window start of an event (calendar day of a timestamp)."""
+        day = t.copy() if self.kind == "date" else exp.cast(t.copy(), exp.DataType.Type.DATE)
+        return exp.cast(exp.DateDiff(this=day, expression=date_lit(self.experiment.window.start), unit=exp.var("DAY")), INT)
+
+
+def _windows(experiment: ExperimentSpec, source: str, kinds: Mapping[str, TimeKind] | None) -> Windows:
+    return Windows(experiment, (kinds or {}).get(source, "date"), experiment.allocation.exposure_column is not None)
+
+
+def _window(experiment: ExperimentSpec, column: PerUserColumn, date_col: exp.Expr,
+            kinds: Mapping[str, TimeKind] | None = None) -> exp.Expr:
+    return _windows(experiment, column.aggregate.source, kinds).of(column, date_col)
+
+
+def _scan(select: exp.Select, experiment: ExperimentSpec, source: str, table: exp.Table) -> exp.Select:
+    """``select`` FROM the source, joined to each unit's start (as ``x``) when there is an exposure column.
+
+    The allocation step joins as a narrow subquery with internal names, so a
+    source column named like one of its columns cannot become ambiguous, and
+    the inner join also drops events of units that are not analysed.
+    """
+    select = select.from_(table.copy())
+    if experiment.allocation.exposure_column is None:
+        return select
+    spec = experiment.sources[source]
+    starts = exp.select(exp.column(USER).as_(_UNIT), exp.column(_START)).from_("alloc").subquery("x")
+    return select.join(starts, on=exp.column(spec.user_column).eq(exp.column(_UNIT, table="x")), join_type="INNER")
 
 
 def aggregate_sql(column: PerUserColumn, window: exp.Expr | None) -> exp.Expr:
@@ -121,16 +225,43 @@ def finish(column: PerUserColumn, raw: exp.Expr) -> exp.Expr:
     return value
 
 
+def allocation_dimensions(experiment: ExperimentSpec) -> list[str]:
+    """Dimensions read from the allocation source (the others come from the users source)."""
+    alloc = experiment.allocation.source
+    if alloc == experiment.users_source:
+        return []
+    return [d for d in experiment.dimensions if experiment.dimension(d).source == alloc]
+
+
 def _alloc_cte(experiment: ExperimentSpec, sources: Mapping[str, exp.Table]) -> exp.Select:
+    """One row per unit allocated to exactly one declared cell: its cell, start and allocation-source dimensions.
+
+    With an exposure column, ``_xp_start`` is the later of its first exposure
+    and the window start, and units first exposed after the window (or never)
+    are left out.
+    """
     spec = experiment.sources[experiment.allocation.source]
     user = exp.column(spec.user_column)
     cell = exp.column(experiment.allocation.cell_column)
+    ctx = experiment.sql_context()
+    select = exp.select(user.copy().as_(USER), exp.Min(this=exp.cast(cell, STRING)).as_(CELL))
+    having: exp.Expr = exp.Min(this=exp.cast(cell, STRING)).eq(exp.Max(this=exp.cast(cell, STRING)))
+    exposure = experiment.allocation.exposure_column
+    if exposure is not None:
+        first = exp.Min(this=exp.cast(exp.column(exposure), exp.DataType.Type.TIMESTAMP))
+        start = exp.Greatest(this=first.copy(), expressions=[timestamp_lit(experiment.window.start)])
+        day = exp.DateDiff(this=exp.cast(start.copy(), exp.DataType.Type.DATE),
+                           expression=date_lit(experiment.window.start), unit=exp.var("DAY"))
+        select = select.select(start.as_(_START), exp.cast(day, INT).as_(_FIRST_DAY))
+        having = exp.and_(having, first.copy() < timestamp_lit(experiment.window.end + timedelta(days=1)))
+    for name in allocation_dimensions(experiment):
+        expr = experiment.dimension(name).expression(ctx)
+        select = select.select(exp.Min(this=exp.cast(expr, STRING)).as_(name))
     return (
-        exp.select(exp.cast(user, BIGINT).as_(USER), exp.Min(this=exp.cast(cell, STRING)).as_(CELL))
-        .from_(sources[experiment.allocation.source].copy())
+        select.from_(sources[experiment.allocation.source].copy())
         .where(cell.isin(*[lit(c) for c in experiment.cells]))
         .group_by(user)
-        .having(exp.Min(this=exp.cast(cell, STRING)).eq(exp.Max(this=exp.cast(cell, STRING))))
+        .having(having)
     )
 
 
@@ -139,9 +270,12 @@ def _dims_cte(experiment: ExperimentSpec, sources: Mapping[str, exp.Table]) -> e
     spec = experiment.sources[experiment.users_source]
     ctx = experiment.sql_context()
     user = exp.column(spec.user_column)
-    select = exp.select(exp.cast(user, BIGINT).as_(USER))
+    select = exp.select(user.copy().as_(USER))
+    from_alloc = set(allocation_dimensions(experiment))
     for name in experiment.dimensions:
-        dim = get_dimension(name)
+        if name in from_alloc:
+            continue
+        dim = experiment.dimension(name)
         select = select.select(exp.Min(this=exp.cast(dim.expression(ctx), STRING)).as_(name))
     return select.from_(sources[experiment.users_source].copy()).group_by(user)
 
@@ -156,31 +290,31 @@ def _source_cte(
     table: exp.Table,
     columns: list[tuple[int, PerUserColumn]],
     daily: bool,
+    kinds: Mapping[str, TimeKind] | None = None,
 ) -> exp.Select:
     """Per-user (or per-user-day) aggregates of one event source; internal column names ``c{i}``."""
     spec = experiment.sources[source]
-    w = experiment.window
+    win = _windows(experiment, source, kinds)
     date_col = exp.column(spec.date_column)
     user = exp.column(spec.user_column)
     windows = {c.window for _, c in columns}
-    lo = w.pre_start if "pre" in windows else w.start
-    hi = w.end if "analysis" in windows else w.pre_end
-    where = exp.Between(this=date_col.copy(), low=date_lit(lo), high=date_lit(hi))
+    where = win.span(windows, date_col)
     if daily:
-        day = exp.cast(exp.DateDiff(this=date_col.copy(), expression=date_lit(w.start), unit=exp.var("DAY")), INT)
-        inner = exp.select(exp.Star(), day.as_(_DAY_INTERNAL)).from_(table.copy()).where(where)
-        select = exp.select(exp.cast(user, BIGINT).as_(USER), exp.column(_DAY_INTERNAL).as_(DAY))
+        inner = _scan(exp.select(exp.Star(), win.day_index(date_col).as_(_DAY_INTERNAL)), experiment, source, table)
+        inner = inner.where(where)
+        select = exp.select(user.copy().as_(USER), exp.column(_DAY_INTERNAL).as_(DAY))
         for i, column in columns:
             select = select.select(aggregate_sql(column, None).as_(f"c{i}"))
         return select.from_(inner.subquery("e")).group_by(user, exp.column(_DAY_INTERNAL))
-    select = exp.select(exp.cast(user, BIGINT).as_(USER))
+    select = exp.select(user.copy().as_(USER))
     for i, column in columns:
-        select = select.select(aggregate_sql(column, _window(experiment, column, date_col)).as_(f"c{i}"))
-    return select.from_(table.copy()).where(where).group_by(user)
+        select = select.select(aggregate_sql(column, win.of(column, date_col)).as_(f"c{i}"))
+    return _scan(select, experiment, source, table).where(where).group_by(user)
 
 
 def _distinct_cte(
-    experiment: ExperimentSpec, table: exp.Table, i: int, column: PerUserColumn, per_day: bool
+    experiment: ExperimentSpec, table: exp.Table, i: int, column: PerUserColumn, per_day: bool,
+    kinds: Mapping[str, TimeKind] | None = None,
 ) -> exp.Select:
     """A distinct count as its own step: ``SELECT DISTINCT user, [day,] value`` then ``COUNT(*)`` per user.
 
@@ -191,19 +325,19 @@ def _distinct_cte(
     """
     agg = column.aggregate
     spec = experiment.sources[agg.source]
+    win = _windows(experiment, agg.source, kinds)
     date_col = exp.column(spec.date_column)
-    conds = [_window(experiment, column, date_col), agg.value.copy().is_(exp.null()).not_()]
+    conds = [win.of(column, date_col), agg.value.copy().is_(exp.null()).not_()]
     if agg.condition is not None:
         conds.append(agg.condition.copy())
-    inner = exp.select(exp.cast(exp.column(spec.user_column), BIGINT).as_(USER)).distinct()
+    inner = exp.select(exp.column(spec.user_column).as_(USER)).distinct()
     group: list[exp.Expr] = [exp.column(USER)]
     outer = exp.select(exp.column(USER))
     if per_day:
-        day = exp.cast(exp.DateDiff(this=date_col.copy(), expression=date_lit(experiment.window.start), unit=exp.var("DAY")), INT)
-        inner = inner.select(day.as_(DAY))
+        inner = inner.select(win.day_index(date_col).as_(DAY))
         group.append(exp.column(DAY))
         outer = outer.select(exp.column(DAY))
-    inner = inner.select(agg.value.copy().as_("v")).from_(table.copy()).where(exp.and_(*conds))
+    inner = _scan(inner.select(agg.value.copy().as_("v")), experiment, agg.source, table).where(exp.and_(*conds))
     return outer.select(exp.Count(this=exp.Star()).as_(f"c{i}")).from_(inner.subquery("x")).group_by(*group)
 
 
@@ -232,24 +366,36 @@ class Stage1Plan:
         return query
 
 
-def analysis_plan(experiment: ExperimentSpec, sources: Mapping[str, exp.Table]) -> Stage1Plan:
-    """One row per allocated user: cell, dimensions, each metric's value, each covariate."""
-    return _build(experiment, sources, daily=False)
+def analysis_plan(
+    experiment: ExperimentSpec, sources: Mapping[str, exp.Table], kinds: Mapping[str, TimeKind] | None = None
+) -> Stage1Plan:
+    """One row per allocated user: cell, dimensions, each metric's value, each covariate.
+
+    ``kinds`` gives each event source's time-column type (default ``date``).
+    """
+    return _build(experiment, sources, daily=False, kinds=kinds)
 
 
-def daily_plan(experiment: ExperimentSpec, sources: Mapping[str, exp.Table]) -> Stage1Plan:
-    """One row per allocated user and day of the window, zero-filled; covariates repeat per day."""
-    return _build(experiment, sources, daily=True)
+def daily_plan(
+    experiment: ExperimentSpec, sources: Mapping[str, exp.Table], kinds: Mapping[str, TimeKind] | None = None
+) -> Stage1Plan:
+    """One row per allocated user and day from the user's start through the window end, zero-filled;
+    covariates repeat per day."""
+    return _build(experiment, sources, daily=True, kinds=kinds)
 
 
-def analysis_query(experiment: ExperimentSpec, sources: Mapping[str, exp.Table]) -> exp.Select:
+def analysis_query(
+    experiment: ExperimentSpec, sources: Mapping[str, exp.Table], kinds: Mapping[str, TimeKind] | None = None
+) -> exp.Select:
     """``analysis_plan`` as one statement."""
-    return analysis_plan(experiment, sources).inline()
+    return analysis_plan(experiment, sources, kinds).inline()
 
 
-def daily_query(experiment: ExperimentSpec, sources: Mapping[str, exp.Table]) -> exp.Select:
+def daily_query(
+    experiment: ExperimentSpec, sources: Mapping[str, exp.Table], kinds: Mapping[str, TimeKind] | None = None
+) -> exp.Select:
     """``daily_plan`` as one statement."""
-    return daily_plan(experiment, sources).inline()
+    return daily_plan(experiment, sources, kinds).inline()
 
 
 @dataclass(frozen=True)
@@ -263,7 +409,8 @@ class _Part:
 
 
 def _parts(
-    experiment: ExperimentSpec, sources: Mapping[str, exp.Table], daily: bool
+    experiment: ExperimentSpec, sources: Mapping[str, exp.Table], daily: bool,
+    kinds: Mapping[str, TimeKind] | None = None,
 ) -> tuple[list[_Part], dict[int, int]]:
     """The aggregate steps, and for every column ``i`` the column ``c{j}`` that holds its value.
 
@@ -280,7 +427,8 @@ def _parts(
         agg = column.aggregate
         spec = experiment.sources[agg.source]
         per_day = daily and column.window == "analysis"
-        key = (agg.source, str(per_day), aggregate_sql(column, _window(experiment, column, exp.column(spec.date_column))).sql())
+        key = (agg.source, str(per_day),
+               aggregate_sql(column, _window(experiment, column, exp.column(spec.date_column), kinds)).sql())
         same[i] = seen.setdefault(key, i)
         if same[i] != i:
             continue
@@ -290,16 +438,19 @@ def _parts(
             wide.setdefault((agg.source, per_day), []).append((i, column))
     parts: list[_Part] = []
     for i, column, per_day in distinct:
-        query = _distinct_cte(experiment, sources[column.aggregate.source], i, column, per_day)
+        query = _distinct_cte(experiment, sources[column.aggregate.source], i, column, per_day, kinds)
         parts.append(_Part(f"distinct_{i}", query, (i,), per_day))
     for (source, per_day), cols in sorted(wide.items()):
         suffix = ("_d" if per_day else "_pre") if daily else ""
-        query = _source_cte(experiment, source, sources[source], cols, per_day)
+        query = _source_cte(experiment, source, sources[source], cols, per_day, kinds)
         parts.append(_Part(_src_alias(source, suffix), query, tuple(i for i, _ in cols), per_day))
     return parts, same
 
 
-def _build(experiment: ExperimentSpec, sources: Mapping[str, exp.Table], daily: bool) -> Stage1Plan:
+def _build(
+    experiment: ExperimentSpec, sources: Mapping[str, exp.Table], daily: bool,
+    kinds: Mapping[str, TimeKind] | None = None,
+) -> Stage1Plan:
     steps: list[tuple[str, exp.Select]] = [
         ("alloc", _alloc_cte(experiment, sources)),
         ("dims", _dims_cte(experiment, sources)),
@@ -312,11 +463,16 @@ def _build(experiment: ExperimentSpec, sources: Mapping[str, exp.Table], daily: 
         days = exp.values([(d,) for d in range(experiment.window.days)], alias="days", columns=[DAY])
         steps.append(("day_index", exp.select(exp.cast(exp.column(DAY), INT).as_(DAY)).from_(days)))
         select = select.select(exp.column(DAY, table="d"))
-        joins.insert(0, (exp.to_table("day_index").as_("d"), None, "CROSS"))
+        if experiment.allocation.exposure_column is None:
+            joins.insert(0, (exp.to_table("day_index").as_("d"), None, "CROSS"))
+        else:  # a unit's rows start on its own first day
+            joins.insert(0, (exp.to_table("day_index").as_("d"),
+                             exp.column(DAY, table="d") >= exp.column(_FIRST_DAY, table="a"), "INNER"))
+    from_alloc = set(allocation_dimensions(experiment))
     for name in experiment.dimensions:
-        select = select.select(exp.column(name, table="u"))
+        select = select.select(exp.column(name, table="a" if name in from_alloc else "u"))
 
-    parts, same = _parts(experiment, sources, daily)
+    parts, same = _parts(experiment, sources, daily, kinds)
     column_source: dict[int, str] = {}
     for n, part in enumerate(parts):
         alias = f"p{n}"
@@ -340,9 +496,9 @@ def _build(experiment: ExperimentSpec, sources: Mapping[str, exp.Table], daily: 
     return Stage1Plan(steps=tuple(steps), final=query)
 
 
-def output_columns(experiment: ExperimentSpec, daily: bool) -> list[OutputColumn]:
-    """The columns (and SQL types) a stage-1 table has, in order."""
-    out = [OutputColumn(USER, "bigint"), OutputColumn(CELL, "string")]
+def output_columns(experiment: ExperimentSpec, daily: bool, user_type: str = "bigint") -> list[OutputColumn]:
+    """The columns (and SQL types) a stage-1 table has, in order; the unit id keeps its source type."""
+    out = [OutputColumn(USER, user_type), OutputColumn(CELL, "string")]
     if daily:
         out.append(OutputColumn(DAY, "int"))
     out += [OutputColumn(d, "string") for d in experiment.dimensions]
@@ -355,11 +511,14 @@ def source_columns(experiment: ExperimentSpec) -> dict[str, set[str]]:
     need: dict[str, set[str]] = {}
     alloc = experiment.sources[experiment.allocation.source]
     need.setdefault(experiment.allocation.source, set()).update({alloc.user_column, experiment.allocation.cell_column})
+    if experiment.allocation.exposure_column is not None:
+        need[experiment.allocation.source].add(experiment.allocation.exposure_column)
     users = experiment.sources[experiment.users_source]
     ctx = experiment.sql_context()
     need.setdefault(experiment.users_source, set()).add(users.user_column)
     for d in experiment.dimensions:
-        need[experiment.users_source] |= get_dimension(d).columns(ctx)
+        dim = experiment.dimension(d)
+        need.setdefault(dim.source, set()).update(dim.columns(ctx))
     for column in per_user_columns(experiment):
         spec = experiment.sources[column.aggregate.source]
         need.setdefault(column.aggregate.source, set()).update(

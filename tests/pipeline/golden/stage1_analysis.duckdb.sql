@@ -1,6 +1,6 @@
 WITH "alloc" AS (
   SELECT
-    CAST("user_id" AS BIGINT) AS "user_id",
+    "user_id" AS "user_id",
     MIN(CAST("cell" AS TEXT)) AS "cell"
   FROM "xp_allocations"
   WHERE
@@ -11,7 +11,7 @@ WITH "alloc" AS (
     MIN(CAST("cell" AS TEXT)) = MAX(CAST("cell" AS TEXT))
 ), "dims" AS (
   SELECT
-    CAST("user_id" AS BIGINT) AS "user_id",
+    "user_id" AS "user_id",
     MIN(CAST("country" AS TEXT)) AS "country",
     MIN(CAST("device" AS TEXT)) AS "device",
     MIN(
@@ -37,7 +37,7 @@ WITH "alloc" AS (
     COUNT(*) AS "c4"
   FROM (
     SELECT DISTINCT
-      CAST("user_id" AS BIGINT) AS "user_id",
+      "user_id" AS "user_id",
       "event_date" AS "v"
     FROM "xp_playback"
     WHERE
@@ -52,7 +52,7 @@ WITH "alloc" AS (
     COUNT(*) AS "c5"
   FROM (
     SELECT DISTINCT
-      CAST("user_id" AS BIGINT) AS "user_id",
+      "user_id" AS "user_id",
       "title_id" AS "v"
     FROM "xp_playback"
     WHERE
@@ -67,7 +67,7 @@ WITH "alloc" AS (
     COUNT(*) AS "c26"
   FROM (
     SELECT DISTINCT
-      CAST("user_id" AS BIGINT) AS "user_id",
+      "user_id" AS "user_id",
       "event_date" AS "v"
     FROM "xp_playback"
     WHERE
@@ -78,7 +78,7 @@ WITH "alloc" AS (
     "user_id"
 ), "src_account" AS (
   SELECT
-    CAST("user_id" AS BIGINT) AS "user_id",
+    "user_id" AS "user_id",
     MAX(
       CASE
         WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
@@ -109,7 +109,7 @@ WITH "alloc" AS (
     "user_id"
 ), "src_billing" AS (
   SELECT
-    CAST("user_id" AS BIGINT) AS "user_id",
+    "user_id" AS "user_id",
     SUM(
       CASE
         WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)
@@ -151,7 +151,7 @@ WITH "alloc" AS (
     "user_id"
 ), "src_playback" AS (
   SELECT
-    CAST("user_id" AS BIGINT) AS "user_id",
+    "user_id" AS "user_id",
     SUM(
       CASE
         WHEN "event_date" BETWEEN CAST('2026-01-05' AS DATE) AND CAST('2026-01-14' AS DATE)

@@ -1,6 +1,6 @@
 WITH `alloc` AS (
   SELECT
-    CAST(`user_id` AS BIGINT) AS `user_id`,
+    `user_id` AS `user_id`,
     MIN(CAST(`cell` AS STRING)) AS `cell`
   FROM `xp_allocations`
   WHERE
@@ -11,7 +11,7 @@ WITH `alloc` AS (
     MIN(CAST(`cell` AS STRING)) = MAX(CAST(`cell` AS STRING))
 ), `dims` AS (
   SELECT
-    CAST(`user_id` AS BIGINT) AS `user_id`,
+    `user_id` AS `user_id`,
     MIN(CAST(`country` AS STRING)) AS `country`,
     MIN(CAST(`device` AS STRING)) AS `device`,
     MIN(
@@ -52,7 +52,7 @@ WITH `alloc` AS (
     COUNT(*) AS `c4`
   FROM (
     SELECT DISTINCT
-      CAST(`user_id` AS BIGINT) AS `user_id`,
+      `user_id` AS `user_id`,
       CAST(DATEDIFF(DAY, CAST('2026-01-05' AS DATE), `event_date`) AS INT) AS `day`,
       `event_date` AS `v`
     FROM `xp_playback`
@@ -70,7 +70,7 @@ WITH `alloc` AS (
     COUNT(*) AS `c5`
   FROM (
     SELECT DISTINCT
-      CAST(`user_id` AS BIGINT) AS `user_id`,
+      `user_id` AS `user_id`,
       CAST(DATEDIFF(DAY, CAST('2026-01-05' AS DATE), `event_date`) AS INT) AS `day`,
       `title_id` AS `v`
     FROM `xp_playback`
@@ -87,7 +87,7 @@ WITH `alloc` AS (
     COUNT(*) AS `c26`
   FROM (
     SELECT DISTINCT
-      CAST(`user_id` AS BIGINT) AS `user_id`,
+      `user_id` AS `user_id`,
       `event_date` AS `v`
     FROM `xp_playback`
     WHERE
@@ -98,7 +98,7 @@ WITH `alloc` AS (
     `user_id`
 ), `src_account_d` AS (
   SELECT
-    CAST(`user_id` AS BIGINT) AS `user_id`,
+    `user_id` AS `user_id`,
     `_xp_day` AS `day`,
     MAX(CASE WHEN `event_type` = 'cancel' THEN 1 ELSE 0 END) AS `c13`,
     MIN(CASE WHEN `event_type` = 'cancel' THEN 0 ELSE 1 END) AS `c14`,
@@ -116,7 +116,7 @@ WITH `alloc` AS (
     `_xp_day`
 ), `src_billing_pre` AS (
   SELECT
-    CAST(`user_id` AS BIGINT) AS `user_id`,
+    `user_id` AS `user_id`,
     SUM(
       CASE
         WHEN `event_date` BETWEEN CAST('2025-12-29' AS DATE) AND CAST('2026-01-04' AS DATE)
@@ -130,7 +130,7 @@ WITH `alloc` AS (
     `user_id`
 ), `src_billing_d` AS (
   SELECT
-    CAST(`user_id` AS BIGINT) AS `user_id`,
+    `user_id` AS `user_id`,
     `_xp_day` AS `day`,
     SUM(`amount_cents`) AS `c11`,
     COUNT(CASE WHEN `kind` = 'rental' THEN 1 END) AS `c12`,
@@ -149,7 +149,7 @@ WITH `alloc` AS (
     `_xp_day`
 ), `src_playback_pre` AS (
   SELECT
-    CAST(`user_id` AS BIGINT) AS `user_id`,
+    `user_id` AS `user_id`,
     SUM(
       CASE
         WHEN `event_date` BETWEEN CAST('2025-12-29' AS DATE) AND CAST('2026-01-04' AS DATE)
@@ -169,7 +169,7 @@ WITH `alloc` AS (
     `user_id`
 ), `src_playback_d` AS (
   SELECT
-    CAST(`user_id` AS BIGINT) AS `user_id`,
+    `user_id` AS `user_id`,
     `_xp_day` AS `day`,
     SUM(`watch_seconds`) AS `c0`,
     MAX(CASE WHEN `watch_seconds` > 0 THEN 1 ELSE 0 END) AS `c1`,

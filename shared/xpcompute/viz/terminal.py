@@ -2,11 +2,25 @@
 
 A person running the demo or ``xpcompute fit`` should read the same verdicts
 in the terminal as on the page, so both render :func:`scorecard_rows`.
+
+:func:`render_scorecard` is the headline scorecard (one estimate per metric and
+cell, see ``viz/headline.py``) in the metric's units. It is laid out for the
+terminal it is printed in: a number is never cut or folded. When the columns'
+minimum widths do not fit, whole columns are dropped in :data:`DROP_ORDER`
+(means first, since the effect and its interval carry the answer), and the
+footer says which; below that, each headline is printed as a short block of
+lines. :func:`headlines_to_csv` and :func:`headlines_to_json` write the same
+rows for ``--format csv|json``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
 
 from rich import box
 from rich.console import Console
@@ -14,7 +28,8 @@ from rich.table import Table
 from rich.text import Text
 
 from xpcompute.records import ResultRecord
-from xpcompute.viz._common import first_seen, slice_label
+from xpcompute.viz._common import clean, first_seen, slice_label
+from xpcompute.viz.headline import Headline, headline_dict
 from xpcompute.viz.scorecard import (
     CORRECTION_NAMES,
     MARKERS,
@@ -118,3 +133,317 @@ def print_scorecard(
     for table in scorecard_tables(records, higher_is_better):
         console.print(table)
     console.print(legend(scorecard_rows(records, higher_is_better)))
+
+
+# -- the headline scorecard ---------------------------------------------------------------------
+
+ColumnKey = Literal["metric", "cell", "mean_control", "mean_cell", "effect", "ci", "relative", "p", "marker"]
+
+#: Columns that go first when the terminal is too narrow, in that order. The metric, cell, effect,
+#: p-value and marker always stay: without them a row no longer answers "did it move, and is it real?".
+DROP_ORDER: tuple[ColumnKey, ...] = ("mean_control", "mean_cell", "relative", "ci")
+
+#: Columns that give up width first when the natural widths do not fit: number columns only wrap their header,
+#: then the metric's name and the interval wrap at spaces, then a cell's name.
+SHRINK_ORDER: tuple[ColumnKey, ...] = ("mean_control", "mean_cell", "relative", "effect", "p", "metric", "ci", "cell")
+
+#: Columns that hold numbers: a number never wraps (an interval only after its comma), so it is printed whole
+#: or its column is dropped.
+NUMBER_COLUMNS: frozenset[ColumnKey] = frozenset({"mean_control", "mean_cell", "effect", "ci", "relative", "p"})
+
+COLUMN_NAMES: dict[ColumnKey, str] = {
+    "metric": "metric",
+    "cell": "cell",
+    "mean_control": "control mean",
+    "mean_cell": "treatment mean",
+    "effect": "effect",
+    "ci": "CI",
+    "relative": "relative",
+    "p": "p",
+    "marker": "",
+}
+
+#: Width the table takes between two columns: one space of padding and the (blank) divider.
+_GAP = 2
+#: Indent of a headline's lines when the terminal is too narrow for even the kept columns (see ``_stacked``).
+_STACK_INDENT = "  "
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One headline's cells as plain text (styles are added when the table is built)."""
+
+    headline: Headline
+    cells: dict[ColumnKey, str]
+
+
+def _metric_lines(h: Headline) -> list[str]:
+    """The metric's name, then its unit and a CUPED tag: two short lines instead of one long one."""
+    second = " · ".join(part for part in (h.info.unit, "CUPED" if h.adjusted else "") if part)
+    return [h.metric, second] if second else [h.metric]
+
+
+def _rows(chosen: Sequence[Headline]) -> list[_Row]:
+    """Rows of a slice's table; a metric's name and unit go down its first rows (one line each)."""
+    rows: list[_Row] = []
+    labels: list[str] = []
+    for i, h in enumerate(chosen):
+        if i == 0 or chosen[i - 1].metric != h.metric:
+            size = next((j for j, g in enumerate(chosen[i:]) if g.metric != h.metric), len(chosen) - i)
+            lines = _metric_lines(h)
+            # one line per row; a metric with fewer rows than lines keeps the rest in its last row
+            labels = [*lines[:size - 1], "\n".join(lines[size - 1:])] if size < len(lines) else lines
+            labels += [""] * (size - len(labels))
+        label = labels.pop(0)
+        shown = h.shown()
+        rows.append(_Row(h, {
+            "metric": label,
+            "cell": h.cell,
+            "mean_control": shown.mean_control,
+            "mean_cell": shown.mean_cell,
+            "effect": shown.effect,
+            "ci": shown.ci,
+            "relative": shown.relative,
+            "p": shown.p,
+            "marker": h.marker,
+        }))
+    return rows
+
+
+def _headers(chosen: Sequence[Headline]) -> dict[ColumnKey, str]:
+    """Column headers; the CI header names its level and the p header says whether it is adjusted."""
+    heads = dict(COLUMN_NAMES)
+    alphas = {h.record.alpha for h in chosen}
+    if len(alphas) == 1:
+        heads["ci"] = f"{(1 - alphas.pop()) * 100:g}% CI"
+    if any(clean(h.record.p_value_adjusted) is not None for h in chosen):
+        heads["p"] = "p adj"
+    return heads
+
+
+def _pieces(key: ColumnKey, text: str) -> list[str]:
+    """The parts of a cell that must stay on one line: a whole number, or one word of a name or interval."""
+    if key in NUMBER_COLUMNS and key != "ci":
+        return [text]
+    return text.split() or [""]
+
+
+def _widths(key: ColumnKey, header: str, rows: Sequence[_Row]) -> tuple[int, int]:
+    """(narrowest, natural) content width of a column: narrowest keeps every number and word whole."""
+    header_words = header.split() or [""]
+    pieces = [p for r in rows for p in _pieces(key, r.cells[key])]
+    lines = [line for r in rows for line in r.cells[key].splitlines()] or [""]
+    narrowest = max(len(w) for w in [*header_words, *pieces])
+    natural = max(narrowest, len(header), *(len(line) for line in lines))
+    return narrowest, natural
+
+
+def _total(widths: Mapping[ColumnKey, int]) -> int:
+    return sum(widths.values()) + _GAP * (len(widths) - 1)
+
+
+def fit_columns(chosen: Sequence[Headline], width: int) -> tuple[dict[ColumnKey, int], list[ColumnKey]]:
+    """Content width of each kept column within ``width``, and the columns dropped (in :data:`DROP_ORDER`).
+
+    Columns start at their natural width and give up width in
+    :data:`SHRINK_ORDER` down to their narrowest (headers wrap first, then
+    names and intervals); only when that is not enough is a column dropped. The widths are then fixed on the table, so rich never
+    squeezes a column below what its numbers need.
+    """
+    rows = _rows(chosen)
+    heads = _headers(chosen)
+    ranges = {k: _widths(k, heads[k], rows) for k in COLUMN_NAMES}
+    keys: list[ColumnKey] = list(COLUMN_NAMES)
+    dropped: list[ColumnKey] = []
+    for candidate in DROP_ORDER:
+        if _total({k: ranges[k][0] for k in keys}) <= width:
+            break
+        keys.remove(candidate)
+        dropped.append(candidate)
+    widths = {k: ranges[k][1] for k in keys}
+    for key in SHRINK_ORDER:
+        if key in widths and _total(widths) > width:
+            widths[key] -= min(_total(widths) - width, widths[key] - ranges[key][0])
+    return widths, dropped
+
+
+def _table(chosen: Sequence[Headline], widths: Mapping[ColumnKey, int], title: str) -> Table:
+    rows = _rows(chosen)
+    heads = _headers(chosen)
+    table = Table(title=title, title_justify="left", title_style="bold", header_style="bold",
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1, 0, 0))
+    for key, size in widths.items():
+        number = key in NUMBER_COLUMNS
+        table.add_column(
+            Text(heads[key], no_wrap=False),  # a header may wrap ("treatment" / "mean"); its numbers may not
+            justify="right" if number else ("center" if key == "marker" else "left"),
+            overflow="fold",
+            width=size,
+        )
+    for row in rows:
+        style = VERDICT_STYLES[row.headline.verdict]
+        cells: list[Text] = []
+        for key in widths:
+            text = row.cells[key]
+            if key == "metric":
+                name, _, rest = text.partition("\n")
+                first_line = row.headline.metric == name
+                cells.append(Text.assemble((name, "bold" if first_line else "dim"),
+                                           ("\n" + rest if rest else "", "dim"), overflow="fold"))
+            elif key in ("marker", "relative") and row.headline.verdict not in ("flat", "none"):
+                cells.append(Text(text, style=style, no_wrap=True))
+            else:
+                cells.append(Text(text, overflow="fold", no_wrap=key in NUMBER_COLUMNS and key != "ci"))
+        table.add_row(*cells)
+    return table
+
+
+def _stacked(chosen: Sequence[Headline], title: str, heads: Mapping[ColumnKey, str]) -> Text:
+    """Each headline as a few short lines, for terminals too narrow for even the kept columns."""
+    text = Text(overflow="fold")
+    text.append(title + "\n", style="bold")
+    for row in _rows(chosen):
+        h = row.headline
+        text.append(f"{h.info.label} · {h.cell}", style="bold")
+        text.append(f" {h.marker}\n", style=VERDICT_STYLES[h.verdict])
+        for key in ("effect", "ci", "relative", "p"):
+            text.append(f"{_STACK_INDENT}{heads[key]} {row.cells[key]}\n")
+    return text
+
+
+def _cuts(chosen: Sequence[Headline]) -> list[str]:
+    """One line per CUPED metric: which covariates, and how much they cut the standard error."""
+    lines: list[str] = []
+    for metric in first_seen(h.metric for h in chosen if h.adjusted):
+        mine = [h for h in chosen if h.metric == metric and h.adjusted]
+        covs = ", ".join(first_seen(c for h in mine for c in h.covariates))
+        cuts = sorted(r for h in mine if (r := clean(h.se_reduction)) is not None)
+        if not cuts:
+            lines.append(f"{metric}: CUPED on {covs} (no unadjusted fit to compare its SE with)")
+            continue
+        lo, hi = round(cuts[0] * 100), round(cuts[-1] * 100)
+        if lo >= 0:
+            amount = f"{lo}%" if lo == hi else f"{lo}–{hi}%"
+            lines.append(f"{metric}: CUPED on {covs} cuts SE by {amount}")
+        elif hi <= 0:
+            amount = f"{-hi}%" if lo == hi else f"{-hi}–{-lo}%"
+            lines.append(f"{metric}: CUPED on {covs} raises SE by {amount}")
+        else:
+            lines.append(f"{metric}: CUPED on {covs} changes SE by {lo:+d}% to {hi:+d}%")
+    return lines
+
+
+def scorecard_footer(
+    chosen: Sequence[Headline],
+    *,
+    window: tuple[date, date] | None = None,
+    data_through: date | None = None,
+    correction: str | None = None,
+    dropped: Sequence[ColumnKey] = (),
+    width: int | None = None,
+) -> Text:
+    """What a reader needs to trust the table: the window, how fresh the data is, the p-value rule, CUPED, legend."""
+    text = Text()
+    if window is not None:
+        start, end = window
+        text.append(f"Window {start.isoformat()} – {end.isoformat()} ({(end - start).days + 1} days)")
+    else:
+        text.append("Window not given")
+    text.append(f"; data through {data_through.isoformat()}.\n" if data_through else "; data date not given.\n")
+    corrections = [correction] if correction else first_seen(h.record.correction for h in chosen if h.record.correction)
+    adjusted = any(clean(h.record.p_value_adjusted) is not None for h in chosen)
+    alphas = first_seen(h.record.alpha for h in chosen)
+    level = f"{alphas[0]:g}" if len(alphas) == 1 else "each row's alpha"
+    if corrections and corrections != ["none"] and adjusted:
+        names = ", ".join(CORRECTION_NAMES.get(c, c) for c in corrections)
+        text.append(f"p adj: after {names}; ✓ ✗ ▲ ▼ mark p adj < {level}.\n")
+    else:
+        text.append(f"p: raw, no multiple-comparison correction; ✓ ✗ ▲ ▼ mark p < {level}.\n")
+    if any(h.info.in_points for h in chosen):
+        text.append("pp: percentage points (12.00% -> 14.00% is +2.00 pp); relative effects are in %.\n")
+    for line in _cuts(chosen):
+        text.append(line + ".\n")
+    present = first_seen(h.verdict for h in chosen)
+    for verdict in ("good", "bad", "up", "down", "flat", "none"):
+        if verdict in present:
+            text.append(f"{MARKERS[verdict]} ", style=VERDICT_STYLES[verdict])
+            text.append(f"{VERDICT_LABELS[verdict]}  ")
+    if dropped:
+        names = ", ".join(COLUMN_NAMES[k] for k in dropped)
+        at = f" at {width} columns" if width else ""
+        text.append(f"\nNot shown{at}: {names} (use a wider terminal, or --format csv or json).")
+    return text
+
+
+def render_scorecard(
+    headlines: Sequence[Headline],
+    *,
+    width: int | None = None,
+    console: Console | None = None,
+    title: str = "Scorecard",
+    window: tuple[date, date] | None = None,
+    data_through: date | None = None,
+    correction: str | None = None,
+) -> None:
+    """Print the headline scorecard: one table per slice sized to ``width``, then the footer.
+
+    ``width`` defaults to the console's. Columns are dropped in
+    :data:`DROP_ORDER` until their minimum widths fit; a number is never
+    shortened. ``correction`` (``"bh"``, ``"holm"``, ``"none"``) names the
+    multiple-comparison correction; by default the records' own is named.
+    """
+    console = console or Console()
+    width = width or console.width
+    if not headlines:
+        console.print("[dim]No results: no fit has produced a record.[/dim]")
+        return
+    console.print(Text(title, style="bold"))
+    all_dropped: list[ColumnKey] = []
+    for sl in first_seen(h.slice for h in headlines):
+        chosen = [h for h in headlines if h.slice == sl]
+        controls = ", ".join(first_seen(h.control for h in chosen))
+        slice_title = f"Slice: {slice_label(sl)} (cells vs {controls})"
+        widths, dropped = fit_columns(chosen, width)
+        all_dropped += [k for k in dropped if k not in all_dropped]
+        if _total(widths) > width:
+            console.print(_stacked(chosen, slice_title, _headers(chosen)), width=width)
+        else:
+            console.print(_table(chosen, widths, slice_title), width=width)
+    order = [k for k in DROP_ORDER if k in all_dropped]
+    console.print(scorecard_footer(headlines, window=window, data_through=data_through, correction=correction,
+                                   dropped=order, width=width), width=width)
+
+
+def scorecard_text(headlines: Sequence[Headline], *, width: int = 80, **options: Any) -> str:
+    """The rendered scorecard as plain text (no colours), for ``--format table`` piped to a file."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system=None, force_terminal=False, highlight=False)
+    render_scorecard(headlines, width=width, console=console, **options)
+    return buffer.getvalue()
+
+
+#: Columns of the CSV, in order: identifiers, the estimate, then the text the table shows.
+CSV_FIELDS: tuple[str, ...] = (
+    "slice", "metric", "unit", "kind", "cell", "control", "model", "estimator", "covariates", "se_reduction",
+    "se_unadjusted", "n_control", "n_cell", "mean_control", "mean_cell", "effect", "se", "ci_low", "ci_high",
+    "alpha", "relative_effect", "relative_ci_low", "relative_ci_high", "p_value", "p_value_adjusted", "correction",
+    "verdict", "effect_unit", "shown_mean_control", "shown_mean_cell", "shown_effect", "shown_ci",
+    "shown_relative", "shown_p",
+)
+
+
+def headlines_to_json(headlines: Sequence[Headline]) -> list[dict[str, Any]]:
+    """The headline rows as JSON-safe dicts: full-precision numbers plus the exact text the table prints."""
+    return [headline_dict(h) for h in headlines]
+
+
+def headlines_to_csv(headlines: Sequence[Headline]) -> str:
+    """The headline rows as CSV (full-precision numbers, empty when missing; covariates joined by ``;``)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CSV_FIELDS), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in headlines_to_json(headlines):
+        flat = {k: ("" if v is None else ";".join(v) if isinstance(v, list) else repr(v) if isinstance(v, float)
+                    else v) for k, v in row.items()}
+        writer.writerow(flat)
+    return buffer.getvalue()

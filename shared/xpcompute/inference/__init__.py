@@ -1,0 +1,86 @@
+"""Inference on summary statistics: sequential tests, Bayesian analysis, shrinkage, power.
+
+Every function takes an effect with its standard error (or per-arm means, variances and counts), never rows,
+so it serves every moments-based model (t-test, proportion, OLS/CUPED, ratio). Modules:
+
+- `effects`: `EffectEstimate` and the adapters from per-arm summaries and from a `ResultRecord`.
+- `sequential`: anytime-valid confidence sequences; Lan-DeMets group-sequential boundaries by recursive
+  numerical integration; `Look` state and `analyze_look` / `next_look` for one more analysis.
+- `bayes`: normal-normal posterior of the absolute and the relative effect with a per-metric prior.
+- `shrinkage`: empirical-Bayes (REML or DerSimonian-Laird) shrinkage across the estimates of one analysis.
+- `power`: pre-period and CUPED variance, power / sample size / MDE, progress of a running test, and simulated
+  power of the sequential methods.
+"""
+
+from xpcompute.inference.bayes import (
+    BayesAnalysis,
+    BayesResult,
+    NormalPrior,
+    bayes_two_sample,
+    normal_posterior,
+)
+from xpcompute.inference.effects import EffectEstimate, effect_from_record, two_sample_effect
+from xpcompute.inference.power import (
+    MdeResult,
+    MetricDesign,
+    PowerResult,
+    PrePeriodVariance,
+    Progress,
+    SampleSizeResult,
+    SimulatedPower,
+    minimum_detectable_effect,
+    power_at,
+    preperiod_variance,
+    progress,
+    sample_size,
+    simulated_sequential_power,
+)
+from xpcompute.inference.sequential import (
+    ConfidenceSequenceResult,
+    GroupSequentialBoundaries,
+    Look,
+    LookResult,
+    alpha_spent,
+    analyze_look,
+    confidence_sequence,
+    crossing_probabilities,
+    group_sequential_boundaries,
+    next_look,
+)
+from xpcompute.inference.shrinkage import ShrinkageResult, empirical_bayes_shrinkage
+
+__all__ = [
+    "BayesAnalysis",
+    "BayesResult",
+    "ConfidenceSequenceResult",
+    "EffectEstimate",
+    "GroupSequentialBoundaries",
+    "Look",
+    "LookResult",
+    "MdeResult",
+    "MetricDesign",
+    "NormalPrior",
+    "PowerResult",
+    "PrePeriodVariance",
+    "Progress",
+    "SampleSizeResult",
+    "ShrinkageResult",
+    "SimulatedPower",
+    "alpha_spent",
+    "analyze_look",
+    "bayes_two_sample",
+    "confidence_sequence",
+    "crossing_probabilities",
+    "effect_from_record",
+    "empirical_bayes_shrinkage",
+    "group_sequential_boundaries",
+    "minimum_detectable_effect",
+    "next_look",
+    "normal_posterior",
+    "power_at",
+    "preperiod_variance",
+    "progress",
+    "sample_size",
+    "simulated_sequential_power",
+    "two_sample_effect",
+]

@@ -10,11 +10,16 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from xpcompute.errors import XPError
 from xpcompute.records import ResultRecord
+
+if TYPE_CHECKING:
+    from xpcompute.experiment import ExperimentSpec
+    from xpcompute.pipeline.slices import SliceFilter
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -93,6 +98,166 @@ def print_records(records: Sequence[ResultRecord], title: str = "") -> None:
         p = "" if r.p_value is None else f"{r.p_value:.3g}"
         table.add_row(r.metric, r.cell, where, f"{r.effect:.4g}", ci, p, rel)
     Console().print(table)
+
+
+def _load_experiment(path: str) -> ExperimentSpec:
+    from xpcompute.experiment import ExperimentSpec
+
+    return ExperimentSpec.from_yaml(path)
+
+
+def parse_slice(text: str, experiment: ExperimentSpec | None = None) -> SliceFilter:
+    """A slice from the command line: JSON (``{"all_of": [...]}``) or ``col=v1,v2 col2=v3`` (AND of INs).
+
+    Values are typed by the experiment's dimension (``bigint`` and ``boolean``
+    dimensions take numbers and true/false); ``col!=v`` negates a condition.
+    """
+    from xpcompute.pipeline.slices import Condition, SliceFilter
+
+    text = text.strip()
+    if text in ("", "all", "{}"):
+        return SliceFilter()
+    if text.startswith("{"):
+        try:
+            return SliceFilter.model_validate(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise XPError(f"slice {text!r} is not valid JSON: {exc}") from exc
+    conditions = []
+    for part in text.split():
+        negate = "!=" in part
+        column, sep, values = part.partition("!=" if negate else "=")
+        if not sep or not column or not values:
+            raise XPError(f"slice condition {part!r} must look like column=value[,value...] or column!=value")
+        dtype = experiment.dimension(column).dtype if experiment is not None and column in experiment.dimensions else "string"
+        typed: list[object] = []
+        for v in values.split(","):
+            if dtype == "bigint":
+                try:
+                    typed.append(int(v))
+                except ValueError as exc:
+                    raise XPError(f"slice value {v!r} for {column!r} must be an integer") from exc
+            elif dtype == "boolean":
+                if v.lower() not in ("true", "false"):
+                    raise XPError(f"slice value {v!r} for {column!r} must be true or false")
+                typed.append(v.lower() == "true")
+            else:
+                typed.append(v)
+        conditions.append(Condition(column=column, values=tuple(typed), negate=negate))
+    return SliceFilter(all_of=tuple(conditions))
+
+
+def cmd_experiment_validate(args: argparse.Namespace) -> int:
+    """Print the resolved spec and its stage-1 SQL, or what to fix (exit 2)."""
+    import yaml
+
+    from xpcompute.pipeline.stage1 import stage1_sql, time_kinds, validate_sources
+
+    experiment = _load_experiment(args.spec)
+    schemas = validate_sources(experiment)
+    resolved = experiment.model_dump(mode="json", exclude_defaults=False)
+    print("# resolved experiment spec (declarations moved under *_definitions)")
+    print(yaml.safe_dump(resolved, sort_keys=False).rstrip())
+    tables = {name: f"xp_{name}" for name in experiment.sources}
+    for table, text in stage1_sql(experiment, args.dialect, tables, time_kinds(experiment, schemas)).items():
+        print(f"\n-- stage 1: {table} table ({args.dialect})\n{text};")
+    print(f"\n# ok: {len(experiment.metrics)} metrics, {len(experiment.dimensions)} dimensions, "
+          f"{len(experiment.covariates)} covariates over {len(schemas)} sources", file=sys.stderr)
+    return 0
+
+
+def cmd_experiment_register(args: argparse.Namespace) -> int:
+    """Validate against the sources and store the spec as the experiment's next version."""
+    from xpcompute.config import Settings
+    from xpcompute.coordinator.runtime import build_coordinator
+    from xpcompute.pipeline.stage1 import validate_sources
+
+    experiment = _load_experiment(args.spec)
+    validate_sources(experiment)
+    coordinator = build_coordinator(Settings.from_env(), dispatcher=None)
+    try:
+        registered = coordinator.register_experiment(experiment)
+    finally:
+        coordinator.state.close()
+    print(json.dumps(_registered_json(registered), indent=2, default=str))
+    return 0
+
+
+def _registered_json(registered: object) -> dict[str, object]:
+    dump = getattr(registered, "to_json_dict", None)
+    if callable(dump):
+        return dict(dump())
+    fields = getattr(registered, "__dict__", {})
+    return {k: v for k, v in fields.items() if k != "spec"}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Raw tables to the terminal scorecard (and the HTML report / JSON) on the embedded default."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from xpcompute.runner import run_experiment
+
+    experiment = _load_experiment(args.spec)
+    slices = [parse_slice(s, experiment) for s in args.slice] if args.slice else None
+    console = Console()
+    result = run_experiment(
+        experiment, home=Path(args.home), slices=slices, workers=args.workers, console=console,
+        report=Path(args.report) if args.report else None, json_path=Path(args.json) if args.json else None,
+        refresh=args.refresh,
+    )
+    _say_where(console, result.scorecard.analysis_id, result.home, result.report, result.seconds,
+               len(result.scorecard.records))
+    return 0 if result.ok else 1
+
+
+def _say_where(console: Any, analysis_id: str, home: Any, report: Any, seconds: float, n: int) -> None:
+    if report is not None:
+        console.print(f"\n[bold]Report:[/] {report.resolve()}  (open it in a browser; it works offline)")
+    console.print(f"[bold]Analysis:[/] {analysis_id}, {n} results in {seconds:.1f} s")
+    console.print(f"[bold]Again:[/] XPCOMPUTE_HOME={home} .venv/bin/xpcompute results {analysis_id} "
+                  "[--format json|csv] [--report FILE]")
+    console.print(
+        f"[bold]Notebook:[/] XPCOMPUTE_HOME={home} .venv/bin/xpcompute notebook {analysis_id} "
+        "writes a notebook that reproduces it"
+    )
+    console.print(f"[bold]Serve it:[/] XPCOMPUTE_HOME={home} .venv/bin/xpcompute serve, then open "
+                  f"http://127.0.0.1:8000/analyses/{analysis_id}/scorecard")
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    """Show a stored analysis (run by ``xpcompute run`` or over HTTP): table, JSON or CSV; optionally the report."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from xpcompute.config import Settings
+    from xpcompute.coordinator.runtime import build_coordinator
+    from xpcompute.runner import show_scorecard, write_html
+    from xpcompute.viz import headlines, headlines_to_csv, headlines_to_json, metric_infos
+
+    coordinator = build_coordinator(Settings.from_env(), dispatcher=None)
+    try:
+        card = coordinator.results(args.analysis_id)
+        experiment = coordinator.experiment(card.experiment_id)
+    finally:
+        coordinator.state.close()
+    if args.format == "json":
+        print(json.dumps(card.to_json_dict(), indent=2, sort_keys=True, default=str))
+    elif args.format in ("csv", "headlines"):
+        rows = headlines(card.records, metric_infos(sorted({r.metric for r in card.records}), experiment))
+        if args.format == "csv":
+            sys.stdout.write(headlines_to_csv(rows))
+        else:
+            print(json.dumps(headlines_to_json(rows), indent=2, default=str))
+    else:
+        show_scorecard(card, experiment, Console())
+        if not card.complete:
+            print(f"(analysis {card.analysis_id} is {card.state}: the scorecard is partial)")
+    if args.report:
+        path = write_html(card, experiment, Path(args.report), f"xpcompute: {card.experiment_id}")
+        print(f"report: {path.resolve()}", file=sys.stderr)
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -201,6 +366,36 @@ def build_parser() -> argparse.ArgumentParser:
     notebook.add_argument("--timeout", type=int, default=600, help="seconds one cell may run with --execute")
     notebook.set_defaults(func=cmd_notebook)
 
+    run = sub.add_parser("run", help="raw tables to a scorecard: stage 1, slices and fits on the embedded default")
+    run.add_argument("spec", help="experiment YAML (docs/experiment-yaml.md)")
+    run.add_argument("--slice", action="append", default=[],
+                     help="a slice to analyse (repeatable): 'country=US,CA device=tv', 'plan!=basic' or JSON; "
+                          "default: the spec's precompute list")
+    run.add_argument("--json", default=None, help="also write the scorecard as JSON to this file")
+    run.add_argument("--report", default=None, help="also write the self-contained HTML report to this file")
+    run.add_argument("--home", default=".xpcompute", help="state and object store folder (default .xpcompute)")
+    run.add_argument("--workers", type=int, default=None, help="most local worker processes (default: cores)")
+    run.add_argument("--refresh", action="store_true", help="rebuild the analysis table even if it is current")
+    run.set_defaults(func=cmd_run)
+
+    results = sub.add_parser("results", help="show a stored analysis (XPCOMPUTE_HOME names the store)")
+    results.add_argument("analysis_id")
+    results.add_argument("--format", choices=["table", "json", "csv", "headlines"], default="table",
+                         help="table (terminal scorecard), json (every record), csv or headlines (one row per "
+                              "metric, cell and slice)")
+    results.add_argument("--report", default=None, help="also write the HTML report to this file")
+    results.set_defaults(func=cmd_results)
+
+    experiment = sub.add_parser("experiment", help="validate or register an experiment spec")
+    exp_sub = experiment.add_subparsers(dest="experiment_command", required=True)
+    validate = exp_sub.add_parser("validate", help="print the resolved spec and its stage-1 SQL, or what to fix")
+    validate.add_argument("spec")
+    validate.add_argument("--dialect", choices=["duckdb", "spark", "trino"], default="duckdb")
+    validate.set_defaults(func=cmd_experiment_validate)
+    register = exp_sub.add_parser("register", help="store the spec as the experiment's next version")
+    register.add_argument("spec")
+    register.set_defaults(func=cmd_experiment_register)
+
     serve = sub.add_parser("serve", help="serve the HTTP API on 127.0.0.1")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -209,11 +404,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from xpcompute.plugins import load_plugins
+
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Command = args.func
     try:
+        load_plugins(origin="the command line")
         return func(args)
+    except BrokenPipeError:
+        # `xpcompute fit --json | head`: the reader left; stop quietly like other Unix tools
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except XPError as exc:
         print(f"xpcompute: error: {exc}", file=sys.stderr)
         return 2

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from xpcompute.errors import InputError
 from xpcompute.metrics import get_covariate, get_dimension, get_metric
@@ -226,17 +234,18 @@ class ExperimentSpec(BaseModel):
         problems: list[str] = []
         if self.control not in self.cells:
             problems.append(f"control {self.control!r} is not one of the cells {list(self.cells)}; add it to cells")
-        if self.shares is not None:
-            if set(self.shares) != set(self.cells) or any(v <= 0 for v in self.shares.values()):
-                problems.append(f"shares must give a positive planned share for each cell {list(self.cells)}, "
-                                f"got {self.shares}")
+        if self.shares is not None and (
+            set(self.shares) != set(self.cells) or any(v <= 0 for v in self.shares.values())
+        ):
+            problems.append(f"shares must give a positive planned share for each cell {list(self.cells)}, "
+                            f"got {self.shares}")
         for role, definitions in (
             ("metrics", self.metric_definitions), ("covariates", self.covariate_definitions),
             ("dimensions", self.dimension_definitions),
         ):
-            names = [d.name for d in definitions]
-            if len(set(names)) != len(names):
-                problems.append(f"{role} declares a name twice: {names}")
+            declared = [d.name for d in definitions]
+            if len(set(declared)) != len(declared):
+                problems.append(f"{role} declares a name twice: {declared}")
         for role, names, getter in (
             ("metrics", self.metrics, self.metric),
             ("dimensions", self.dimensions, self.dimension),

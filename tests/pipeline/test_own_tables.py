@@ -137,7 +137,7 @@ def test_sources_are_checked_with_messages_that_say_what_to_fix(tables: Path) ->
         validate_sources(spec)
     bad = spec_for(tables, metrics=[{"name": "revenue", "source": "orders", "value": "price"}], covariates=[])
     write(tables, "customers", {"customer_id": ["a"], "country": ["US"]})
-    with pytest.raises(InputError, match="source 'orders' .* has no column 'price'"):
+    with pytest.raises(InputError, match=r"source 'orders' .* has no column 'price'"):
         validate_sources(ExperimentSpec.parse(bad))
 
 

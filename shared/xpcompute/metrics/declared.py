@@ -92,7 +92,7 @@ def parse_expression(text: str, role: str = "expression") -> exp.Expr:
                 raise InputError(f"{role} {text!r}: cast to {node.sql()} is not allowed; use a number, string, "
                                  "boolean, date or timestamp type")
             continue
-        if isinstance(node, ALLOWED_FUNCTIONS) or isinstance(node, ALLOWED_NODES):
+        if isinstance(node, ALLOWED_FUNCTIONS + ALLOWED_NODES):
             continue
         what = node.sql_name() if isinstance(node, exp.Func) else type(node).__name__
         raise InputError(

@@ -12,9 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from xpcompute.errors import ColumnTypeError, InputError, MissingColumnError
 from xpcompute.experiment import ExperimentSpec
@@ -62,6 +65,34 @@ def validate_sources(experiment: ExperimentSpec) -> dict[str, pa.Schema]:
     files = {name: resolve_parquet(experiment.sources[name].uri, f"source {name!r}") for name in _used_sources(experiment)}
     check_sources(experiment, files)
     return {name: f.schema for name, f in files.items()}
+
+
+def data_through(experiment: ExperimentSpec) -> date | None:
+    """The last day any event source has data for, capped at the window end (what a scorecard says it covers).
+
+    Read from the Parquet footers' column statistics (no data pages), so it is
+    cheap on any size; a file without statistics is read for that one column.
+    """
+    latest: date | None = None
+    events = {c.aggregate.source for c in q.per_user_columns(experiment)}
+    for name in sorted(events):
+        spec = experiment.sources[name]
+        files = resolve_parquet(spec.uri, f"source {name!r}")
+        for path in files.paths:
+            with files.filesystem.open_input_file(path) as handle:
+                meta = pq.ParquetFile(handle).metadata
+                index = meta.schema.to_arrow_schema().get_field_index(spec.date_column)
+                for g in range(meta.num_row_groups):
+                    stats = meta.row_group(g).column(index).statistics if index >= 0 else None
+                    value = stats.max if stats is not None and stats.has_min_max else None
+                    if value is None:
+                        column = pq.read_table(handle, columns=[spec.date_column]).column(0)
+                        value = pc.max(column).as_py()
+                    if isinstance(value, datetime):
+                        value = value.date()
+                    if isinstance(value, date) and (latest is None or value > latest):
+                        latest = value
+    return None if latest is None else min(latest, experiment.window.end)
 
 
 def time_kinds(experiment: ExperimentSpec, schemas: Mapping[str, pa.Schema]) -> dict[str, q.TimeKind]:

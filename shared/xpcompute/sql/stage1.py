@@ -41,7 +41,7 @@ from typing import Literal
 from sqlglot import exp
 
 from xpcompute.experiment import ExperimentSpec
-from xpcompute.metrics.base import PerUserColumn, lit
+from xpcompute.metrics.base import PerUserColumn, Window, lit
 
 USER = "user_id"
 CELL = "cell"
@@ -133,7 +133,7 @@ class Windows:
     def of(self, column: PerUserColumn, t: exp.Expr) -> exp.Expr:
         return self.pre(t) if column.window == "pre" else self.analysis(t)
 
-    def span(self, windows: set[str], t: exp.Expr) -> exp.Expr:
+    def span(self, windows: set[Window], t: exp.Expr) -> exp.Expr:
         """One range covering the windows a step reads (its scan's WHERE)."""
         if windows == {"analysis"}:
             return self.analysis(t)

@@ -1,0 +1,133 @@
+"""``xpcompute run``: raw tables to a scorecard in one call, on the embedded default.
+
+It is what a new user runs first on their own data, and what the demo runs on
+the synthetic data: validate the spec against the sources, register it with
+the coordinator (a new version when it changed), submit an analysis of every
+metric over the spec's pre-computed slices (the coordinator runs stage 1 as
+the analysis's first job when the table is missing or stale), follow the
+progress, then print the headline scorecard and write the report. Every step
+is the same library call the HTTP API makes, so ``xpcompute results`` and
+``GET /analyses/{id}/results`` show the same analysis afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from xpcompute.config import Settings
+from xpcompute.coordinator.analysis_spec import AnalysisSpec
+from xpcompute.coordinator.scorecard import Scorecard
+from xpcompute.coordinator.service import Coordinator
+from xpcompute.experiment import ExperimentSpec
+from xpcompute.pipeline.slices import SliceFilter
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run produced: the scorecard, where its files went, and how long it took."""
+
+    scorecard: Scorecard
+    experiment: ExperimentSpec
+    home: Path
+    report: Path | None
+    json_path: Path | None
+    data_through: date | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.scorecard.complete and not self.scorecard.failures
+
+
+def follow(coordinator: Coordinator, analysis_id: str, console: Console, label: str = "stage 1 + slices + fits") -> None:
+    """A progress bar until the analysis leaves RUNNING (the embedded runtime does the work meanwhile)."""
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console,
+                  transient=not console.is_terminal) as bar:
+        task = bar.add_task(label, total=None, detail="")
+        while True:
+            status = coordinator.status(analysis_id, with_records=False)
+            p = status.progress
+            bar.update(task, total=p.total, completed=p.succeeded + p.failed,
+                       detail=f"running {p.running}, failed {p.failed}")
+            if status.analysis.state.value != "RUNNING":
+                return
+            time.sleep(0.2)
+
+
+def run_experiment(
+    experiment: ExperimentSpec,
+    *,
+    home: Path = Path(".xpcompute"),
+    slices: Sequence[SliceFilter] | None = None,
+    workers: int | None = None,
+    console: Console | None = None,
+    report: Path | None = None,
+    json_path: Path | None = None,
+    refresh: bool = False,
+    title: str | None = None,
+) -> RunResult:
+    """Validate, register, analyse on the local pool, print the scorecard, write the report and JSON."""
+    from xpcompute.coordinator.runtime import EmbeddedRuntime
+    from xpcompute.pipeline.stage1 import data_through, validate_sources
+
+    console = console or Console()
+    started = time.perf_counter()
+    with console.status("checking the sources against the spec"):
+        validate_sources(experiment)
+        through = data_through(experiment)
+    settings = Settings.from_env().model_copy(update={"home": home, "dispatch": "local",
+                                                      "workers": workers or Settings().workers})
+    with EmbeddedRuntime(settings) as runtime:
+        coordinator = runtime.coordinator
+        coordinator.register_experiment(experiment)
+        spec = AnalysisSpec(metrics=tuple(experiment.metrics), slices=tuple(slices or experiment.precompute),
+                            refresh=refresh)
+        analysis = coordinator.submit(experiment.id, spec)
+        follow(coordinator, analysis.analysis_id, console)
+        card = coordinator.results(analysis.analysis_id)
+
+    show_scorecard(card, experiment, console, through, title=title)
+    report_path = None
+    if report is not None:
+        report_path = write_html(card, experiment, report, title or f"xpcompute: {experiment.id}")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(card.to_json_dict(), indent=2, sort_keys=True, default=str))
+    return RunResult(card, experiment, home, report_path, json_path, through, time.perf_counter() - started)
+
+
+def show_scorecard(card: Scorecard, experiment: ExperimentSpec | None, console: Console,
+                   through: date | None = None, title: str | None = None) -> None:
+    """The headline scorecard in the terminal (CUPED when declared, units applied, sized to the width)."""
+    from xpcompute.viz import headlines, metric_infos, render_scorecard
+
+    metrics = sorted({r.metric for r in card.records})
+    infos = metric_infos(metrics, experiment)
+    window = (experiment.window.start, experiment.window.end) if experiment is not None else None
+    render_scorecard(headlines(card.records, infos), console=console,
+                     title=title or f"Scorecard: {card.experiment_id}", window=window, data_through=through,
+                     correction=card.correction)
+    for failure in card.failures:
+        console.print(f"[red]failed:[/] {failure}")
+
+
+def write_html(card: Scorecard, experiment: ExperimentSpec | None, path: Path, title: str) -> Path:
+    """The self-contained HTML report of a scorecard."""
+    from xpcompute.viz import write_report
+
+    higher = experiment.higher_is_better() if experiment is not None else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_report(path, card.records, title=title, meta=card.to_json_dict(), higher_is_better=higher)
+    return path
+
+
+__all__ = ["RunResult", "follow", "run_experiment", "show_scorecard", "write_html"]

@@ -54,6 +54,27 @@ class CompressSpec(BaseModel):
         return f"ntile:{self.buckets}" if self.kind == "ntile" else self.kind
 
 
+_BUILT_IN = frozenset({"ttest", "proportion", "ols", "cate", "dte", "mannwhitney", "quantile", "ratio"})
+#: Which built-in models read which option (a custom model may read any).
+_OPTION_MODELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("covariates", "--covariates", ("ols", "cate", "dte")),
+    ("segment", "--segment", ("cate",)),
+    ("time", "--time", ("dte",)),
+    ("cluster", "--cluster", ("dte",)),
+    ("denominator", "--denominator", ("ratio",)),
+)
+_WHY: dict[tuple[str, str], str] = {
+    ("covariates", "ttest"): "for a regression-adjusted (CUPED) estimate use model 'ols'",
+    ("covariates", "proportion"): "for a regression-adjusted (CUPED) estimate use model 'ols'",
+    ("covariates", "ratio"): "the delta method here is unadjusted; drop --covariates",
+    ("covariates", "quantile"): "quantile effects here are marginal (unadjusted); drop --covariates",
+    ("covariates", "mannwhitney"): "the rank test is unadjusted; drop --covariates",
+    ("cluster", "quantile"): "the quantile bootstrap resamples rows, not clusters; drop --cluster",
+    ("cluster", "ttest"): "clustered errors are available with model 'dte' on a user-by-period table",
+    ("cluster", "ols"): "clustered errors are available with model 'dte' on a user-by-period table",
+}
+
+
 class FitSpec(BaseModel):
     """One metric, one model, control against every other cell."""
 
@@ -76,6 +97,11 @@ class FitSpec(BaseModel):
     collinear_policy: CollinearPolicy = "drop"
     bootstrap_reps: int = 1000
     seed: int = 0
+    min_cell_count: int = Field(
+        default=2,
+        ge=2,
+        description="Fewest rows a cell needs: fewer is refused (or, within a segment or period, reported without an SE).",
+    )
 
     @field_validator("alpha")
     @classmethod
@@ -106,4 +132,11 @@ class FitSpec(BaseModel):
             raise ValueError("model 'dte' needs a time column and a cluster (user) column (--time COL --cluster COL)")
         if self.model == "ratio" and not self.denominator:
             raise ValueError("model 'ratio' needs a denominator column (--denominator COL)")
+        # an option the model would ignore changes nothing the user can see but what they think they measured
+        for option, flag, models in _OPTION_MODELS:
+            if getattr(self, option) and self.model in _BUILT_IN and self.model not in models:
+                raise ValueError(
+                    f"{flag} does not apply to model {self.model!r} (only to {', '.join(models)}); "
+                    f"{_WHY.get((option, self.model), 'drop it, or choose a model that uses it')}"
+                )
         return self

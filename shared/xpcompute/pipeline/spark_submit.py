@@ -223,7 +223,10 @@ def _follow(
                 match = _APP_ID.search(line)
                 if match:
                     found.append(next(g for g in match.groups() if g))
-            emit(line)
+            try:
+                emit(line)
+            except Exception:  # a failing callback must not stop the draining, or spark-submit blocks on a full pipe
+                log.exception("on_line failed on a spark-submit log line")
 
     reader = threading.Thread(target=read, name="spark-submit-log", daemon=True)
     reader.start()

@@ -239,7 +239,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     coordinator = build_coordinator(Settings.from_env(), dispatcher=None)
     try:
         card = coordinator.results(args.analysis_id)
-        experiment = coordinator.experiment(card.experiment_id)
+        experiment = coordinator.experiment_of(coordinator.state.get_analysis(args.analysis_id))
     finally:
         coordinator.state.close()
     if args.format == "json":

@@ -120,7 +120,9 @@ def collect(coordinator: Coordinator, analysis_id: str) -> AnalysisExport:
     )
     failures = tuple(f"{f.kind} job {f.job_id} ({f.slice}, {f.metric or '-'}, {f.model or '-'}): {f.error}"
                      for f in card.failures)
-    higher = higher_is_better(sorted({s.metric for sf in slices for s in sf.specs}))
+    experiment = coordinator.experiment_of(analysis)
+    metrics = sorted({s.metric for sf in slices for s in sf.specs})
+    higher = experiment.higher_is_better() if experiment is not None else higher_is_better(metrics)
     return AnalysisExport(
         analysis_id=analysis_id, experiment_id=analysis.experiment_id, state=analysis.state.value,
         store_uri=coordinator.store.uri, correction=str(analysis.request.get("correction", "bh")),

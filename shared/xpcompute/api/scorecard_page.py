@@ -354,17 +354,16 @@ class PageData:
 
 def gather(coordinator: Coordinator, analysis_id: str) -> PageData:
     """Read the analysis, its jobs and its (possibly partial) scorecard. Raises ``NotFoundError`` for an unknown id."""
-    from xpcompute.metrics import get_dimension, higher_is_better
+    from xpcompute.metrics import higher_is_better
 
     analysis = coordinator.state.get_analysis(analysis_id)
     jobs = coordinator.state.list_jobs(analysis_id)
     card = coordinator.results(analysis_id)
-    experiment = coordinator.experiment(analysis.experiment_id)
-    dimensions = []
-    for name in experiment.dimensions if experiment is not None else ():
-        dim = get_dimension(name)
-        dimensions.append(DimensionChoice(name, dim.dtype, dim.values, dim.description))
-    higher = higher_is_better(analysis.request.get("metrics", ()))
+    experiment = coordinator.experiment_of(analysis)
+    dims = [experiment.dimension(name) for name in experiment.dimensions] if experiment is not None else []
+    dimensions = [DimensionChoice(d.name, d.dtype, d.values, d.description) for d in dims]
+    higher = experiment.higher_is_better() if experiment is not None else higher_is_better(
+        analysis.request.get("metrics", ()))
     return PageData(
         analysis=analysis, progress=Progress.of(jobs), slices=slice_progress(jobs, requested_slice_ids(analysis)),
         card=card, dimensions=dimensions, higher_is_better=higher,

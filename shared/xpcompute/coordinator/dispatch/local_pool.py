@@ -96,7 +96,10 @@ def worker_main(conn: Connection, settings_json: dict[str, Any], name: str) -> N
     from xpcompute.config import Settings
     from xpcompute.coordinator.runtime import build_coordinator
     from xpcompute.coordinator.worker import run_job
+    from xpcompute.plugins import load_plugins
 
+    # the team's metrics repo (entry points, XPCOMPUTE_PLUGINS) before any job names one of its metrics
+    load_plugins(origin="a local worker")
     settings = Settings.model_validate(settings_json)
     coordinator = build_coordinator(settings, dispatcher=None)
     try:

@@ -155,6 +155,9 @@ def cmd_experiment_validate(args: argparse.Namespace) -> int:
     experiment = _load_experiment(args.spec)
     schemas = validate_sources(experiment)
     resolved = experiment.model_dump(mode="json", exclude_defaults=False)
+    if args.json:  # the body for PUT /experiments/{id}: source uris already absolute
+        print(json.dumps(resolved, indent=2))
+        return 0
     print("# resolved experiment spec (declarations moved under *_definitions)")
     print(yaml.safe_dump(resolved, sort_keys=False).rstrip())
     tables = {name: f"xp_{name}" for name in experiment.sources}
@@ -391,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate = exp_sub.add_parser("validate", help="print the resolved spec and its stage-1 SQL, or what to fix")
     validate.add_argument("spec")
     validate.add_argument("--dialect", choices=["duckdb", "spark", "trino"], default="duckdb")
+    validate.add_argument("--json", action="store_true",
+                          help="print only the resolved spec as JSON (the body of PUT /experiments/{id})")
     validate.set_defaults(func=cmd_experiment_validate)
     register = exp_sub.add_parser("register", help="store the spec as the experiment's next version")
     register.add_argument("spec")

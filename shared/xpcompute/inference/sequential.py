@@ -309,8 +309,9 @@ def group_sequential_boundaries(
 
     At look k the boundary solves (by Brent's method to 1e-12) for the crossing probability, given no crossing
     earlier, equal to alpha(t_k) - alpha(t_{k-1}) (see module docstring). A fraction >= 1 spends everything left.
-    grid_r is the Jennison-Turnbull grid size: 64 puts the boundaries within ~1e-8 of their r -> inf limit (18,
-    gsDesign's default, within ~2e-6).
+    grid_r is the Jennison-Turnbull grid size: at 64 the boundaries are within ~1e-8 of their r -> inf limit for
+    ordinary designs and within ~6e-7 when a look follows one that spent (almost) nothing (boundary > 6);
+    doubling r divides the error by ~8 and quadruples the time (~0.06 s for 14 looks at r = 64).
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")

@@ -57,6 +57,7 @@ class Settings:
     exposure_column: str
     user_columns: dict[str, str]
     time_columns: dict[str, str]
+    shares: dict[str, float]
 
     @classmethod
     def from_yaml(cls, path: Path) -> Settings:
@@ -68,6 +69,7 @@ class Settings:
             cell_column=raw["allocation"]["cell_column"], exposure_column=raw["allocation"]["exposure_column"],
             user_columns={k: v["user_column"] for k, v in sources.items()},
             time_columns={k: v["date_column"] for k, v in sources.items() if "date_column" in v},
+            shares={str(k): float(v) for k, v in (raw.get("shares") or {c: 1.0 for c in raw["cells"]}).items()},
         )
 
 
@@ -281,6 +283,16 @@ FIELDS: tuple[str, ...] = ("effect", "se", "p_value", "n_cell", "n_control", "me
 
 def as_dict(e: Estimate) -> dict[str, Any]:
     return {f: getattr(e, f) for f in FIELDS}
+
+
+def sample_ratio_p(o: Oracle) -> tuple[dict[str, float], float]:
+    """Observed units per cell and the chi-square goodness-of-fit p-value against the planned shares."""
+    counts = o.units["cell"].value_counts()
+    cells = sorted(o.settings.shares)
+    observed = [float(counts.get(c, 0)) for c in cells]
+    total = sum(o.settings.shares.values())
+    planned = [sum(observed) * o.settings.shares[c] / total for c in cells]
+    return dict(zip(cells, observed, strict=True)), float(stats.chisquare(observed, planned).pvalue)
 
 
 def relative_differences(

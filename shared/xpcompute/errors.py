@@ -48,6 +48,12 @@ class CollinearityError(InputError):
     code = "collinear"
 
 
+class NumericRangeError(InputError):
+    """A value or result outside what float64 holds (beyond about 1.8e308)."""
+
+    code = "numeric_range"
+
+
 class UnsafeIdentifierError(InputError):
     """A user-supplied name that is not a declared dimension/metric/column."""
 

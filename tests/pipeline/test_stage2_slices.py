@@ -18,6 +18,7 @@ from pipeline_helpers import Experiment, Moto
 
 from xpcompute.compression import CompressedTable, compress_moments
 from xpcompute.compression.io import read_compressed
+from xpcompute.compression.transform import ColumnTransform, column_transforms
 from xpcompute.errors import (
     ColumnTypeError,
     InputError,
@@ -59,8 +60,14 @@ CASES = {
 
 
 def reference(analysis: pa.Table, synth: Experiment, s: SliceFilter, metrics: list[str], keys: list[str]) -> CompressedTable:
+    """``compress_moments`` on the slice's rows, with the shift and scale of the whole table (as stage 2 uses)."""
     rows = analysis.filter(s.to_arrow_mask(analysis))
-    return compress_moments(rows, ["cell", *keys], {m: synth.spec.compressed_covariates(m) for m in metrics})
+    plan = {m: synth.spec.compressed_covariates(m) for m in metrics}
+    return compress_moments(rows, ["cell", *keys], plan, transforms=table_constants(analysis, plan))
+
+
+def table_constants(table: pa.Table, plan: dict[str, tuple[str, ...]]) -> dict[str, ColumnTransform]:
+    return column_transforms(table, [v for m, cov in plan.items() for v in (m, *cov)])
 
 
 def assert_equal_compressed(got: CompressedTable, want: CompressedTable, rtol: float = RTOL) -> None:
@@ -185,7 +192,8 @@ def test_null_keys_and_null_values_are_handled_like_compress_moments(synth: Expe
     uri = _publish(tmp_path, table)
     metrics = ["sessions", "playback_start_latency"]
     got = compute_slice(uri, synth.spec, SliceFilter.everyone(), metrics, ["country"])
-    want = compress_moments(table, ["cell", "country"], {m: synth.spec.compressed_covariates(m) for m in metrics})
+    plan = {m: synth.spec.compressed_covariates(m) for m in metrics}
+    want = compress_moments(table, ["cell", "country"], plan, transforms=table_constants(table, plan))
     assert_equal_compressed(got, want)
     assert ("control", "GB") not in list(zip(got.table.column("cell").to_pylist(), got.table.column("country").to_pylist(), strict=True))
     assert got.layout.dropped["sessions"] > 0 and got.layout.n_rows == n
@@ -402,7 +410,8 @@ def test_object_store_down_mid_query_is_a_storage_error(synth: Experiment, duck_
         published = publish_table(store, "exp/analysis", write)
     finally:
         server.stop()
-    with pytest.raises(StorageError, match="DuckDB reading its inputs failed"):
+    # the first read is the table's shift and scale (pipeline.stage2.table_transforms), else DuckDB's scan
+    with pytest.raises(StorageError, match=r"(reading s3://xp-down/exp/analysis|DuckDB reading its inputs) failed"):
         compute_slice(published, synth.spec, SliceFilter.everyone(), ["sessions"])
 
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
+from xpcompute.compression.transform import float_column
 from xpcompute.errors import ColumnTypeError, MissingColumnError
 
 
@@ -97,15 +98,10 @@ def _encode_dictionary(column: pa.DictionaryArray, name: str) -> EncodedKey:
 def numeric_column(table: pa.Table | pa.RecordBatch, name: str, role: str = "metric") -> NDArray[np.float64]:
     """A numeric column as float64 with nulls as NaN; refuses non-numeric columns with a clear message."""
     require_columns(table, [name], role)
-    col = table.column(name)
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    type_ = col.type
-    if pa.types.is_boolean(type_):
-        col = col.cast(pa.int8())
-    elif not (pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_)):
+    type_ = table.schema.field(name).type
+    if not (pa.types.is_boolean(type_) or pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_)):
         raise ColumnTypeError(f"{role} {name!r} has type {type_}; it must be numeric (int, float or bool)")
-    arr = np.ascontiguousarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    arr = np.ascontiguousarray(float_column(table, name).to_numpy(zero_copy_only=False), dtype=np.float64)
     if np.isinf(arr).any():
         raise ColumnTypeError(f"{role} {name!r} has infinite values; replace or filter them before fitting")
     return arr

@@ -1,7 +1,10 @@
 """Lossless compression of raw rows into the moments schema, through the C++ hash group-by.
 
 ``compress_moments`` is the C++ counterpart of stage 2's SQL ``GROUP BY``: both
-produce the same ``CompressedTable`` (see ``schema.py``).
+produce the same ``CompressedTable`` (see ``schema.py``). Given the analysis
+table's per-column ``transforms`` (``transform.py``), each variable is summed
+as ``z = (x - shift) * inv_scale``, computed with the same two operations the
+SQL route runs, so both routes hold the same ``z`` on every row.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from xpcompute.compression.schema import (
     CompressedTable,
     MetricLayout,
 )
-from xpcompute.errors import InputError
+from xpcompute.compression.transform import ColumnTransform, transforms_for
+from xpcompute.errors import InputError, MissingValuesError
 
 
 def compress_moments(
@@ -35,12 +39,17 @@ def compress_moments(
     metrics: Mapping[str, Sequence[str]],
     weights: str | None = None,
     row_level: bool = False,
+    transforms: Mapping[str, ColumnTransform] | None = None,
 ) -> CompressedTable:
     """Group ``data`` by ``keys`` into the moments of each metric.
 
     ``metrics`` maps each metric column to its continuous covariates.
     ``row_level=True`` keeps one group per input row (``--compress none``):
     the same schema and code path, without the compression.
+    ``transforms`` maps column names to their shift and scale (from
+    ``column_transforms`` on the whole analysis table, so every slice of it
+    shares them); a column without one is summed as it is. The models need
+    them for full precision: ``models.prepare`` always passes them.
     """
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
@@ -71,8 +80,10 @@ def compress_moments(
     dropped: dict[str, int] = {}
     layouts: dict[str, MetricLayout] = {}
     for metric, covariates in metrics.items():
-        layout = MetricLayout.build(metric, tuple(covariates))
+        variables = (metric, *covariates)
+        layout = MetricLayout.build(metric, tuple(covariates), transforms_for(transforms, variables))
         cols = [numeric_column(data, metric, "metric")] + [numeric_column(data, c, "covariate") for c in covariates]
+        cols = [t.apply(c) for t, c in zip(transforms_for(transforms, variables), cols, strict=True)]
         exps = np.asarray(layout.exponents, dtype=np.int32)
         res = native.group_moments(key_idx, radices, cols, exps, w, n_rows)
         per_metric.append((layout, res))
@@ -81,6 +92,11 @@ def compress_moments(
 
     # metrics may drop different rows; align every metric on the union of groups
     all_codes = np.unique(np.concatenate([res.codes for _, res in per_metric]))
+    if all_codes.size == 0:
+        raise MissingValuesError(
+            f"no row has a value for {', '.join(repr(m) for m in metrics)} (with its covariates) and non-null keys "
+            f"{', '.join(keys)}; check the metric definitions or fill the missing values"
+        )
     if not any(dropped.values()):
         # no row was left out of any metric: the first metric's count is every group's row count
         first_layout, first = per_metric[0]
@@ -114,5 +130,7 @@ def _align(target: np.ndarray, codes: np.ndarray, values: np.ndarray) -> np.ndar
     if len(codes) == len(target):
         return values
     out = np.zeros((len(target), values.shape[1]))
-    out[np.searchsorted(target, codes)] = values
+    # groups outside ``target`` (rows whose every metric is missing) are not part of the table
+    inside = np.isin(codes, target)
+    out[np.searchsorted(target, codes[inside])] = values[inside]
     return out

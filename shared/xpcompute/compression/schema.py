@@ -14,6 +14,12 @@ stay lossless with continuous covariates (the meat needs
 ``sum e^2 c c'``, a fourth moment), and what ratio metrics need (degree two).
 With no continuous covariates this reduces to ``n, sum y, sum y^2``.
 
+Every variable is stored shifted and scaled, ``z = (x - shift) / scale``
+with per-column constants fixed once per analysis table (``transform.py``):
+the sums are of ``z``, and ``MetricLayout.transforms`` holds the constants of
+the metric and of each covariate (none recorded: the identity), so the models
+can state their results in the units of ``x`` again.
+
 The layout travels with the table as JSON in the Arrow schema metadata under
 ``b"xpcompute"``, so a Parquet file written by any engine can be read back
 ("decompressed") and fitted without outside knowledge.
@@ -28,6 +34,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from xpcompute.compression.transform import IDENTITY, ColumnTransform
 from xpcompute.errors import InputError
 
 META_KEY = b"xpcompute"
@@ -61,10 +68,22 @@ class MetricLayout:
     metric: str
     covariates: tuple[str, ...] = ()
     exponents: tuple[tuple[int, ...], ...] = ()
+    #: transforms of (metric, *covariates); empty when every variable is stored as is
+    transforms: tuple[ColumnTransform, ...] = ()
 
     @classmethod
-    def build(cls, metric: str, covariates: tuple[str, ...] = ()) -> MetricLayout:
-        return cls(metric=metric, covariates=covariates, exponents=monomials(len(covariates)))
+    def build(
+        cls, metric: str, covariates: tuple[str, ...] = (), transforms: tuple[ColumnTransform, ...] = ()
+    ) -> MetricLayout:
+        if transforms and len(transforms) != len(covariates) + 1:
+            raise InputError(f"{metric}: {len(transforms)} transforms for {len(covariates) + 1} variables")
+        if all(t.is_identity for t in transforms):
+            transforms = ()
+        return cls(metric=metric, covariates=covariates, exponents=monomials(len(covariates)), transforms=transforms)
+
+    def transform(self, variable: int) -> ColumnTransform:
+        """Transform of variable ``variable`` (0 = the metric, 1.. = the covariates in order)."""
+        return self.transforms[variable] if self.transforms else IDENTITY
 
     def column(self, *exponents: int) -> str:
         if tuple(exponents) not in self.exponents:
@@ -97,7 +116,11 @@ class CompressedLayout:
                 "kind": self.kind,
                 "keys": list(self.keys),
                 "metrics": {
-                    m: {"covariates": list(lay.covariates), "exponents": [list(e) for e in lay.exponents]}
+                    m: {
+                        "covariates": list(lay.covariates),
+                        "exponents": [list(e) for e in lay.exponents],
+                        **({"transforms": [t.to_json() for t in lay.transforms]} if lay.transforms else {}),
+                    }
                     for m, lay in self.metrics.items()
                 },
                 "n_rows": self.n_rows,
@@ -117,6 +140,7 @@ class CompressedLayout:
                 metric=m,
                 covariates=tuple(v["covariates"]),
                 exponents=tuple(tuple(e) for e in v["exponents"]),
+                transforms=tuple(ColumnTransform.from_json(t) for t in v.get("transforms", ())),
             )
             for m, v in raw["metrics"].items()
         }

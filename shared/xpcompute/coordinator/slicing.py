@@ -51,6 +51,7 @@ from xpcompute.compression.encode import is_categorical, numeric_column, require
 from xpcompute.compression.io import from_parquet_bytes, to_parquet_bytes
 from xpcompute.compression.lossless import compress_moments
 from xpcompute.compression.schema import COUNT_COLUMN, CompressedLayout, CompressedTable
+from xpcompute.compression.transform import ColumnTransform, cached_transforms
 from xpcompute.coordinator.lru import LRU
 from xpcompute.errors import InputError, MissingValuesError, NotFoundError
 from xpcompute.experiment import ExperimentSpec
@@ -131,7 +132,7 @@ def compute_arrow(task: SliceTask, store: ObjectStore) -> CompressedTable:
         needed.update({spec.metric, *spec.covariates})
         needed.update(c for c in (spec.denominator, spec.segment, spec.time) if c)
     published = open_table(task.table_prefix, store)
-    table = _read_cached(published, [c for c in sorted(needed) if c in published.schema.names])
+    table = full = _read_cached(published, [c for c in sorted(needed) if c in published.schema.names])
     if task.experiment is not None:
         task.slice.check(task.experiment, table.schema)
     else:
@@ -142,7 +143,25 @@ def compute_arrow(task: SliceTask, store: ObjectStore) -> CompressedTable:
     if table.num_rows == 0:
         raise InputError(f"slice {task.slice.label()!r} is empty: no user matches it")
     group_keys, metrics = compression_plan(task.specs, table.schema)
-    return compress_moments(table, group_keys, metrics)
+    return compress_moments(table, group_keys, metrics, transforms=table_transforms(published, metrics, full))
+
+
+def table_transforms(
+    published: PublishedTable, metrics: dict[str, list[str]], table: pa.Table | None = None
+) -> dict[str, ColumnTransform]:
+    """The whole table's shift and scale of every metric and covariate (``compression/transform.py``).
+
+    Computed from the whole published table, never from a slice, and cached per
+    table run, so the Arrow, cube and SQL routes (``pipeline.stage2.table_transforms``
+    uses the same key) compress every slice with the same constants. ``table``:
+    the whole table's columns when already read.
+    """
+    columns = [*metrics, *(c for cs in metrics.values() for c in cs)]
+
+    def read(names: list[str]) -> pa.Table:
+        return table.select(names) if table is not None else published.read(names)
+
+    return cached_transforms(f"{published.uri}@{published.run_id}", columns, read)
 
 
 def cube_dimensions(task: SliceTask, schema: pa.Schema) -> list[str]:
@@ -270,7 +289,8 @@ def compute_cube(task: SliceTask, store: ObjectStore, analysis_id: str) -> Compr
     def build() -> CompressedTable:
         needed = sorted({*group_keys, *dims, *metrics, *(c for cs in metrics.values() for c in cs)})
         table = _with_null_groups(_read_cached(published, needed), dims)
-        return _restore_nulls(compress_moments(table, [*group_keys, *dims], metrics), dims)
+        transforms = table_transforms(published, metrics, table)
+        return _restore_nulls(compress_moments(table, [*group_keys, *dims], metrics, transforms=transforms), dims)
 
     def first_slice_done() -> bool:
         """Until a slice of the analysis is done, slices go straight to the table (a few seconds at 10M
@@ -278,7 +298,7 @@ def compute_cube(task: SliceTask, store: ObjectStore, analysis_id: str) -> Compr
         never builds a cube."""
         return any(keys.is_slice_table(analysis_id, k) for k in store.list(keys.analysis_slices(analysis_id)))
 
-    signature = _signature(published.run_id, group_keys, dims, metrics)
+    signature = _signature("shifted", published.run_id, group_keys, dims, metrics)  # z-sums (transform.py)
     cube = _cube(store, analysis_id, signature, build, first_slice_done)
     if cube is None:  # not yet, or another job is building it: this slice straight from the table
         if _sql_serves(task, group_keys, metrics):

@@ -9,6 +9,17 @@ against control, and attaches variances. A model that knows the covariance of
 its potential-outcome means analytically overrides ``means_covariance``
 (``LinearModel`` does, by the delta method); any other model gets a Poisson
 bootstrap over the compressed rows, retraining on each replicate.
+
+Units: a model may train, predict and state its covariance in the units of
+the stored sums, ``z = (y - shift) / scale`` (``compression/transform.py``),
+and say so in ``outcome_units``; the base then turns the two means and their
+covariance back into the metric's units in ``make_record``, forming the effect
+as ``scale * (z1 - z0)`` so that a large shift never cancels digits away.
+
+Degenerate inputs never give a silent number: a cell below
+``spec.min_cell_count`` is refused (overall) or reported with a note and no
+SE (in a segment or period); an SE that cannot be computed is NaN with a
+note; a result outside the float64 range is a ``NumericRangeError``.
 """
 
 from __future__ import annotations
@@ -24,6 +35,8 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from xpcompute import native
+from xpcompute.compression.transform import IDENTITY, ColumnTransform
+from xpcompute.errors import CellError, NumericRangeError
 from xpcompute.models.data import ModelData, Subgroup, subgroups
 from xpcompute.records import ResultRecord
 
@@ -64,6 +77,15 @@ class CausalModel(ABC):
         """Override with an analytic covariance of (mean under cell, mean under control); None = bootstrap."""
         return None
 
+    def outcome_units(self, data: ModelData) -> ColumnTransform:
+        """The units of ``predict`` and ``means_covariance``: ``y = shift + scale * value``.
+
+        The identity (the metric's own units, as ``data.sum_y`` gives them) by
+        default; models that read the stored sums (``data.moment``,
+        ``data.sum_z``) return ``data.y_transform``.
+        """
+        return IDENTITY
+
     # ---- what the base class derives ----------------------------------
     def potential_outcome_mean(self, data: ModelData, group: Subgroup, cell: str) -> float:
         """Average counterfactual prediction over the subgroup's rows, weighted by their counts."""
@@ -78,7 +100,9 @@ class CausalModel(ABC):
         """Train on ``data`` and return one record per (subgroup, treatment cell)."""
         self.notes = []
         data.check_cells_nonempty()
+        check_min_count(data)
         self.train(data)
+        units = self.outcome_units(data)
         groups = [g for g in self.subgroups(data) if (data.n * g.mask).sum() > 0]
         means = {
             (i, c): self.potential_outcome_mean(data, g, c) for i, g in enumerate(groups) for c in data.cells
@@ -111,6 +135,7 @@ class CausalModel(ABC):
                         cov=cov,
                         group=g,
                         notes=list(self.notes),
+                        units=units,
                     )
                 )
         return records
@@ -145,11 +170,34 @@ def groups_index(group: int, cell: str, data: ModelData) -> int:
     return group * len(data.cells) + data.cells.index(cell)
 
 
+def check_min_count(data: ModelData) -> None:
+    """Refuse a cell with fewer rows than ``spec.min_cell_count``: its variance, and so any test, is undefined.
+
+    With one row a cell has no variance (Welch's SE is undefined) and its OLS
+    residual is zero by construction (HC1 then reports a near-zero SE and a
+    p-value like 1e-273); neither is an answer.
+    """
+    least = data.spec.min_cell_count
+    labels = data.cell_labels
+    for cell in data.cells:
+        n = float(data.base_counts[labels == cell].sum())
+        if n < least:
+            raise CellError(
+                f"metric {data.spec.metric!r}: cell {cell!r} has {n:g} rows with a value, fewer than "
+                f"min_cell_count={least}; collect more data, merge cells, or lower min_cell_count (at least 2)"
+            )
+
+
 def raw_mean(data: ModelData, mask: NDArray[np.bool_], cell: str) -> tuple[float, float]:
-    """Observed (count, mean) of the metric in one cell of a subgroup."""
+    """Observed (count, mean) of the metric in one cell of a subgroup (from the stored sums, then rescaled)."""
     sel = mask & (data.cell_labels == cell)
     n = float(data.n[sel].sum())
-    return n, (float(data.sum_y[sel].sum() / n) if n > 0 else float("nan"))
+    if n <= 0:
+        return n, float("nan")
+    t = data.y_transform
+    if t.is_identity:
+        return n, float(data.sum_y[sel].sum() / n)
+    return n, t.shift + t.scale * float(data.sum_z[sel].sum() / n)
 
 
 def make_record(
@@ -162,32 +210,59 @@ def make_record(
     cov: MeansCovariance,
     group: Subgroup,
     notes: list[str] | None = None,
+    units: ColumnTransform = IDENTITY,
 ) -> ResultRecord:
     """Turn the two potential-outcome means and their covariance into a result record.
 
-    Absolute effect ``mu_cell - mu_control``; relative effect ``mu_cell / mu_control - 1``
-    with its variance by the delta method; intervals and p-values from the t
+    ``mu_*`` and ``cov`` are in ``units`` (``y = shift + scale * value``).
+    Absolute effect ``scale * (mu_cell - mu_control)``, formed before the shift
+    is added back so no digit cancels; relative effect ``effect / mean_control``
+    with its variance by the delta method (scaled by ``(scale / mean_control)^2``,
+    so no square of a large mean is formed); intervals and p-values from the t
     distribution with ``cov.df`` degrees of freedom, or the normal when it is None.
     """
     alpha = data.spec.alpha
+    notes = list(notes or [])
     c = cov.cov
-    effect = mu_cell - mu_control
+    unit = units.scale
+    diff = mu_cell - mu_control
+    effect = unit * diff
     var = float(c[0, 0] + c[1, 1] - 2 * c[0, 1])
-    se = float(np.sqrt(var)) if var >= 0 else float("nan")
+    se_units = float(np.sqrt(var)) if var >= 0 else float("nan")
+    se = unit * se_units
+    n1, m1 = raw_mean(data, group.mask, cell)
+    n0, m0 = raw_mean(data, group.mask, data.control)
+    least = data.spec.min_cell_count
+    if min(n1, n0) < least:
+        small = cell if n1 < least else data.control
+        notes.append(
+            f"cell {small!r} has {min(n1, n0):g} rows here, fewer than min_cell_count={least}: "
+            "no standard error, interval or p-value is reported"
+        )
+        se_units = se = float("nan")
+    elif not se_units >= 0:
+        notes.append(
+            f"the standard error cannot be computed (variance of the effect {var:g}); no interval or p-value "
+            "is reported"
+        )
+        se_units = se = float("nan")
+    elif se_units == 0:
+        notes.append("the standard error is zero: the effect does not vary with the data, so there is no p-value")
     dist = stats.norm if cov.df is None else stats.t(cov.df)
     q = float(dist.ppf(1 - alpha / 2))
-    stat = effect / se if se > 0 else float("nan")
-    p = float(2 * dist.sf(abs(stat))) if se > 0 else float("nan")
-    if mu_control != 0:
-        grad = np.array([1 / mu_control, -mu_cell / mu_control**2])
-        rel = mu_cell / mu_control - 1
-        rel_var = float(grad @ c @ grad)
-        rel_se = float(np.sqrt(rel_var)) if rel_var >= 0 else float("nan")
+    stat = diff / se_units if se_units > 0 else float("nan")
+    p = float(2 * dist.sf(abs(stat))) if se_units > 0 else float("nan")
+    mean_cell = units.shift + unit * mu_cell
+    mean_control = units.shift + unit * mu_control
+    if mean_control != 0:
+        ratio = mean_cell / mean_control
+        rel = effect / mean_control
+        rel_var = float(c[0, 0] - 2 * ratio * c[0, 1] + ratio * ratio * c[1, 1])
+        rel_se = abs(unit / mean_control) * float(np.sqrt(rel_var)) if rel_var >= 0 and se_units > 0 else float("nan")
         rel_lo, rel_hi = rel - q * rel_se, rel + q * rel_se
     else:
         rel = rel_se = rel_lo = rel_hi = float("nan")
-    n1, m1 = raw_mean(data, group.mask, cell)
-    n0, m0 = raw_mean(data, group.mask, data.control)
+    check_range(data, model, cell, [mu_cell, mu_control, diff, se_units], [mean_cell, mean_control, effect, se])
     return ResultRecord(
         metric=data.spec.metric,
         model=model,
@@ -211,5 +286,15 @@ def make_record(
         df=cov.df,
         segment=group.segment,
         time=group.time,
-        notes=notes or [],
+        notes=notes,
     )
+
+
+def check_range(data: ModelData, model: str, cell: str, inputs: list[float], outputs: list[float]) -> None:
+    """Refuse a result that the float64 range cannot hold (finite in model units, infinite in the metric's)."""
+    for a, b in zip(inputs, outputs, strict=True):
+        if np.isfinite(a) and not np.isfinite(b):
+            raise NumericRangeError(
+                f"metric {data.spec.metric!r}, model {model!r}, cell {cell!r}: a result is outside the float64 "
+                "range (about 1.8e308); rescale the metric (e.g. report it in thousands) and fit again"
+            )

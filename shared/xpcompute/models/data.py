@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from xpcompute.compression.schema import CompressedTable, MetricLayout
+from xpcompute.compression.transform import ColumnTransform
 from xpcompute.errors import CellError, InputError, MissingColumnError
 from xpcompute.spec import FitSpec
 
@@ -106,7 +107,12 @@ class ModelData:
         return {}
 
     def moment(self, *exponents: int) -> F64:
-        """Sum over each row's group of ``y**ey * c1**e1 ...`` (scaled for bootstrap replicates)."""
+        """Sum over each row's group of ``zy**ey * zc1**e1 ...`` (scaled for bootstrap replicates).
+
+        These are the stored sums: of the shifted and scaled variables
+        ``z = (x - shift) / scale`` (``transform(j)``; the identity for data
+        compressed without transforms), which is what keeps them precise.
+        """
         name = self.layout.column(*exponents)
         values = np.asarray(self.compressed.table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
         return values if self.scale is None else values * self.scale
@@ -129,13 +135,48 @@ class ModelData:
         """Rows (frequency-weighted) behind each compressed row, for this metric."""
         return self.base_counts if self.scale is None else self.base_counts * self.scale
 
+    def transform(self, variable: int = 0) -> ColumnTransform:
+        """Shift and scale of variable ``variable`` (0 = the metric, then the covariates) in the stored sums."""
+        return self.layout.transform(variable)
+
     @property
-    def sum_y(self) -> F64:
+    def y_transform(self) -> ColumnTransform:
+        """Shift and scale of the metric: ``y = shift + scale * z``."""
+        return self.layout.transform(0)
+
+    @property
+    def sum_z(self) -> F64:
+        """Per-row sums of the stored (shifted, scaled) metric: what precise models read."""
         return self.moment(*self.exponent(1))
 
     @property
-    def sum_y2(self) -> F64:
+    def sum_z2(self) -> F64:
         return self.moment(*self.exponent(2))
+
+    @property
+    def sum_y(self) -> F64:
+        """Per-row sums of the metric in its own units, ``shift * n + scale * sum z``.
+
+        Exact when the metric is stored untransformed; otherwise rounded as any
+        float sum of ``y`` would be. Models that subtract means (variances,
+        regressions) read ``sum_z``/``moment`` instead and rescale their result.
+        """
+        t = self.y_transform
+        if t.is_identity:
+            return self.sum_z
+        with np.errstate(over="ignore", invalid="ignore"):
+            out: F64 = t.shift * self.n + t.scale * self.sum_z
+        return out
+
+    @property
+    def sum_y2(self) -> F64:
+        """Per-row sums of the squared metric in its own units (may overflow to inf beyond 1e154)."""
+        t = self.y_transform
+        if t.is_identity:
+            return self.sum_z2
+        with np.errstate(over="ignore", invalid="ignore"):
+            out: F64 = t.shift * t.shift * self.n + 2 * t.shift * t.scale * self.sum_z + t.scale * t.scale * self.sum_z2
+        return out
 
     # ---- cells --------------------------------------------------------
     @cached_property

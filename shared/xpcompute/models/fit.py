@@ -14,6 +14,7 @@ import pyarrow as pa
 from xpcompute.compression.encode import is_categorical, require_columns
 from xpcompute.compression.lossless import compress_moments
 from xpcompute.compression.schema import CompressedTable
+from xpcompute.compression.transform import column_transforms
 from xpcompute.errors import InputError, MissingValuesError, ZeroVarianceError
 from xpcompute.models.data import ModelData
 from xpcompute.models.registry import model_class
@@ -63,8 +64,15 @@ def prepare(table: pa.Table, spec: FitSpec) -> CompressedTable:
     for extra in (spec.segment, spec.time):
         if extra and extra not in keys:
             keys.append(extra)
+    # the rows given are the whole table here: its own constants keep the sums precise (transform.py)
+    transforms = column_transforms(table, [spec.metric, *continuous])
     return compress_moments(
-        table, keys, {spec.metric: continuous}, weights=spec.weights, row_level=spec.compress.kind == "none"
+        table,
+        keys,
+        {spec.metric: continuous},
+        weights=spec.weights,
+        row_level=spec.compress.kind == "none",
+        transforms=transforms,
     )
 
 
@@ -91,7 +99,12 @@ def check_missing(compressed: CompressedTable, spec: FitSpec) -> list[str]:
 
 
 def check_variance(data: ModelData) -> None:
-    """Refuse a metric that does not vary within any cell: no test is possible."""
+    """Refuse a metric that does not vary within any cell: no test is possible.
+
+    Read on the stored sums of ``z = (y - shift) / scale``: a within-cell sum
+    of squares is zero when it is within rounding (1e-12) of ``sum z^2``,
+    whatever the location and magnitude of ``y``.
+    """
     if data.compressed.layout.kind != "moments":
         return
     labels = data.cell_labels
@@ -99,8 +112,8 @@ def check_variance(data: ModelData) -> None:
         sel = labels == cell
         n = data.n[sel].sum()
         if n > 1:
-            mean = data.sum_y[sel].sum() / n
-            if data.sum_y2[sel].sum() - n * mean * mean > 1e-12 * max(1.0, data.sum_y2[sel].sum()):
+            s1, s2 = float(data.sum_z[sel].sum()), float(data.sum_z2[sel].sum())
+            if s2 - s1 * (s1 / n) > 1e-12 * s2:
                 return
     raise ZeroVarianceError(
         f"metric {data.spec.metric!r} has zero variance within every cell; there is nothing to test "

@@ -12,6 +12,15 @@ sums (``compression/schema.py``):
   ``sum_i e_i^2 c_i^a`` expands into monomials of degree at most 4 with y at
   most squared, which is exactly the stored set.
 
+All of it runs on the stored sums of ``z = (x - shift) / scale`` (per column,
+``compression/transform.py``): with an intercept in the design, shifting a
+covariate only re-parametrises the intercept and scaling it rescales its own
+coefficient, so treatment coefficients, predictions and their HC1 covariance
+are those of the raw data in units of the metric's scale, and the Gram matrix
+stays well conditioned whatever the covariates' offsets (``LinearModel``
+rescales). A metric that the terms reproduce exactly has no residual, hence
+no standard error: that is refused, not reported as an SE of zero.
+
 The heavy products run in the C++ primitives (``native.gram_meat``,
 ``native.cholesky_solve``); the small polynomial bookkeeping stays in NumPy.
 """
@@ -40,6 +49,7 @@ class OLSFit:
     dropped: tuple[str, ...]
     nobs: float
     rank: int
+    notes: tuple[str, ...] = ()
 
 
 def _unit(k: int, j: int) -> tuple[int, ...]:
@@ -144,7 +154,48 @@ def compressed_ols(
                 v = residual_moment(data, _add(_unit(k, j), _unit(k, l_)), a, bc).sum()
                 meat[kd + j, kd + l_] = meat[kd + l_, kd + j] = v
     nobs = float(n.sum())
+    notes = check_residuals(data, float(e0.sum()), all_names, dropped)
     rank = solved.rank
     bread = solved.inverse
     cov = bread @ meat @ bread * (nobs / (nobs - rank))
-    return OLSFit(coef=coef, cov=cov, names=all_names, dropped=dropped, nobs=nobs, rank=rank)
+    return OLSFit(coef=coef, cov=cov, names=all_names, dropped=dropped, nobs=nobs, rank=rank, notes=notes)
+
+
+#: residual sum of squares below this fraction of the total: indistinguishable from an exact fit
+EXACT_FIT = 1e-10
+#: below this fraction, the sums' rounding limits the SE's precision to worse than ~1e-8: say so
+NEAR_EXACT_FIT = 1e-6
+
+
+def check_residuals(
+    data: ModelData, rss: float, names: tuple[str, ...], dropped: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Refuse an exact fit (no residual, so no standard error); note a near-exact one.
+
+    The residual sum of squares comes from expanding ``sum (z - x'b)^2`` over
+    the stored sums, which carries a rounding error of about 1e-16 of the
+    total sum of squares: a residual within 1e-10 of it is zero as far as the
+    data can tell. That is a covariate equal to (or an exact linear function
+    of) the metric, or a metric fixed by the discrete terms.
+    """
+    k = len(data.layout.covariates)
+    zero = (0,) * k
+    nobs = float(data.n.sum())
+    s1 = float(data.moment(1, *zero).sum())
+    tss = float(data.moment(2, *zero).sum()) - s1 * (s1 / nobs)
+    if not tss > 0:
+        return ()
+    share = rss / tss
+    kept = [nm for nm in names if nm not in dropped and nm != "intercept"]
+    if share <= EXACT_FIT:
+        raise CollinearityError(
+            f"metric {data.spec.metric!r} is an exact linear function of the model's terms ({', '.join(kept)}): "
+            "the residuals are all zero, so there is no standard error; remove the covariate that reproduces "
+            "the metric (for example the metric itself)"
+        )
+    if share <= NEAR_EXACT_FIT:
+        return (
+            f"the terms explain all but {share:.1e} of the metric's variance: the SE is accurate to about "
+            f"{2e-16 / share:.0e} relative",
+        )
+    return ()

@@ -12,6 +12,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from xpcompute.compression.transform import ColumnTransform
 from xpcompute.models.base import CausalModel, MeansCovariance
 from xpcompute.models.data import ModelData, Subgroup
 from xpcompute.models.design import DesignTerms
@@ -37,6 +38,11 @@ class LinearModel(CausalModel):
         self._row_design_cache: dict[tuple[int, str], F64] = {}
         if self.fit.dropped:
             self.notes.append(f"dropped collinear columns: {', '.join(self.fit.dropped)}")
+        self.notes.extend(note for note in self.fit.notes if note not in self.notes)
+
+    def outcome_units(self, data: ModelData) -> ColumnTransform:
+        """Coefficients are in units of the stored metric ``z`` (the sums are of ``z``)."""
+        return data.y_transform
 
     def row_design(self, data: ModelData, cell: str) -> F64:
         """Each compressed row's average design row ``(d_g, mean c)`` with the treatment set to ``cell``."""

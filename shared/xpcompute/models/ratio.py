@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from xpcompute.errors import InputError, ZeroVarianceError
+from xpcompute.errors import CellError, InputError, ZeroVarianceError
 from xpcompute.models.base import CausalModel, MeansCovariance
 from xpcompute.models.data import ModelData, Subgroup
 from xpcompute.records import ResultRecord
@@ -20,7 +20,14 @@ F64 = NDArray[np.float64]
 
 
 def ratio_moments(data: ModelData, mask: NDArray[np.bool_], cell: str) -> tuple[float, float, float]:
-    """(count, ratio, variance of the ratio) of one cell."""
+    """(count, ratio, variance of the ratio) of one cell, from the stored sums of ``z``.
+
+    With ``y = sy + ay zy`` and ``d = sd + ad zd`` (``compression/transform.py``),
+    the (co)variances are ``ay^2 var(zy)``, ``ad^2 var(zd)``, ``ay ad cov(zy, zd)``,
+    so Var(R) = (ay / mean_d)^2 (var(zy) - 2 rho cov + rho^2 var(zd)) / n with
+    ``rho = R ad / ay``: no digit is lost to the means, nothing squares a value
+    near 1e300. A cell of one row has no variance (NaN; the base refuses or notes it).
+    """
     if data.spec.denominator is None or data.layout.covariates != (data.spec.denominator,):
         raise InputError(
             f"ratio metric {data.spec.metric!r} needs data compressed with the denominator as its only covariate"
@@ -31,14 +38,26 @@ def ratio_moments(data: ModelData, mask: NDArray[np.bool_], cell: str) -> tuple[
         return float(data.moment(ey, ed)[sel].sum())
 
     n = tot(0, 0)
-    my, md = tot(1, 0) / n, tot(0, 1) / n
+    if n <= 0:
+        raise CellError(f"ratio metric {data.spec.metric!r}: cell {cell!r} has no rows here")
+    ty, td = data.transform(0), data.transform(1)
+    szy, szd = tot(1, 0), tot(0, 1)
+    mzy, mzd = szy / n, szd / n
+    my, md = ty.shift + ty.scale * mzy, td.shift + td.scale * mzd
     if md == 0:
-        raise ZeroVarianceError(f"ratio metric {data.spec.metric!r}: denominator sums to zero in cell {cell!r}")
-    vy = (tot(2, 0) - n * my * my) / (n - 1)
-    vd = (tot(0, 2) - n * md * md) / (n - 1)
-    cyd = (tot(1, 1) - n * my * md) / (n - 1)
+        raise ZeroVarianceError(
+            f"ratio metric {data.spec.metric!r}: the denominator {data.spec.denominator!r} sums to zero in cell "
+            f"{cell!r}; the ratio is undefined there (check the denominator or the slice)"
+        )
     r = my / md
-    return n, r, (vy - 2 * r * cyd + r * r * vd) / (n * md * md)
+    if n < 2:
+        return n, r, float("nan")
+    vzy = (tot(2, 0) - szy * mzy) / (n - 1)
+    vzd = (tot(0, 2) - szd * mzd) / (n - 1)
+    czyd = (tot(1, 1) - szy * mzd) / (n - 1)
+    rho = r * (td.scale / ty.scale)
+    u = ty.scale / md
+    return n, r, u * u * (vzy - 2 * rho * czyd + rho * rho * vzd) / n
 
 
 class RatioModel(CausalModel):

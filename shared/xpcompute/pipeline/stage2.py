@@ -17,7 +17,7 @@ does the work at most once per key), and return what is stored.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from sqlglot import exp
 
 from xpcompute.compression.io import from_parquet_bytes, to_parquet_bytes
 from xpcompute.compression.schema import COUNT_COLUMN, CompressedLayout, CompressedTable, MetricLayout
+from xpcompute.compression.transform import ColumnTransform, cached_transforms, transforms_for
 from xpcompute.errors import ColumnTypeError, InputError, MissingColumnError, UnsafeIdentifierError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.metrics import metric_names
@@ -67,8 +68,13 @@ def plan_slice(
     metrics: Sequence[str],
     keys: Sequence[str] = (),
     schema: pa.Schema | None = None,
+    transforms: Mapping[str, ColumnTransform] | None = None,
 ) -> SlicePlan:
-    """Check names against the spec (and types against ``schema``) before any SQL exists."""
+    """Check names against the spec (and types against ``schema``) before any SQL exists.
+
+    ``transforms`` are the analysis table's per-column constants
+    (``table_transforms``); without them the query sums the raw values.
+    """
     if isinstance(metrics, str):
         raise InputError("metrics must be a list of metric names, e.g. ['streaming_hours']")
     if not metrics:
@@ -99,7 +105,10 @@ def plan_slice(
         if k in group:
             raise InputError(f"group key {k!r} is listed twice")
         group.append(k)
-    moments = tuple(q.MetricMoments(m, experiment.compressed_covariates(m)) for m in metrics)
+    moments = tuple(
+        q.MetricMoments(m, cov, transforms_for(transforms, (m, *cov)) if transforms is not None else ())
+        for m, cov in ((m, experiment.compressed_covariates(m)) for m in metrics)
+    )
     slice.check(experiment, schema)
     if schema is not None:
         needed = list(dict.fromkeys([*group, *(v for mm in moments for v in mm.variables)]))
@@ -157,16 +166,23 @@ def compute_slice(
     keys: list[str] | None = None,
     engine: EngineLike = "duckdb",
     store: ObjectStore | None = None,
+    transforms: Mapping[str, ColumnTransform] | None = None,
 ) -> CompressedTable:
     """Compress one slice of a published analysis table into the moments schema.
 
     ``analysis_table_uri_or_path`` is a local path, an ``s3://`` URI, a key in
     ``store``, or an open ``PublishedTable``. ``keys`` are extra discrete group
-    keys (declared dimensions) after the cell.
+    keys (declared dimensions) after the cell. ``transforms`` are the table's
+    per-column constants; by default ``table_transforms`` computes them from
+    the whole table (once per process and table run), so every slice of the
+    table, and the cube and Arrow routes, hold the same shifted sums.
     """
     published = open_table(analysis_table_uri_or_path, store)
     schema = published.schema
     plan = plan_slice(experiment, slice, metrics, keys or [], schema)
+    if transforms is None:
+        transforms = table_transforms(published, [v for m in plan.moments for v in m.variables])
+    plan = plan_slice(experiment, slice, metrics, keys or [], schema, transforms)
     files = ParquetFiles(published.filesystem(), tuple(published.paths()), published.uri, schema)
     with engine_scope(engine) as eng:
         eng.register(ANALYSIS, files)
@@ -174,6 +190,15 @@ def compute_slice(
         raw = eng.fetch(sql)
         engine_name = eng.dialect.name
     return shape_result(raw, plan, schema, {"engine": engine_name, "analysis_run": published.run_id})
+
+
+def table_transforms(published: PublishedTable, columns: Sequence[str]) -> dict[str, ColumnTransform]:
+    """The per-column shift and scale of the whole published table (see ``compression/transform.py``).
+
+    Fixed once per table run: every slice job of every route uses these, so
+    compressed slices are identical across routes and comparable to each other.
+    """
+    return cached_transforms(f"{published.uri}@{published.run_id}", columns, lambda names: published.read(names))
 
 
 def slice_rows(
@@ -212,7 +237,7 @@ def slice_rows(
 
 def shape_result(raw: pa.Table, plan: SlicePlan, schema: pa.Schema, extra: dict[str, object] | None = None) -> CompressedTable:
     """Engine rows -> the ``compress_moments`` table: drop null-key and value-less groups, sort, type, lay out."""
-    layouts = {m.metric: MetricLayout.build(m.metric, m.covariates) for m in plan.moments}
+    layouts = {m.metric: MetricLayout.build(m.metric, m.covariates, m.transforms) for m in plan.moments}
     columns = [*plan.keys, COUNT_COLUMN, *(c for lay in layouts.values() for c in lay.columns)]
     missing = [c for c in columns if c not in raw.column_names]
     if missing:

@@ -9,7 +9,11 @@ covariates ``c1..ck`` it selects, per group:
   the all-zero monomial is the metric's row count.
 
 The ``src`` CTE filters the slice and casts each metric's variables to DOUBLE,
-masked to the rows where all of them are present (``_xp_{metric}_{var}``);
+masked to the rows where all of them are present (``_xp_{metric}_{var}``),
+and, given the analysis table's per-column constants (``compression/transform.py``),
+shifts and scales them: ``(CAST(x AS DOUBLE) - shift) * inv_scale`` with both
+constants as DOUBLE literals in exponent notation (every dialect reads those
+as DOUBLE, correctly rounded), the two operations ``compress_moments`` runs;
 powers are repeated products of those, so integer columns cannot overflow and
 every dialect computes the same terms. Groups with
 a null key and groups where no metric has a value are removed by the caller
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from xpcompute.compression.schema import COUNT_COLUMN, moment_column, monomials
+from xpcompute.compression.transform import IDENTITY, ColumnTransform
 from xpcompute.metrics.base import lit
 
 DOUBLE = exp.DataType.build("DOUBLE")
@@ -36,10 +41,33 @@ class MetricMoments:
 
     metric: str
     covariates: tuple[str, ...] = ()
+    #: per-variable (metric, then covariates) shift and scale; empty: every variable as it is
+    transforms: tuple[ColumnTransform, ...] = ()
 
     @property
     def variables(self) -> tuple[str, ...]:
         return (self.metric, *self.covariates)
+
+    def transform(self, j: int) -> ColumnTransform:
+        return self.transforms[j] if self.transforms else IDENTITY
+
+
+def double_literal(value: float) -> exp.Expr:
+    """``value`` as a DOUBLE literal that every dialect parses back to the same float64.
+
+    Exponent notation (17 significant digits) makes it a DOUBLE literal in
+    DuckDB, Trino and Spark alike (a plain ``0.1`` is a DECIMAL in some of them,
+    whose conversion to DOUBLE need not round correctly).
+    """
+    return exp.cast(exp.Literal.number(format(float(value), ".17e")), DOUBLE)
+
+
+def transformed(value: exp.Expr, transform: ColumnTransform) -> exp.Expr:
+    """``(value - shift) * inv_scale``, or ``value`` itself for the identity."""
+    if transform.is_identity:
+        return value
+    shifted = exp.paren(exp.Sub(this=value, expression=double_literal(transform.shift)))
+    return exp.Mul(this=shifted, expression=double_literal(transform.inv_scale))
 
 
 def _var(i: int, j: int) -> str:
@@ -71,7 +99,7 @@ def masked_variables(i: int, moments: MetricMoments) -> list[exp.Expr]:
         valid = exp.and_(*[exp.Not(this=exp.column(v).is_(exp.null())) for v in variables])
     out: list[exp.Expr] = []
     for j, v in enumerate(variables):
-        value: exp.Expr = exp.cast(exp.column(v), DOUBLE)
+        value: exp.Expr = transformed(exp.cast(exp.column(v), DOUBLE), moments.transform(j))
         if valid is not None:
             value = exp.Case().when(valid.copy(), value)
         out.append(value.as_(_var(i, j)))

@@ -9,6 +9,10 @@ from mangum import Mangum
 
 from xpcompute.api.app import create_app
 from xpcompute.config import Settings
+from xpcompute.plugins import load_plugins
+
+# the team's metrics repo (entry points, XPCOMPUTE_PLUGINS) registers its metrics and models before any job
+load_plugins(origin="the api function")
 
 
 @cache

@@ -8,6 +8,10 @@ from typing import Any
 from xpcompute.config import Settings
 from xpcompute.coordinator.events import handle_coordinator_event
 from xpcompute.coordinator.runtime import FunctionRuntime
+from xpcompute.plugins import load_plugins
+
+# the team's metrics repo (entry points, XPCOMPUTE_PLUGINS) registers its metrics and models before any job
+load_plugins(origin="the coordinator function")
 
 
 @cache

@@ -133,7 +133,8 @@ def test_auth_defaults_on_outside_embedded_mode_and_names_missing_keys() -> None
 def test_openapi_lists_every_route(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert set(spec["paths"]) == {
-        "/healthz", "/experiments/{experiment_id}/analyses", "/analyses/{analysis_id}",
+        "/healthz", "/experiments", "/experiments/{experiment_id}", "/experiments/{experiment_id}/versions",
+        "/experiments/{experiment_id}/analyses", "/analyses/{analysis_id}",
         "/analyses/{analysis_id}/results", "/analyses/{analysis_id}/slices",
     }
     assert "AnalysisSpec" in spec["components"]["schemas"]

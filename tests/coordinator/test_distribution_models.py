@@ -211,7 +211,7 @@ def test_dte_without_user_day_table_is_refused_up_front(setup: Setup) -> None:
                                            daily=False)
     run_stage1(experiment, coordinator.store, daily=False)
     coordinator.register_experiment(experiment)
-    with pytest.raises(InputError, match=r"daily=True") as info:
+    with pytest.raises(InputError, match=r"daily: true") as info:
         coordinator.submit("noday", AnalysisSpec(metrics=("streaming_hours",), models=("ols", "dte")),
                            analysis_id="noday-dte")
     assert 400 <= info.value.status < 500

@@ -278,7 +278,7 @@ def test_requests_are_validated_with_messages_naming_the_problem(runtime: Embedd
         runtime.coordinator.submit("exp", _spec(slices=(SliceFilter.where(nope="x"),)))
     with pytest.raises(InputError, match="'no_such_metric' not found"):
         runtime.coordinator.submit("exp", _spec(metrics=("no_such_metric",)))
-    with pytest.raises(NotFoundError, match="run stage 1 first"):
+    with pytest.raises(NotFoundError, match="PUT /experiments/other_exp with its spec first"):
         runtime.coordinator.submit("other_exp", _spec())
     with pytest.raises(InputError, match="experiment id"):
         runtime.coordinator.submit("../etc", _spec())

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
@@ -30,20 +30,25 @@ from xpcompute.api.models import (
     AnalysisCreated,
     AnalysisStatusBody,
     ErrorBody,
+    ExperimentList,
+    ExperimentSummary,
+    ExperimentVersionBody,
+    ExperimentVersionList,
     FailureBody,
     Health,
     LiveSliceAccepted,
     ProgressBody,
     ScorecardBody,
     SliceStateBody,
+    Stage1Body,
 )
 from xpcompute.api.scorecard_page import Part, scorecard_response
 from xpcompute.api.security import BodyLimitMiddleware, api_key_checker
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
-from xpcompute.coordinator.jobs import AnalysisState
-from xpcompute.coordinator.service import Coordinator
-from xpcompute.errors import XPError
+from xpcompute.coordinator.jobs import AnalysisState, Job
+from xpcompute.coordinator.service import Coordinator, RegisteredExperiment
+from xpcompute.errors import NotFoundError, XPError
 from xpcompute.pipeline.slices import SliceFilter
 
 log = logging.getLogger(__name__)
@@ -68,8 +73,12 @@ class Backend:
         return self._coordinator
 
     def start(self) -> None:
+        """Load the team's metrics-repo plugins, then build the coordinator (and, embedded, its runtime)."""
         if self._coordinator is not None:
             return
+        from xpcompute.plugins import load_plugins
+
+        load_plugins(origin="the API server")
         if self.settings.mode == "embedded":
             from xpcompute.coordinator.runtime import EmbeddedRuntime
 
@@ -145,8 +154,56 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     @app.get("/healthz", response_model=Health, tags=["service"])
     def healthz() -> Health:
         """Liveness: the process is up and configured (does not touch the stores)."""
+        from xpcompute.plugins import loaded
+
         return Health(status="ok", version=__version__, mode=settings.mode, state_store=settings.state,
-                      dispatch=settings.dispatch)
+                      dispatch=settings.dispatch, plugins=sorted(loaded()))
+
+    @app.put(
+        "/experiments/{experiment_id}", response_model=ExperimentVersionBody, responses={201: {
+            "model": ExperimentVersionBody, "description": "A new version was stored."}, **ERRORS},
+        dependencies=auth, tags=["experiments"],
+    )
+    def put_experiment(
+        experiment_id: str, response: Response,
+        spec: dict[str, Any] = Body(description="The experiment spec as JSON: the fields of the YAML spec "
+                                    "(docs/experiment-yaml.md); 'id' may be left out. Source uris must be absolute "
+                                    "paths or s3:// uris."),
+        coord: Coordinator = Depends(coordinator),
+    ) -> ExperimentVersionBody:
+        """Register or update an experiment: validated against its sources' schemas; answers its version.
+
+        201 when a new version was stored; 200 when the same content is already the current version.
+        """
+        registered = coord.register_spec(experiment_id, spec)
+        response.status_code = 201 if registered.created else 200
+        return _version_body(registered)
+
+    @app.get("/experiments", response_model=ExperimentList, responses=ERRORS, dependencies=auth,
+             tags=["experiments"])
+    def list_experiments(coord: Coordinator = Depends(coordinator)) -> ExperimentList:
+        """Every registered experiment at its current version."""
+        return ExperimentList(experiments=[_summary(r) for r in coord.list_experiments()])
+
+    @app.get("/experiments/{experiment_id}", response_model=ExperimentVersionBody, responses=ERRORS,
+             dependencies=auth, tags=["experiments"])
+    def get_experiment(
+        experiment_id: str, version: int | None = Query(default=None, ge=1, description="Default: the current one."),
+        coord: Coordinator = Depends(coordinator),
+    ) -> ExperimentVersionBody:
+        """One registered experiment: its current version (read from the store on every call), or ``version``."""
+        registered = coord.experiment_version(experiment_id, version)
+        if registered is None:
+            raise NotFoundError(f"experiment {experiment_id!r} is not registered; PUT /experiments/{experiment_id} "
+                                "with its spec")
+        return _version_body(registered)
+
+    @app.get("/experiments/{experiment_id}/versions", response_model=ExperimentVersionList, responses=ERRORS,
+             dependencies=auth, tags=["experiments"])
+    def list_versions(experiment_id: str, coord: Coordinator = Depends(coordinator)) -> ExperimentVersionList:
+        """Every version of one experiment, oldest first."""
+        return ExperimentVersionList(experiment_id=experiment_id,
+                                     versions=[_summary(r) for r in coord.experiment_versions(experiment_id)])
 
     @app.post(
         "/experiments/{experiment_id}/analyses", status_code=202, response_model=AnalysisCreated,
@@ -155,13 +212,18 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     def create_analysis(
         experiment_id: str, spec: AnalysisSpec, coord: Coordinator = Depends(coordinator)
     ) -> AnalysisCreated:
-        """Plan metrics x pre-computed slices x models and fan them out; poll the returned status URL."""
+        """Plan metrics x pre-computed slices x models and fan them out; poll the returned status URL.
+
+        A registered experiment is analysed at its current version; stage 1 runs first as a job when its
+        analysis table is missing, older than the spec or the sources, or ``refresh`` is set.
+        """
         analysis = coord.submit(experiment_id, spec)
         total = coord.state.job_counts(analysis.analysis_id)
         return AnalysisCreated(
-            analysis_id=analysis.analysis_id, experiment_id=experiment_id, state=analysis.state.value,
-            jobs=sum(total.values()), status_path=f"analyses/{analysis.analysis_id}",
-            results_path=f"analyses/{analysis.analysis_id}/results",
+            analysis_id=analysis.analysis_id, experiment_id=experiment_id,
+            experiment_version=analysis.experiment_version, state=analysis.state.value,
+            jobs=sum(total.values()), stage1=coord.stage1_job(analysis.analysis_id) is not None,
+            status_path=f"analyses/{analysis.analysis_id}", results_path=f"analyses/{analysis.analysis_id}/results",
         )
 
     @app.get("/analyses/{analysis_id}", response_model=AnalysisStatusBody, responses=ERRORS, dependencies=auth,
@@ -173,8 +235,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         st = coord.status(analysis_id)
         a = st.analysis
         return AnalysisStatusBody(
-            analysis_id=a.analysis_id, experiment_id=a.experiment_id, state=a.state.value,
-            progress=ProgressBody(**st.progress.__dict__),
+            analysis_id=a.analysis_id, experiment_id=a.experiment_id, experiment_version=a.experiment_version,
+            state=a.state.value, progress=ProgressBody(**st.progress.__dict__), stage1=_stage1_body(st.stage1),
             slices=[SliceStateBody(slice_id=s, label=label, state=state) for s, label, state in st.slices],
             failures=[FailureBody(**f.__dict__) for f in st.failures], error=a.error,
             created_at=a.created_at, finished_at=a.finished_at, records=st.records,
@@ -184,7 +246,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
              dependencies=auth, tags=["analyses"])
     def get_results(analysis_id: str, coord: Coordinator = Depends(coordinator)) -> dict[str, Any]:
         """The scorecard: records with their slice, corrected across the analysis; SRM per slice; failures."""
-        return coord.results(analysis_id).to_json_dict()
+        body = coord.results(analysis_id).to_json_dict()
+        body["experiment_version"] = coord.state.get_analysis(analysis_id).experiment_version
+        return body
 
     @app.get("/analyses/{analysis_id}/scorecard", response_class=HTMLResponse, dependencies=auth,
              include_in_schema=False)
@@ -207,6 +271,28 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                                  job_id=job.job_id, state=job.state.value)
 
     return app
+
+
+def _version_body(r: RegisteredExperiment) -> ExperimentVersionBody:
+    return ExperimentVersionBody(experiment_id=r.experiment_id, version=r.version, spec_hash=r.spec_hash,
+                                 created_at=r.created_at, created=r.created, spec=r.spec.model_dump(mode="json"))
+
+
+def _summary(r: RegisteredExperiment) -> ExperimentSummary:
+    s = r.spec
+    return ExperimentSummary(
+        experiment_id=r.experiment_id, version=r.version, spec_hash=r.spec_hash, created_at=r.created_at,
+        description=s.description, cells=list(s.cells), control=s.control, metrics=list(s.metrics),
+        dimensions=list(s.dimensions),
+    )
+
+
+def _stage1_body(job: Job | None) -> Stage1Body | None:
+    if job is None:
+        return None
+    reason = (job.spec or {}).get("reason")
+    return Stage1Body(job_id=job.job_id, state=job.state.value, reason=None if reason is None else str(reason),
+                      attempts=job.attempts, error=job.last_error, output=dict(job.output))
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:

@@ -24,7 +24,7 @@ class ProgressBody(BaseModel):
 
 class FailureBody(BaseModel):
     job_id: str
-    kind: str
+    kind: str = Field(description="stage1, slice, fit or srm.")
     slice: str
     metric: str | None
     model: str | None
@@ -49,13 +49,64 @@ class SRMBody(BaseModel):
     expected: dict[str, float]
 
 
+class Stage1Body(BaseModel):
+    """The analysis's stage-1 job: present when the analysis table was missing or stale and had to be (re)built."""
+
+    job_id: str
+    state: str = Field(description="PENDING, RUNNING, SUCCEEDED or FAILED.")
+    reason: str | None = Field(description="Why stage 1 runs: no table, the spec changed, a source changed, refresh.")
+    attempts: int
+    error: str | None = Field(description="The last failure's reason; slice jobs then fail with 'stage 1 failed: ...'.")
+    output: dict[str, Any] = Field(description="On success: rows, run id, spec hash, engine.")
+
+
 class AnalysisCreated(BaseModel):
     analysis_id: str
     experiment_id: str
+    experiment_version: int | None = Field(
+        description="Version of the registered spec the analysis uses; null for an ad-hoc 'table'."
+    )
     state: str
     jobs: int
+    stage1: bool = Field(description="Whether a stage-1 job (re)builds the analysis table before the slices.")
     status_path: str = Field(description="Relative to the API's base URL.")
     results_path: str
+
+
+class ExperimentVersionBody(BaseModel):
+    """One version of a registered experiment spec."""
+
+    experiment_id: str
+    version: int = Field(description="1, 2, ...: a new number for each registration with different content.")
+    spec_hash: str = Field(description="SHA-256 of the spec's canonical JSON; the same content has the same hash.")
+    created_at: str = Field(description="When this version was first registered (ISO 8601, UTC).")
+    created: bool = Field(description="True when this request stored a new version (PUT answers 201), else 200.")
+    spec: dict[str, Any] = Field(description="The validated spec as stored (inline declarations included).")
+
+
+class ExperimentSummary(BaseModel):
+    experiment_id: str
+    version: int
+    spec_hash: str
+    created_at: str
+    description: str
+    cells: list[str]
+    control: str
+    metrics: list[str]
+    dimensions: list[str]
+
+
+class ExperimentList(BaseModel):
+    """Every registered experiment at its current version."""
+
+    experiments: list[ExperimentSummary]
+
+
+class ExperimentVersionList(BaseModel):
+    """Every version of one experiment, oldest first."""
+
+    experiment_id: str
+    versions: list[ExperimentSummary]
 
 
 class AnalysisStatusBody(BaseModel):
@@ -65,8 +116,12 @@ class AnalysisStatusBody(BaseModel):
 
     analysis_id: str
     experiment_id: str
+    experiment_version: int | None = Field(
+        description="Version of the registered spec the analysis uses; null for an ad-hoc 'table'."
+    )
     state: str
     progress: ProgressBody
+    stage1: Stage1Body | None = Field(description="The stage-1 job, when the analysis (re)builds the table.")
     slices: list[SliceStateBody]
     failures: list[FailureBody]
     error: str | None
@@ -80,6 +135,7 @@ class ScorecardBody(BaseModel):
 
     analysis_id: str
     experiment_id: str
+    experiment_version: int | None = Field(default=None, description="Version of the registered spec used.")
     state: str
     complete: bool
     correction: str
@@ -106,3 +162,4 @@ class Health(BaseModel):
     mode: str
     state_store: str
     dispatch: str
+    plugins: list[str] = Field(default_factory=list, description="Metrics-repo modules loaded in this process.")

@@ -30,8 +30,8 @@ def _name(value: str, role: str) -> str:
 class AnalysisSpec(BaseModel):
     """Metrics x slices x models for one experiment.
 
-    ``models`` empty means each catalog metric's declared models (``ttest``
-    for metrics outside the catalog). Rank and quantile models are fitted on an
+    ``models`` empty means each metric's declared models (``ttest`` on an
+    ad-hoc table). Rank and quantile models are fitted on an
     n-tile compression (``ntile_buckets``); ``dte`` on the user-by-day panel,
     which needs stage 1 run with ``daily=True``. ``slices`` are pre-computed when the
     analysis is created; more can be requested live later.
@@ -39,26 +39,65 @@ class AnalysisSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    metrics: tuple[str, ...] = Field(min_length=1, max_length=MAX_METRICS)
-    models: tuple[ModelName, ...] = ()
-    slices: tuple[SliceFilter, ...] = Field(default=(SliceFilter(),), min_length=1, max_length=MAX_SLICES)
-    treatment: str = "cell"
-    control: str | None = None
-    covariates: tuple[str, ...] = Field(default=(), max_length=32)
-    segment: str | None = None
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-    correction: Correction = "bh"
+    metrics: tuple[str, ...] = Field(
+        min_length=1, max_length=MAX_METRICS,
+        description="Metrics to analyse; for a registered experiment, names from its spec's 'metrics'.",
+    )
+    models: tuple[ModelName, ...] = Field(
+        default=(),
+        description="Models to fit to every metric; empty means each metric's declared models (plus CUPED 'ols' "
+        "where the experiment declares covariates for it). A model that does not apply to a metric's kind is "
+        "refused, e.g. anything but 'ratio' on a ratio metric.",
+    )
+    slices: tuple[SliceFilter, ...] = Field(
+        default=(SliceFilter(),), min_length=1, max_length=MAX_SLICES,
+        description="Slices computed when the analysis is created (conditions on declared dimensions); default "
+        "all users. More can be requested later with POST /analyses/{id}/slices.",
+    )
+    treatment: str = Field(
+        default="cell",
+        description="Column holding each unit's cell. For a registered experiment omit it, or give 'cell' or the "
+        "experiment's allocation.cell_column (stage 1 stores that column as 'cell'); anything else is refused. For "
+        "an ad-hoc 'table', any column of that table.",
+    )
+    control: str | None = Field(
+        default=None,
+        description="The control cell; default the registered experiment's control (ad hoc: 'control' if present, "
+        "else the first cell in sorted order).",
+    )
+    covariates: tuple[str, ...] = Field(
+        default=(), max_length=32,
+        description="Covariates for 'ols'/'cate' on an ad-hoc 'table' only; a registered experiment's covariates "
+        "come from its spec, and setting them here is refused.",
+    )
+    segment: str | None = Field(default=None, description="Segment column (a declared dimension) for 'cate'.")
+    alpha: float = Field(
+        default=0.05, gt=0, lt=1, description="Significance level of every test and of the confidence intervals."
+    )
+    correction: Correction = Field(
+        default="bh", description="Multiple-testing correction across metrics x slices x cells: bh, holm or none."
+    )
     expected_shares: dict[str, float] | None = Field(
-        default=None, description="Planned share per cell for the sample-ratio check (default: equal split)."
+        default=None,
+        description="Planned share per cell for the sample-ratio check; default the registered experiment's "
+        "'shares', else an equal split.",
     )
     engine: EngineKind | None = Field(default=None, description="Stage-2 engine; default XPCOMPUTE_SLICE_ENGINE.")
     table: str | None = Field(
-        default=None, description="Object-store key of a published analysis table; default the experiment's stage-1 output."
+        default=None,
+        description="Object-store key of a published analysis table to analyse ad hoc (no registered spec needed). "
+        "Default: the registered experiment's stage-1 table, (re)built by a stage-1 job when it is missing or "
+        "older than the spec or the sources.",
     )
     ntile_buckets: int = Field(
         default=1000,
         description="Buckets of the n-tile compression the slice jobs use for rank and quantile models "
         "(mannwhitney, quantile); exact for metrics with at most this many distinct values.",
+    )
+    refresh: bool = Field(
+        default=False,
+        description="Rebuild the registered experiment's analysis table (a stage-1 job) before slicing, even when "
+        "it is up to date with the spec and the sources. Not allowed with 'table'.",
     )
 
     @field_validator("metrics")
@@ -111,4 +150,7 @@ class AnalysisSpec(BaseModel):
             raise ValueError(f"slices {dup} are listed more than once (same conditions); list each slice once")
         if "cate" in self.models and not self.segment:
             raise ValueError("model 'cate' needs a segment column: set segment")
+        if self.refresh and self.table is not None:
+            raise ValueError("refresh rebuilds a registered experiment's own table; an explicit 'table' is analysed "
+                             "as published. Drop one of them")
         return self

@@ -12,7 +12,8 @@ Job life cycle::
        +--- fail / lease expired -+--> FAILED (attempts exhausted; keeps its reason)
 
 A PENDING job is *due* for dispatch once ``due_at`` is set and has passed.
-Fit jobs wait (``due_at`` unset) until their slice job has succeeded; a
+Fit jobs wait (``due_at`` unset) until their slice job has succeeded, and
+slice jobs wait on the analysis's stage-1 job when it has one; a
 retried job waits out its backoff; a dispatched job's ``due_at`` moves to the
 re-dispatch deadline, so a message lost on the way is sent again and nothing
 is silently dropped.
@@ -38,6 +39,10 @@ class JobState(StrEnum):
 
 
 class JobKind(StrEnum):
+    """``stage1`` builds the analysis table from the sources (only when it is missing or stale);
+    ``slice`` compresses one slice of it; ``fit`` fits one model to one metric of one slice."""
+
+    STAGE1 = "stage1"
     SLICE = "slice"
     FIT = "fit"
 
@@ -62,9 +67,11 @@ PRIORITIES = (0, 1, 2, 3)
 
 
 def job_priority(kind: JobKind, base: int) -> int:
-    """A fit job's priority is its base; a slice job's is one behind it."""
-    return base if kind == JobKind.FIT else base + 1
+    """A fit (or stage-1) job's priority is its base; a slice job's is one behind it.
 
+    Stage 1 gates every slice of its analysis, so it goes first.
+    """
+    return base + 1 if kind == JobKind.SLICE else base
 
 
 def slice_job_id(analysis_id: str, sid: str) -> str:
@@ -76,12 +83,20 @@ def fit_job_id(analysis_id: str, sid: str, metric: str, model: str) -> str:
     return f"{analysis_id}.fit.{sid}.{metric}.{model}"
 
 
+def stage1_job_id(analysis_id: str) -> str:
+    return f"{analysis_id}.stage1"
+
+
 @dataclass
 class Analysis:
     """One analysis request and its overall state.
 
-    ``request`` is the validated request as JSON (``AnalysisSpec.model_dump``):
-    stored verbatim so that the analysis can be re-planned and reproduced.
+    ``request`` is the validated request as JSON (``AnalysisSpec.model_dump``),
+    with the registered experiment's defaults filled in (treatment, control,
+    expected shares): stored so that the analysis can be re-planned and
+    reproduced. ``experiment_version`` is the version of the registered spec it
+    was planned from (``None`` for an ad-hoc table); its jobs read that version,
+    whatever is registered later.
     """
 
     analysis_id: str
@@ -93,6 +108,7 @@ class Analysis:
     finished_at: float | None = None
     version: int = 0
     error: str | None = None
+    experiment_version: int | None = None
 
     def to_item(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,11 +122,12 @@ class Analysis:
 
 @dataclass
 class Job:
-    """One unit of work: compute one slice, or fit one model to one metric of one slice.
+    """One unit of work: build the analysis table, compute one slice, or fit one model to one metric of one slice.
 
     ``slice`` is the slice filter as JSON (``SliceFilter.model_dump``); ``spec``
-    is a fit job's ``FitSpec`` as JSON; ``children`` are the fit jobs a slice
-    job releases when it succeeds.
+    is a fit job's ``FitSpec`` as JSON; ``children`` are the jobs a job
+    releases when it succeeds (a stage-1 job's slice jobs, a slice job's fit
+    jobs) and fails when it fails.
     """
 
     job_id: str

@@ -1,4 +1,5 @@
-"""Analysis request -> jobs: one slice job per slice, then one fit job per (slice, metric, model).
+"""Analysis request -> jobs: stage 1 when the table needs (re)building, one slice job per slice, then one fit
+job per (slice, metric, model).
 
 A slice job writes the moments table every moments model reads and, for the
 metrics that need them, a value-keyed n-tile table (``mannwhitney``,
@@ -15,6 +16,7 @@ the same way at a lower priority, so it queues behind them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import (
@@ -24,6 +26,7 @@ from xpcompute.coordinator.jobs import (
     fit_job_id,
     job_priority,
     slice_job_id,
+    stage1_job_id,
 )
 from xpcompute.errors import InputError
 from xpcompute.experiment import ExperimentSpec
@@ -60,17 +63,93 @@ def servable(model: str) -> bool:
     return compression_of(model) == "moments"
 
 
+def resolve_request(spec: AnalysisSpec, experiment: ExperimentSpec | None) -> AnalysisSpec:
+    """The request with the registered experiment's defaults filled in, or ``InputError`` saying what to change.
+
+    Why: stage 1 names the experiment's cell column ``cell`` in the analysis
+    table, the experiment's covariates come from its spec, and its control and
+    planned shares are declared there, so a request that says otherwise would
+    be accepted and then fail, or silently measure something else. Without an
+    experiment (an ad-hoc published table) the request stands as given.
+    """
+    if experiment is None:
+        return spec
+    problems: list[str] = []
+    if spec.covariates:
+        problems.append(
+            f"covariates {list(spec.covariates)} cannot be set per request for registered experiment "
+            f"{experiment.id!r}: its covariates come from its spec "
+            f"({', '.join(experiment.covariates) or 'none declared'}); drop 'covariates', or declare them under "
+            "'covariates:' in the spec and PUT it again"
+        )
+    aliases = ("cell", experiment.allocation.cell_column)
+    if spec.treatment not in aliases:
+        problems.append(
+            f"treatment {spec.treatment!r} is not a column of the analysis table of {experiment.id!r}: stage 1 "
+            f"stores the allocation's cell column {experiment.allocation.cell_column!r} as 'cell'; omit 'treatment' "
+            f"or set it to {' or '.join(repr(a) for a in dict.fromkeys(aliases))}"
+        )
+    control = spec.control if spec.control is not None else experiment.control
+    if control not in experiment.cells:
+        problems.append(f"control {control!r} is not a cell of {experiment.id!r}; choose one of {list(experiment.cells)}")
+    shares = spec.expected_shares if spec.expected_shares is not None else experiment.shares
+    if spec.expected_shares is not None and set(spec.expected_shares) != set(experiment.cells):
+        problems.append(f"expected_shares must give a share for each cell {list(experiment.cells)}, "
+                        f"got {sorted(spec.expected_shares)}")
+    if spec.segment is not None and spec.segment not in experiment.dimensions:
+        problems.append(f"segment {spec.segment!r} is not a dimension of {experiment.id!r}; choose one of "
+                        f"{list(experiment.dimensions) or '(none declared)'}")
+    unknown = [m for m in spec.metrics if m not in experiment.metrics]
+    if unknown:
+        problems.append(
+            f"{'metric' if len(unknown) == 1 else 'metrics'} {', '.join(repr(m) for m in unknown)} "
+            f"{'is not a metric' if len(unknown) == 1 else 'are not metrics'} of experiment {experiment.id!r} "
+            f"(as registered now); choose from: {', '.join(experiment.metrics)}"
+        )
+    if "dte" in spec.models and not experiment.daily:
+        problems.append(f"model 'dte' needs the user-by-day table, which experiment {experiment.id!r} does not build; "
+                        "set 'daily: true' in its spec and PUT it again, or drop 'dte'")
+    if problems:
+        raise InputError("; ".join(problems))
+    return spec.model_copy(update={"treatment": "cell", "control": control, "expected_shares": shares})
+
+
+def check_model(experiment: ExperimentSpec, metric: str, model: str) -> None:
+    """Refuse a requested model that does not estimate the metric's own quantity, saying which models do.
+
+    A ratio is a ratio of per-user sums, analysed by the delta method
+    (``ratio``); any other model would report the mean of its numerator under
+    the ratio's name. ``ratio`` needs a numerator and a denominator, and
+    ``proportion`` a 0/1 metric.
+    """
+    info = experiment.metric_info(metric)
+    kind = str(info.get("kind"))
+    declared = [str(m) for m in info.get("models", []) or []]  # type: ignore[attr-defined]
+    if kind == "ratio" and model != "ratio":
+        raise InputError(
+            f"model {model!r} does not apply to metric {metric!r}: it is a ratio of per-user sums, analysed by the "
+            f"delta method (model 'ratio'); {model!r} would estimate a different quantity (the per-user mean of its "
+            "numerator) under the ratio's name. Drop 'models' or ask for 'ratio'"
+        )
+    if model == "ratio" and kind != "ratio":
+        raise InputError(f"model 'ratio' does not apply to metric {metric!r}: it is a {kind} metric, not a ratio of "
+                         f"per-user sums; use {', '.join(repr(m) for m in declared) or 'ttest'}")
+    if model == "proportion" and kind != "proportion" and model not in declared:
+        raise InputError(f"model 'proportion' does not apply to metric {metric!r}: it compares shares of users with a "
+                         f"0/1 value, and {metric!r} is a {kind} metric; use 'ttest' or 'ols'")
+
+
 def fit_specs(spec: AnalysisSpec, experiment: ExperimentSpec | None = None) -> list[FitSpec]:
     """The fits to run on every slice: one ``FitSpec`` per (metric, model).
 
-    With an experiment, catalog metrics bring their declared models and the
-    experiment's covariates (CUPED); explicit ``models`` override the declared
-    ones. Rank and quantile models get n-tile compression (``spec.ntile_buckets``),
-    ``dte`` the user-by-day panel's day and user columns: the slice job writes
-    those compressed forms next to the moments table (see ``worker.run_slice``).
+    With an experiment (the request resolved by ``resolve_request``), each
+    metric brings its declared models and the experiment's covariates (CUPED);
+    explicit ``models`` override the declared ones, and each must apply to the
+    metric's kind (``check_model``). Rank and quantile models get n-tile
+    compression (``spec.ntile_buckets``), ``dte`` the user-by-day panel's day
+    and user columns: the slice job writes those compressed forms next to the
+    moments table (see ``worker.run_slice``).
     """
-    from xpcompute.metrics import get_metric
-
     out: list[FitSpec] = []
     for metric in spec.metrics:
         if experiment is not None and metric not in experiment.metrics:
@@ -78,13 +157,14 @@ def fit_specs(spec: AnalysisSpec, experiment: ExperimentSpec | None = None) -> l
                 f"metric {metric!r} is not a metric of experiment {experiment.id!r}; choose from: "
                 f"{', '.join(experiment.metrics)}"
             )
-        treatment = spec.treatment
         declared: list[FitSpec] = []
         if experiment is not None:
-            declared = list(get_metric(metric).fit_specs(experiment.covariates_for(metric), treatment, spec.control))
+            declared = experiment.fit_specs_for(metric, spec.treatment, spec.control)
         if spec.models:
             by_model = {s.model: s for s in declared}
             for model in spec.models:
+                if experiment is not None:
+                    check_model(experiment, metric, model)
                 out.append(by_model.get(model) or _adhoc(spec, metric, model, experiment))
         elif declared:
             out.extend(declared)
@@ -116,9 +196,12 @@ def artifact_metrics(specs: Sequence[FitSpec], layout: str) -> list[str]:
 
 def _adhoc(spec: AnalysisSpec, metric: str, model: str, experiment: ExperimentSpec | None) -> FitSpec:
     covariates = spec.covariates or (experiment.covariates_for(metric) if experiment is not None else ())
+    denominator = None
+    if model == "ratio" and experiment is not None:
+        denominator = getattr(experiment.metric(metric), "denominator_column", None)
     try:
         return FitSpec(
-            metric=metric, treatment=spec.treatment, model=model,
+            metric=metric, treatment=spec.treatment, model=model, denominator=denominator,
             control=spec.control, covariates=tuple(covariates) if model in ("ols", "cate") else (),
             segment=spec.segment if model == "cate" else None, alpha=spec.alpha,
             time=DAY_COLUMN if model == "dte" else None, cluster=USER_COLUMN if model == "dte" else None,
@@ -134,8 +217,12 @@ def plan_slice(
     now: float,
     priority: int = PRIORITY_PRECOMPUTED,
     max_attempts: int = 3,
+    depends_on: str | None = None,
 ) -> list[Job]:
-    """One slice job (due now) and its fit jobs (waiting on it); ``priority`` is the base (pre-computed or live)."""
+    """One slice job and its fit jobs (waiting on it); ``priority`` is the base (pre-computed or live).
+
+    The slice job is due now, or waits on ``depends_on`` (the analysis's stage-1 job) until that succeeds.
+    """
     sid = slice_filter.slice_id
     label = slice_filter.label()
     parent_id = slice_job_id(analysis_id, sid)
@@ -152,12 +239,30 @@ def plan_slice(
         )
         for s in specs
     ]
+    due = None if depends_on else now
     parent = Job(
         job_id=parent_id, kind=JobKind.SLICE, slice=slice_filter.model_dump(mode="json"),
-        children=[f.job_id for f in fits], ready_at=now, due_at=now, priority=job_priority(JobKind.SLICE, priority),
+        children=[f.job_id for f in fits], ready_at=due, due_at=due, depends_on=depends_on,
+        priority=job_priority(JobKind.SLICE, priority),
         result_key=keys.analysis_slice(analysis_id, sid), **common,  # type: ignore[arg-type]
     )
     return [parent, *fits]
+
+
+def plan_stage1(
+    analysis_id: str, experiment_id: str, version: int | None, reason: str, children: Sequence[str], now: float,
+    max_attempts: int = 3,
+) -> Job:
+    """The job that builds the experiment's analysis table before ``children`` (slice jobs) may run.
+
+    ``spec`` records why it runs (``reason``) and which registered version it builds.
+    """
+    return Job(
+        job_id=stage1_job_id(analysis_id), analysis_id=analysis_id, kind=JobKind.STAGE1, slice_id="stage1",
+        slice_label="stage 1", spec={"reason": reason, "experiment_version": version}, children=list(children),
+        ready_at=now, due_at=now, priority=job_priority(JobKind.STAGE1, PRIORITY_PRECOMPUTED),
+        max_attempts=max_attempts, created_at=now, updated_at=now, result_key=keys.analysis_table(experiment_id),
+    )
 
 
 def plan(
@@ -166,9 +271,14 @@ def plan(
     specs: Sequence[FitSpec],
     now: float,
     max_attempts: int = 3,
+    stage1: Job | None = None,
 ) -> list[Job]:
-    """Every job of a new analysis: its pre-computed slices."""
+    """Every job of a new analysis: its pre-computed slices, behind ``stage1`` (from ``plan_stage1``) if given."""
     jobs: list[Job] = []
+    gate = stage1.job_id if stage1 is not None else None
     for s in spec.slices:
-        jobs.extend(plan_slice(analysis_id, s, specs, now, PRIORITY_PRECOMPUTED, max_attempts))
-    return jobs
+        jobs.extend(plan_slice(analysis_id, s, specs, now, PRIORITY_PRECOMPUTED, max_attempts, depends_on=gate))
+    if stage1 is None:
+        return jobs
+    slices = [j.job_id for j in jobs if j.kind == JobKind.SLICE]
+    return [replace(stage1, children=slices), *jobs]

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
@@ -30,9 +32,11 @@ from xpcompute.coordinator.jobs import (
     JobState,
     Progress,
     slice_job_id,
+    stage1_job_id,
 )
+from xpcompute.coordinator.lru import LRU
 from xpcompute.coordinator.messages import RunJob
-from xpcompute.coordinator.planner import fit_specs, plan, plan_slice
+from xpcompute.coordinator.planner import fit_specs, plan, plan_slice, plan_stage1, resolve_request
 from xpcompute.coordinator.scorecard import Failure, Scorecard, assemble, failure_of, records_of
 from xpcompute.coordinator.state.base import StateStore
 from xpcompute.errors import ConflictError, InputError, NotFoundError, StorageError
@@ -41,7 +45,8 @@ from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.records import ResultRecord
 from xpcompute.spec import FitSpec
 from xpcompute.storage import keys
-from xpcompute.storage.objects import ObjectStore
+from xpcompute.storage.objects import ObjectStore, newest_modification
+from xpcompute.storage.versions import Version, VersionedDocuments, content_hash
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -75,6 +80,7 @@ class AnalysisStatus:
     failures: list[Failure]
     records: list[ResultRecord]
     slices: list[tuple[str, str, str]]  # (slice_id, label, state of its slice job)
+    stage1: Job | None = None  # the stage-1 job, when this analysis had to (re)build the table
 
 
 class Coordinator:
@@ -97,37 +103,174 @@ class Coordinator:
         self.dispatcher = dispatcher
         self.policy = policy or RetryPolicy()
         self.clock = clock
-        self._experiments: dict[str, ExperimentSpec | None] = {}
+        #: parsed spec versions by (id, version, hash): a version's object never changes, so this cannot go stale
+        self._parsed: LRU[tuple[str, int, str], ExperimentSpec] = LRU(64)
+        self._parsed_lock = threading.Lock()
 
     # ---- experiments --------------------------------------------------------
-    def register_experiment(self, experiment: ExperimentSpec) -> None:
-        """Store an experiment spec so analyses of it use its catalog metrics, covariates and dimension checks."""
-        self.store.put_bytes(keys.experiment_spec(experiment.id), experiment.model_dump_json().encode())
-        self._experiments[experiment.id] = experiment
+    @property
+    def experiments(self) -> VersionedDocuments:
+        """Registered specs: immutable numbered versions in the object store (see ``storage.versions``)."""
+        return VersionedDocuments(self.store, keys.EXPERIMENTS)
+
+    def register_experiment(self, experiment: ExperimentSpec) -> RegisteredExperiment:
+        """Store ``experiment`` as its next version, or return the current one when the content is the same.
+
+        Callers validate the sources first (``pipeline.stage1.validate_sources``);
+        analyses submitted afterwards plan from this version.
+        """
+        stored, created = self.experiments.put(experiment.id, experiment.model_dump(mode="json"))
+        return self._registered(stored, created)
+
+    def register_spec(self, experiment_id: str, raw: dict[str, object]) -> RegisteredExperiment:
+        """Validate a spec sent from outside (``PUT /experiments/{id}``) against its sources, then register it.
+
+        Every problem is an ``InputError`` (4xx) that names it: an invalid
+        field, an id that differs from the path, a relative local path (the
+        server cannot know what it was relative to), a missing source, a
+        missing column or a column of the wrong type.
+        """
+        keys.experiment_id(experiment_id)
+        body = dict(raw)
+        if body.setdefault("id", experiment_id) != experiment_id:
+            raise InputError(f"the spec's id {body['id']!r} differs from the experiment id {experiment_id!r} in the "
+                             "path; make them equal (or leave 'id' out of the body)")
+        sources = body.get("sources")
+        if isinstance(sources, dict):
+            for name, src in sources.items():
+                uri = src.get("uri") if isinstance(src, dict) else None
+                if isinstance(uri, str) and "://" not in uri and not uri.startswith("/"):
+                    raise InputError(
+                        f"source {name!r} has the relative uri {uri!r}; the server cannot know what it is relative "
+                        "to: give an absolute path or an s3://bucket/key uri"
+                    )
+        experiment = ExperimentSpec.parse(body, origin=f"experiment {experiment_id!r}")
+        _check_sources(experiment)
+        return self.register_experiment(experiment)
+
+    def experiment_version(self, experiment_id: str, version: int | None = None) -> RegisteredExperiment | None:
+        """Version ``version`` of a registered experiment (default: the current one, read from the store now).
+
+        ``None`` when the experiment was never registered. The current version
+        is looked up on every call, so a re-registration is seen at once by
+        every server and function; only parsed versions (immutable) are cached.
+        """
+        keys.experiment_id(experiment_id)
+        if version is not None:
+            return self._registered(self.experiments.get(experiment_id, version), False)
+        latest = self.experiments.latest(experiment_id)
+        if latest is None:
+            latest = self._migrate_legacy(experiment_id)
+        return None if latest is None else self._registered(latest, False)
 
     def experiment(self, experiment_id: str) -> ExperimentSpec | None:
-        """The registered spec, or ``None`` for an ad-hoc analysis table without one."""
-        if experiment_id not in self._experiments:
-            try:
-                raw = json.loads(self.store.get_bytes(keys.experiment_spec(experiment_id)))
-            except NotFoundError:
-                self._experiments[experiment_id] = None
-            else:
-                self._experiments[experiment_id] = ExperimentSpec.parse(raw, origin=f"experiment {experiment_id}")
-        return self._experiments[experiment_id]
+        """The current registered spec, or ``None`` for an experiment never registered (ad-hoc tables)."""
+        current = self.experiment_version(experiment_id)
+        return None if current is None else current.spec
 
-    def _check_request(self, experiment_id: str, spec: AnalysisSpec, slices: Sequence[SliceFilter]) -> None:
+    def experiment_of(self, analysis: Analysis) -> ExperimentSpec | None:
+        """The spec version ``analysis`` was planned from (``None`` for an ad-hoc analysis), whatever is current."""
+        if analysis.experiment_version is None:
+            return None
+        found = self.experiment_version(analysis.experiment_id, analysis.experiment_version)
+        return None if found is None else found.spec
+
+    def list_experiments(self) -> list[RegisteredExperiment]:
+        """The current version of every registered experiment, by id."""
+        out = []
+        for name in self.experiments.names():
+            found = self.experiment_version(name)
+            if found is not None:
+                out.append(found)
+        return out
+
+    def experiment_versions(self, experiment_id: str) -> list[RegisteredExperiment]:
+        """Every version of one experiment, oldest first; ``NotFoundError`` if it was never registered."""
+        if self.experiment_version(experiment_id) is None:
+            raise NotFoundError(_unregistered(experiment_id))
+        return [self._registered(v, False) for v in self.experiments.versions(experiment_id)]
+
+    def _registered(self, stored: Version, created: bool) -> RegisteredExperiment:
+        key = (stored.name, stored.version, stored.hash)
+        with self._parsed_lock:
+            spec = self._parsed.get(key)
+        if spec is None:
+            spec = ExperimentSpec.parse(stored.document, origin=f"experiment {stored.name!r} version {stored.version}")
+            with self._parsed_lock:
+                self._parsed.put(key, spec)
+        return RegisteredExperiment(stored.name, stored.version, stored.hash, stored.created_at, spec, created)
+
+    def _migrate_legacy(self, experiment_id: str) -> Version | None:
+        """A spec registered before versions existed (``experiment.json``) becomes version 1 on first read."""
+        try:
+            raw = json.loads(self.store.get_bytes(keys.experiment_spec(experiment_id)))
+        except NotFoundError:
+            return None
+        spec = ExperimentSpec.parse(raw, origin=f"experiment {experiment_id} ({keys.experiment_spec(experiment_id)})")
+        stored, _ = self.experiments.put(experiment_id, spec.model_dump(mode="json"))
+        return stored
+
+    # ---- stage 1: is the analysis table up to date? ------------------------------
+    def stage1_reason(self, experiment: ExperimentSpec, refresh: bool = False) -> str | None:
+        """Why the experiment's analysis table must be (re)built before slicing, or ``None`` when it is current.
+
+        Stale means: no published table; a table built from different spec
+        content (its manifest's spec hash); a table without the user-by-day
+        table the spec asks for; any source file modified after the table was
+        published; or ``refresh`` asked for.
+        """
+        from xpcompute.pipeline.tables import open_table
+
+        try:
+            table = open_table(keys.analysis_table(experiment.id), self.store)
+        except NotFoundError:
+            return "no analysis table has been published yet"
+        if refresh:
+            return "refresh was requested"
+        built_from = table.manifest.get("spec_hash") or content_hash(table.manifest.get("spec"))
+        if built_from != spec_hash(experiment):
+            return "the registered spec changed since the table was built"
+        if experiment.daily:
+            try:
+                open_table(keys.user_day_table(experiment.id), self.store)
+            except NotFoundError:
+                return "the spec asks for the user-by-day table (daily), which is missing"
+        built_at = _timestamp(str(table.manifest.get("created_at", "")))
+        for name in _used_sources(experiment):
+            uri = experiment.sources[name].uri
+            changed = newest_modification(uri, endpoint_url=_endpoint(self.store))
+            if changed is not None and (built_at is None or changed > built_at):
+                when = datetime.fromtimestamp(changed, UTC).isoformat(timespec="seconds")
+                return f"source {name!r} ({uri}) changed at {when}, after the table was built"
+        return None
+
+    def _check_request(
+        self, experiment_id: str, spec: AnalysisSpec, slices: Sequence[SliceFilter],
+        experiment: ExperimentSpec | None, table_pending: bool = False,
+    ) -> None:
         """Refuse what cannot work before any job exists: unknown slice columns or values, missing columns.
 
         The published analysis table's schema (from its manifest, no data read)
         is the reference; a registered experiment adds its dimension checks.
+        When stage 1 is about to (re)build the table (``table_pending``), the
+        columns it will have (``sql.stage1.output_columns``) stand in for it.
         """
         from xpcompute.compression.encode import require_columns
         from xpcompute.pipeline.tables import open_table
 
+        if table_pending and experiment is not None:
+            import pyarrow as pa
+
+            from xpcompute.sql.stage1 import output_columns
+
+            names = [c.name for c in output_columns(experiment, daily=False)]
+            for s in slices:
+                s.check(experiment)
+            require_columns(pa.table({n: pa.array([], pa.null()) for n in names}),
+                            [spec.treatment, *spec.metrics], "column")
+            return
         table = open_table(spec.table or keys.analysis_table(experiment_id), self.store)
         schema = table.schema
-        experiment = self.experiment(experiment_id)
         for s in slices:
             if experiment is not None:
                 s.check(experiment, schema)
@@ -161,36 +304,86 @@ class Coordinator:
 
     # ---- creating work ----------------------------------------------------------
     def submit(self, experiment_id: str, spec: AnalysisSpec, analysis_id: str | None = None) -> Analysis:
-        """Plan and store a new analysis, then fan out its pre-computed slices. Re-submitting an id is a no-op."""
-        keys.experiment_spec(experiment_id)  # validates the id
-        self._check_request(experiment_id, spec, spec.slices)
-        specs = fit_specs(spec, self.experiment(experiment_id))
-        self._check_panel(experiment_id, specs)
+        """Plan and store a new analysis, then fan out its first jobs. Re-submitting an id is a no-op.
+
+        A registered experiment is read at its current version (never a cached
+        copy), the request is resolved against it (``planner.resolve_request``)
+        and the analysis records the version. Without an explicit ``table``, a
+        stage-1 job runs first when the analysis table is missing or stale
+        (``stage1_reason``). An experiment that is not registered can only be
+        analysed through a published table.
+        """
+        keys.experiment_id(experiment_id)
+        registered = self.experiment_version(experiment_id)
+        experiment = registered.spec if registered is not None else None
+        spec = resolve_request(spec, experiment)
+        reason: str | None = None
+        if experiment is None and spec.table is None and not self._published(keys.analysis_table(experiment_id)):
+            raise NotFoundError(_unregistered(experiment_id))
+        if experiment is not None and spec.table is None:
+            reason = self.stage1_reason(experiment, spec.refresh)
+            if reason is not None:
+                _check_sources(experiment)
+        self._check_request(experiment_id, spec, spec.slices, experiment, table_pending=reason is not None)
+        specs = fit_specs(spec, experiment)
+        if reason is None or experiment is None or not experiment.daily:
+            self._check_panel(experiment_id, specs)
         aid = analysis_id or uuid.uuid4().hex
         now = self.clock()
+        version = registered.version if registered is not None else None
         analysis = Analysis(
             analysis_id=aid, experiment_id=experiment_id, request=spec.model_dump(mode="json"),
-            created_at=now, updated_at=now,
+            created_at=now, updated_at=now, experiment_version=version,
         )
-        jobs = plan(aid, spec, specs, now, self.policy.max_attempts)
-        self.store.put_bytes(keys.analysis_request(aid), json.dumps(analysis.request, sort_keys=True).encode())
+        gate = None
+        if reason is not None:
+            gate = plan_stage1(aid, experiment_id, version, reason, (), now, self.policy.max_attempts)
+        jobs = plan(aid, spec, specs, now, self.policy.max_attempts, stage1=gate)
+        request = {**analysis.request, "experiment_version": version}
+        self.store.put_bytes(keys.analysis_request(aid), json.dumps(request, sort_keys=True).encode())
         if not self.state.create_analysis(analysis, jobs):
             return self.state.get_analysis(aid)
         self.dispatch_due()
         return analysis
 
+    def _published(self, table_key: str) -> bool:
+        return self.store.exists(keys.manifest(table_key))
+
     def request_slice(self, analysis_id: str, slice_filter: SliceFilter) -> Job:
-        """Queue a live slice (behind the pre-computed ones); re-opens a finished analysis. Idempotent."""
+        """Queue a live slice (behind the pre-computed ones); re-opens a finished analysis. Idempotent.
+
+        While the analysis's stage-1 job has not succeeded, the slice waits on it like the pre-computed ones
+        (it names the stage-1 job in ``depends_on``; the stage-1 job releases every slice that does).
+        """
         analysis = self.state.get_analysis(analysis_id)
         spec = AnalysisSpec.model_validate(analysis.request)
-        self._check_request(analysis.experiment_id, spec, [slice_filter])
-        specs: list[FitSpec] = fit_specs(spec, self.experiment(analysis.experiment_id))
+        experiment = self.experiment_of(analysis)
+        gate = self.stage1_job(analysis_id)
+        pending = gate is not None and gate.state != JobState.SUCCEEDED
+        if gate is not None and gate.state == JobState.FAILED:
+            raise ConflictError(f"analysis {analysis_id} has no analysis table: its stage 1 failed "
+                                f"({gate.last_error}); fix the sources or the spec and submit a new analysis")
+        self._check_request(analysis.experiment_id, spec, [slice_filter], experiment, table_pending=pending)
+        specs: list[FitSpec] = fit_specs(spec, experiment)
         now = self.clock()
-        jobs = plan_slice(analysis_id, slice_filter, specs, now, PRIORITY_LIVE, self.policy.max_attempts)
+        jobs = plan_slice(analysis_id, slice_filter, specs, now, PRIORITY_LIVE, self.policy.max_attempts,
+                          depends_on=gate.job_id if pending and gate is not None else None)
         if self.state.add_jobs(jobs):
+            if pending and gate is not None:
+                # the stage-1 job may have finished after it was read: settle the new slice now if so
+                latest = self.state.get_job(gate.job_id)
+                if latest.state.terminal:
+                    self._settle_children(latest)
             self._reopen(analysis_id)
         self.dispatch_due()
         return self.state.get_job(slice_job_id(analysis_id, slice_filter.slice_id))
+
+    def stage1_job(self, analysis_id: str) -> Job | None:
+        """The analysis's stage-1 job, or ``None`` when its table was up to date (or given) at submit."""
+        try:
+            return self.state.get_job(stage1_job_id(analysis_id))
+        except NotFoundError:
+            return None
 
     def _reopen(self, analysis_id: str) -> None:
         """Bump the analysis (back to RUNNING) so a finalize racing with new jobs loses its conditional write."""
@@ -310,14 +503,26 @@ class Coordinator:
             job = self.state.get_job(job_id)
         except NotFoundError:
             return
-        if job.kind == JobKind.SLICE and job.state.terminal:
+        if job.kind in (JobKind.STAGE1, JobKind.SLICE) and job.state.terminal:
             self._settle_children(job)
         self.dispatch_due()
         self.maybe_finalize(job.analysis_id)
 
+    def _dependents(self, parent: Job) -> list[str]:
+        """The jobs ``parent`` gates: its planned children, and (stage 1) live slices added later that name it."""
+        if parent.kind != JobKind.STAGE1:
+            return list(parent.children)
+        later = [j.job_id for j in self.state.list_jobs(parent.analysis_id) if j.depends_on == parent.job_id]
+        return list(dict.fromkeys([*parent.children, *later]))
+
     def _settle_children(self, parent: Job) -> None:
+        """Release ``parent``'s waiting dependents when it succeeded; fail them (and theirs) with its reason if not."""
         now = self.clock()
-        for child_id in parent.children:
+        if parent.kind == JobKind.STAGE1:
+            reason = f"stage 1 failed: {parent.last_error}"
+        else:
+            reason = f"its slice {parent.slice_label!r} failed: {parent.last_error}"
+        for child_id in self._dependents(parent):
             for _ in range(5):
                 try:
                     child = self.state.get_job(child_id)
@@ -328,15 +533,14 @@ class Coordinator:
                 if parent.state == JobState.SUCCEEDED:
                     new = replace(child, due_at=now, ready_at=now, updated_at=now)
                 else:
-                    new = replace(
-                        child, state=JobState.FAILED, finished_at=now, updated_at=now,
-                        last_error=f"its slice {parent.slice_label!r} failed: {parent.last_error}",
-                    )
+                    new = replace(child, state=JobState.FAILED, finished_at=now, updated_at=now, last_error=reason)
                 try:
-                    self.state.update_job(new, JobState.PENDING, child.version)
-                    break
+                    written = self.state.update_job(new, JobState.PENDING, child.version)
                 except ConflictError:
                     continue
+                if written.state == JobState.FAILED and written.children:
+                    self._settle_children(written)
+                break
 
     def maybe_finalize(self, analysis_id: str) -> Analysis | None:
         """Finalize when every job is terminal (cheap count first)."""
@@ -375,8 +579,9 @@ class Coordinator:
         """Repair what a crash between two writes can leave: unreleased children, an unfinalized analysis."""
         jobs = {j.job_id: j for j in self.state.list_jobs(analysis.analysis_id)}
         for job in jobs.values():
-            if job.kind == JobKind.SLICE and job.state.terminal and any(
-                jobs[c].state == JobState.PENDING and jobs[c].due_at is None for c in job.children if c in jobs
+            gated = [*job.children, *(j.job_id for j in jobs.values() if j.depends_on == job.job_id)]
+            if job.kind in (JobKind.STAGE1, JobKind.SLICE) and job.state.terminal and any(
+                jobs[c].state == JobState.PENDING and jobs[c].due_at is None for c in gated if c in jobs
             ):
                 self._settle_children(job)
         self.maybe_finalize(analysis.analysis_id)
@@ -430,7 +635,8 @@ class Coordinator:
                         continue
         slices = [(j.slice_id, j.slice_label, j.state.value) for j in jobs if j.kind == JobKind.SLICE]
         failures = [failure_of(j) for j in jobs if j.state == JobState.FAILED]
-        return AnalysisStatus(analysis, Progress.of(jobs), failures, records, slices)
+        stage1 = next((j for j in jobs if j.kind == JobKind.STAGE1), None)
+        return AnalysisStatus(analysis, Progress.of(jobs), failures, records, slices, stage1)
 
     def results(self, analysis_id: str) -> Scorecard:
         """The finalized scorecard, or a partial one (``complete=False``) assembled from what is stored so far."""
@@ -444,6 +650,68 @@ class Coordinator:
                 return _scorecard_from_json(raw)
         jobs = self.state.list_jobs(analysis_id)
         return assemble(analysis, jobs, self.store, complete=analysis.state != AnalysisState.RUNNING)
+
+
+@dataclass(frozen=True)
+class RegisteredExperiment:
+    """One version of a registered experiment: what ``PUT``/``GET /experiments/{id}`` return.
+
+    ``created`` is true when a registration stored a new version (false when
+    the same content was already the current version).
+    """
+
+    experiment_id: str
+    version: int
+    spec_hash: str
+    created_at: str
+    spec: ExperimentSpec
+    created: bool = False
+
+
+def spec_hash(experiment: ExperimentSpec) -> str:
+    """The content hash of a spec as stored (and as stage 1 records it in the table's manifest)."""
+    return content_hash(experiment.model_dump(mode="json"))
+
+
+def _unregistered(experiment_id: str) -> str:
+    return (
+        f"experiment {experiment_id!r} is not registered: PUT /experiments/{experiment_id} with its spec first "
+        "(stage 1 then builds its analysis table with the first analysis), or give 'table' to analyse a "
+        "published analysis table ad hoc"
+    )
+
+
+def _used_sources(experiment: ExperimentSpec) -> list[str]:
+    """The sources stage 1 reads (declared but unused sources do not make the table stale)."""
+    used = [experiment.allocation.source, experiment.users_source]
+    for m in experiment.metrics:
+        used += sorted(experiment.metric(m).sources())
+    for c in experiment.covariates:
+        used += sorted(experiment.covariate(c).sources())
+    return [u for u in dict.fromkeys(used) if u in experiment.sources]
+
+
+def _check_sources(experiment: ExperimentSpec) -> None:
+    """Stage 1's source checks, with a missing source reported as bad input (the spec names it), not a 404."""
+    from xpcompute.pipeline.stage1 import validate_sources
+
+    try:
+        validate_sources(experiment)
+    except NotFoundError as exc:
+        raise InputError(f"experiment {experiment.id!r}: {exc}") from exc
+
+
+def _timestamp(iso: str) -> float | None:
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return None
+
+
+def _endpoint(store: ObjectStore) -> str | None:
+    """The S3 endpoint the store uses, so source look-ups reach the same service (moto, MinIO)."""
+    value = getattr(store, "endpoint_url", None)
+    return value if isinstance(value, str) else None
 
 
 def _summary(failed: list[Job]) -> str | None:
@@ -470,4 +738,4 @@ def _scorecard_from_json(raw: dict[str, object]) -> Scorecard:
     )
 
 
-__all__ = ["AnalysisStatus", "Coordinator", "InputError", "RetryPolicy"]
+__all__ = ["AnalysisStatus", "Coordinator", "InputError", "RegisteredExperiment", "RetryPolicy", "spec_hash"]

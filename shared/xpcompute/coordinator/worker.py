@@ -1,5 +1,8 @@
 """Run one job: the shared worker code behind the slice and fit functions and the local pool.
 
+A job is stage 1 (build the analysis table), a slice (stage 2: compress one
+slice) or a fit (one model, one metric, one slice).
+
 ``run_job`` leases the job, does the work, writes the result object at the
 job's fixed key with a put-if-absent (a second run never writes a second
 result), then completes the job; any exception becomes a recorded
@@ -71,7 +74,7 @@ def run_slice(coordinator: Coordinator, settings: Settings, job: Job) -> dict[st
     """
     analysis = coordinator.state.get_analysis(job.analysis_id)
     spec = AnalysisSpec.model_validate(analysis.request)
-    experiment = coordinator.experiment(analysis.experiment_id)
+    experiment = coordinator.experiment_of(analysis)
     specs = fit_specs(spec, experiment)
     table_key = spec.table or keys.analysis_table(analysis.experiment_id)
     task = SliceTask(
@@ -108,6 +111,58 @@ def run_slice(coordinator: Coordinator, settings: Settings, job: Job) -> dict[st
     if errors:
         output["artifact_errors"] = errors
     return output
+
+
+def run_stage1_job(coordinator: Coordinator, settings: Settings, job: Job) -> dict[str, object]:
+    """Stage 1 for the experiment version the analysis was planned from: sources -> the published analysis table.
+
+    The engine is ``XPCOMPUTE_STAGE1_ENGINE``: DuckDB in this process (the
+    default), a Spark session, or a Spark application (``spark-submit``). The
+    table's manifest holds the spec it was built from, which is what later
+    analyses compare (``Coordinator.stage1_reason``). If another analysis
+    already published a table from this spec content after this job was
+    planned (and no refresh was asked for), it is used as is.
+    """
+    from xpcompute.coordinator.service import spec_hash
+    from xpcompute.pipeline.tables import open_table
+
+    analysis = coordinator.state.get_analysis(job.analysis_id)
+    experiment = coordinator.experiment_of(analysis)
+    if experiment is None:
+        raise InputError(f"analysis {analysis.analysis_id} has no registered experiment version to build stage 1 "
+                         f"from; PUT /experiments/{analysis.experiment_id} and submit a new analysis")
+    digest = spec_hash(experiment)
+    out: dict[str, object] = {"experiment_version": analysis.experiment_version, "spec_hash": digest,
+                              "engine": settings.stage1_engine}
+    try:
+        current = open_table(keys.analysis_table(experiment.id), coordinator.store)
+    except NotFoundError:
+        current = None
+    if current is not None and _built_since(current.manifest, digest, analysis.created_at):
+        return {**out, "rows": current.num_rows, "run": current.run_id, "reused": True}
+    if settings.stage1_engine == "duckdb":
+        from xpcompute.pipeline.stage1 import run_stage1
+
+        table = run_stage1(experiment, coordinator.store, engine="duckdb").analysis
+    else:
+        from xpcompute.pipeline.spark_submit import run_stage1_configured
+
+        table = run_stage1_configured(experiment, coordinator.store.uri, settings)
+    return {**out, "rows": table.num_rows, "run": table.run_id, "reused": False}
+
+
+def _built_since(manifest: dict[str, object], digest: str, since: float) -> bool:
+    """Whether a published table was built from spec content ``digest`` after time ``since`` (Unix seconds)."""
+    from datetime import datetime
+
+    from xpcompute.storage.versions import content_hash
+
+    built_from = manifest.get("spec_hash") or content_hash(manifest.get("spec"))
+    try:
+        built_at = datetime.fromisoformat(str(manifest.get("created_at"))).timestamp()
+    except ValueError:
+        return False
+    return built_from == digest and built_at >= since
 
 
 def fit_input_key(job: Job) -> tuple[str, str]:
@@ -166,7 +221,12 @@ def run_job(coordinator: Coordinator, settings: Settings, job_id: str, worker: s
         analysis_id = job_id.split(".", 1)[0]
         return Outcome(job_id, analysis_id, "skipped")
     try:
-        output = run_slice(coordinator, settings, job) if job.kind == JobKind.SLICE else run_fit(coordinator, job)
+        if job.kind == JobKind.STAGE1:
+            output = run_stage1_job(coordinator, settings, job)
+        elif job.kind == JobKind.SLICE:
+            output = run_slice(coordinator, settings, job)
+        else:
+            output = run_fit(coordinator, job)
     except Exception as exc:
         error = describe(exc)
         new = coordinator.fail(job, error, retryable=not isinstance(exc, InputError))

@@ -10,18 +10,23 @@ from xpcompute.storage.objects import (
     S3ObjectStore,
     check_key,
     join_key,
+    newest_modification,
     open_store,
     split_uri,
     storage_errors,
 )
+from xpcompute.storage.versions import VersionedDocuments, content_hash
 
 __all__ = [
     "ENDPOINT_ENV",
     "LocalObjectStore",
     "ObjectStore",
     "S3ObjectStore",
+    "VersionedDocuments",
     "check_key",
+    "content_hash",
     "join_key",
+    "newest_modification",
     "open_store",
     "split_uri",
     "storage_errors",

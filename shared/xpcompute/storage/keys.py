@@ -6,7 +6,9 @@ Layout under a store root (``XPCOMPUTE_OBJECTS``)::
     {experiment}/analysis/run-{id}/part-*.parquet      its data files, one prefix per run
     {experiment}/user_day/...                          the user-by-day table, same layout
     {experiment}/slices/{run}/{slice}-{sig}.parquet    a compressed slice computed by the pipeline
-    experiments/{experiment}/experiment.json           the registered experiment spec
+    experiments/{experiment}/versions/{n}.json         version n of the registered spec (immutable; put-if-absent)
+    experiments/{experiment}/latest.json               pointer to the newest version (a hint; see storage/versions.py)
+    experiments/{experiment}/experiment.json           the spec as registered before versions existed (read once, migrated)
     analyses/{analysis}/request.json                   the analysis request, verbatim (reproducibility)
     analyses/{analysis}/slices/{slice}.parquet         one compressed slice of an analysis (a slice job)
     analyses/{analysis}/slices/{slice}/{metric}.{distribution|panel}.parquet   its n-tile / panel forms
@@ -79,9 +81,17 @@ def _part(value: str, role: str) -> str:
     return value
 
 
-def experiment_spec(experiment_id: str) -> str:
-    return f"experiments/{_part(experiment_id, 'experiment id')}/experiment.json"
+EXPERIMENTS = "experiments"
 
+
+def experiment_spec(experiment_id: str) -> str:
+    """The pre-versioning location of a registered spec; only read, to migrate it to version 1."""
+    return f"{EXPERIMENTS}/{_part(experiment_id, 'experiment id')}/experiment.json"
+
+
+def experiment_id(value: str) -> str:
+    """``value`` if it is a valid experiment id for keys, else ``InputError`` naming the rule."""
+    return _part(value, "experiment id")
 
 
 def analysis_prefix(analysis_id: str) -> str:

@@ -406,6 +406,30 @@ def split_uri(uri: str, endpoint_url: str | None = None) -> tuple[ObjectStore, s
     return LocalObjectStore(path.parent), check_key(path.name)
 
 
+def newest_modification(uri: str, endpoint_url: str | None = None) -> float | None:
+    """The newest modification time (Unix seconds) of the file at ``uri`` or of any file under it; ``None`` if absent.
+
+    Why: a table built from sources is stale once any source file changed
+    after it was built. Local files report their mtime and S3 objects their
+    ``LastModified``, both through pyarrow's filesystem, so callers never see
+    either client.
+    """
+    store, key = split_uri(uri, endpoint_url=endpoint_url)
+    fs, _ = store.filesystem()
+    base = store.path(key)
+    with storage_errors(f"reading modification times at {uri}"):
+        info = fs.get_file_info(base)
+        if info.type == pafs.FileType.NotFound:
+            return None
+        if info.type == pafs.FileType.File:
+            infos = [info]
+        else:
+            infos = [i for i in fs.get_file_info(pafs.FileSelector(base, recursive=True))
+                     if i.type == pafs.FileType.File]
+    times = [i.mtime.timestamp() for i in infos if i.mtime is not None]
+    return max(times) if times else None
+
+
 def new_token() -> str:
     """A short random id for run prefixes and temporary names."""
     return uuid.uuid4().hex[:12]

@@ -129,8 +129,6 @@ pq.write_table(run_stage1(spec, sys.argv[2], daily=False).analysis.read(), sys.a
 """
 
 
-@pytest.mark.xfail(strict=True, reason="the DuckDB engine does not pin its session TimeZone to UTC, so a "
-                   "timestamp-with-time-zone source is read in the machine's local time")
 def test_stage1_reads_time_zones_as_utc_on_a_machine_that_is_not_in_utc(
     example_yaml: Path, oracle: O.Oracle, tmp_path: Path
 ) -> None:

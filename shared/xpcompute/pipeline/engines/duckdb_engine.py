@@ -59,6 +59,10 @@ class DuckDBEngine:
             config["memory_limit"] = memory_limit
             config["temp_directory"] = os.environ.get(SPILL_ENV, os.path.join(tempfile.gettempdir(), "xp-duckdb-spill"))
         self.con = duckdb.connect(database=":memory:", config=config)
+        # timestamps with a time zone are compared as UTC instants whatever the machine's zone
+        # (docs/experiment-yaml.md); Spark sets spark.sql.session.timeZone the same way
+        with contextlib.suppress(duckdb.Error):
+            self.con.execute("SET TimeZone = 'UTC'")
         self.local_reader = local_reader
 
     @property

@@ -325,8 +325,8 @@ def experiment_spec(
             "window": {"start": cfg.start, "end": cfg.end, "pre_days": cfg.pre_days},
             "sources": {name: {"uri": uri} for name, uri in uris.items()},
             "dimensions": ["country", "device", "tenure_bucket", "plan"],
-            "covariates": list(covariates if covariates is not None else covariate_names()),
-            "metrics": list(metrics if metrics is not None else metric_names()),
+            "covariates": list(covariates if covariates is not None else covariate_names(builtin_only=True)),
+            "metrics": list(metrics if metrics is not None else metric_names(builtin_only=True)),
             "daily": daily,
         }
     )

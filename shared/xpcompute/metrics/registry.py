@@ -75,16 +75,20 @@ def get_covariate(name: str) -> Covariate:
     return cls()
 
 
-def metric_names() -> list[str]:
-    return sorted(_METRICS)
+CATALOG_MODULE = "xpcompute.metrics.catalog"
+
+
+def metric_names(builtin_only: bool = False) -> list[str]:
+    """Registered metric names; ``builtin_only`` leaves out what plugins registered (the streaming catalog's)."""
+    return sorted(n for n, c in _METRICS.items() if not builtin_only or c.__module__ == CATALOG_MODULE)
 
 
 def dimension_names() -> list[str]:
     return sorted(_DIMENSIONS)
 
 
-def covariate_names() -> list[str]:
-    return sorted(_COVARIATES)
+def covariate_names(builtin_only: bool = False) -> list[str]:
+    return sorted(n for n, c in _COVARIATES.items() if not builtin_only or c.__module__ == CATALOG_MODULE)
 
 
 def higher_is_better(metrics: Iterable[str]) -> dict[str, bool]:

@@ -202,7 +202,38 @@ def compute(data_dir: Path, yaml_path: Path, rule: Rule | None = None) -> Oracle
     out["net_revenue"] = per_unit(units, signed, lambda g: g["_net"].sum(), 0.0)
     out["pre_revenue"] = per_unit(units, done_pre, lambda g: g["amount_usd"].sum(), 0.0)
     out["pre_page_views"] = per_unit(units, views_pre, lambda g: g.size(), 0.0)
+    for name, values in dimensions(read["assignments"], pd.read_parquet(data_dir / "customers.parquet"), s).items():
+        out[name] = values.reindex(units.index)
     return Oracle(units=out, settings=s, rule=rule)
+
+
+def dimensions(assignments: pd.DataFrame, customers: pd.DataFrame, s: Settings) -> dict[str, pd.Series]:
+    """The example's dimensions per unit: customers' country and tier, the assignment platform, tenure at launch.
+
+    A unit listed twice keeps the smallest value; the platform is the
+    smallest over the unit's rows in declared cells. ``tenure`` is
+    ``shop_metrics.Tenure``: days from signup to the window start, < 90 new,
+    < 365 regular, else loyal.
+    """
+    by_customer = customers.groupby(s.user_columns["customers"])
+    rows = assignments[assignments[s.cell_column].isin(s.cells)]
+    signup = pd.to_datetime(by_customer["signup_date"].min())
+    days = (pd.Timestamp(s.start.isoformat()) - signup).dt.days
+    tenure = pd.Series(np.select([days < 90, days < 365], ["new", "regular"], "loyal"), index=days.index)
+    return {
+        "country": by_customer["country"].min(),
+        "tier": by_customer["loyalty_tier"].min(),
+        "platform": rows.groupby(s.user_columns["assignments"])["platform"].min(),
+        "tenure": tenure,
+    }
+
+
+def subset(o: Oracle, **where: tuple[str, ...]) -> Oracle:
+    """The units whose dimension ``name`` is one of ``values``, for each ``name=values`` (a slice)."""
+    keep = np.ones(len(o.units), dtype=bool)
+    for name, values in where.items():
+        keep &= o.units[name].isin(values).to_numpy()
+    return Oracle(units=o.units[keep], settings=o.settings, rule=o.rule)
 
 
 # ----------------------------------------------------------------------------- estimators, from their formulas

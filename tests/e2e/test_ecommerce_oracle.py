@@ -88,7 +88,9 @@ def test_headline_numbers_equal_the_oracle(
     assert set(library) == set(expected), (sorted(library), sorted(expected))
     diffs = O.relative_differences(library, expected)
     bad = {k: v for k, v in diffs.items() if not v <= RTOL}
-    print("max relative difference (library):", max(diffs.values()), max(diffs, key=diffs.__getitem__))
+    per_field = {f: max(v for k, v in diffs.items() if k[2] == f) for f in O.FIELDS}
+    print(f"max relative difference (library): {max(diffs.values()):.2e} at {max(diffs, key=diffs.__getitem__)};"
+          " by field", {f: f"{v:.1e}" for f, v in per_field.items()})
     assert not bad, bad
 
 

@@ -27,11 +27,22 @@ from oracle import TREATMENT
 RTOL = 1e-8
 
 
-def _by_key(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
-    """The treatment cell's overall records of the whole-population slice, keyed (metric, model)."""
+#: Slices the HTTP analysis asks for, each with its label and the oracle's units of it: a dimension of the
+#: allocation source, one computed by the plugin from the window start, and two columns of the customers table.
+SLICES: tuple[tuple[dict[str, Any], str, dict[str, tuple[str, ...]]], ...] = (
+    ({"all_of": [{"column": "platform", "values": ["web"]}]}, "platform=web", {"platform": ("web",)}),
+    ({"all_of": [{"column": "tenure", "values": ["new", "regular"]}]}, "tenure in (new, regular)",
+     {"tenure": ("new", "regular")}),
+    ({"all_of": [{"column": "tier", "values": ["gold"]}, {"column": "country", "values": ["US", "GB"]}]},
+     "tier=gold & country in (US, GB)", {"tier": ("gold",), "country": ("US", "GB")}),
+)
+
+
+def _by_key(records: Iterable[Mapping[str, Any]], label: str = "all users") -> dict[tuple[str, str], dict[str, float]]:
+    """The treatment cell's overall records of one slice, keyed (metric, model)."""
     out: dict[tuple[str, str], dict[str, float]] = {}
     for r in records:
-        if r["slice"] == "all users" and r["cell"] == TREATMENT and r.get("segment") is None:
+        if r["slice"] == label and r["cell"] == TREATMENT and r.get("segment") is None:
             out[(r["metric"], r["model"])] = {f: r[f] for f in O.FIELDS}
     return out
 
@@ -41,7 +52,9 @@ def _check(got: dict[tuple[str, str], dict[str, float]], expected: dict[tuple[st
     assert set(got) == set(expected), (route, sorted(got), sorted(expected))
     diffs = O.relative_differences(got, expected)
     worst = max(diffs, key=diffs.__getitem__)
-    print(f"max relative difference ({route}):", diffs[worst], worst)
+    per_field = {f: max(v for k, v in diffs.items() if k[2] == f) for f in O.FIELDS}
+    print(f"max relative difference ({route}): {diffs[worst]:.2e} at {worst}; by field",
+          {f: f"{v:.1e}" for f, v in per_field.items()})
     bad = {k: v for k, v in diffs.items() if not v <= RTOL}
     assert not bad, (route, bad)
 
@@ -75,7 +88,7 @@ def test_http_put_post_get_equals_the_oracle(
     example_yaml: Path, expected: dict[tuple[str, str], O.Estimate], oracle: O.Oracle, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """PUT the spec (JSON, absolute URIs), POST an analysis of every metric, GET the results."""
+    """PUT the spec (JSON, absolute URIs), POST an analysis of every metric and four slices, GET the results."""
     from fastapi.testclient import TestClient
 
     from xpcompute.api.app import create_app
@@ -91,7 +104,8 @@ def test_http_put_post_get_equals_the_oracle(
         put = client.put(f"/experiments/{spec['id']}", json=body)
         assert put.status_code == 201, put.text
         metrics = [m if isinstance(m, str) else m["name"] for m in spec["metrics"]]
-        created = client.post(f"/experiments/{spec['id']}/analyses", json={"metrics": metrics})
+        created = client.post(f"/experiments/{spec['id']}/analyses",
+                              json={"metrics": metrics, "slices": [{}, *(body for body, _, _ in SLICES)]})
         assert created.status_code == 202, created.text
         analysis_id = created.json()["analysis_id"]
         status = client.get(f"/analyses/{analysis_id}").json()
@@ -100,3 +114,7 @@ def test_http_put_post_get_equals_the_oracle(
     assert card["complete"]
     _check(_by_key(card["records"]), expected, "http")
     _check_srm(card["srm"], oracle)
+    labels = {r["slice"] for r in card["records"]}
+    for _, label, where in SLICES:
+        assert label in labels, (label, labels)
+        _check(_by_key(card["records"], label), O.headline(O.subset(oracle, **where), TREATMENT), f"http {label}")

@@ -1,9 +1,11 @@
-"""Small synthetic analysis tables published the way stage 1 publishes them, and wait helpers."""
+"""Small synthetic analysis tables published the way stage 1 publishes them, raw sources and specs for
+registered experiments, and wait helpers."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -133,3 +135,36 @@ class Recorder:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+#: A small registered experiment for the service tests: two continuous metrics with a CUPED covariate, a 0/1
+#: metric and a ratio, over synthetic raw sources (stage 1 turns them into the analysis table).
+SPEC_METRICS = ("streaming_hours", "longest_session_hours", "is_streamer", "rebuffer_rate")
+
+
+def raw_sources(root: str, users: int = 2000, seed: int = 3) -> tuple[dict[str, str], object]:
+    """Synthetic raw tables (allocations, users, playback, ...) as Parquet files under ``root``: (uris, config)."""
+    from xpcompute import synthetic
+
+    config = synthetic.SyntheticConfig(users=users, seed=seed, days=3, pre_days=2)
+    uris = synthetic.write_parquet(synthetic.generate(config), root)
+    return dict(uris), config
+
+
+def spec_body(uris: dict[str, str], config: object, experiment_id: str = "autoplay", **overrides: object) -> dict[str, object]:
+    """The experiment spec as the JSON a client PUTs (dates as ISO strings, absolute source paths)."""
+    cfg: Any = config
+    body: dict[str, object] = {
+        "id": experiment_id,
+        "description": "autoplay on the home page",
+        "cells": list(cfg.cells),
+        "control": cfg.control,
+        "window": {"start": cfg.start.isoformat(), "end": cfg.end.isoformat(), "pre_days": cfg.pre_days},
+        "sources": {name: {"uri": uri} for name, uri in uris.items()},
+        "dimensions": ["country", "device"],
+        "covariates": ["pre_streaming_hours"],
+        "metrics": list(SPEC_METRICS),
+        "daily": False,
+    }
+    body.update(overrides)
+    return body

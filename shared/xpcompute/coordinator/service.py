@@ -515,12 +515,15 @@ class Coordinator:
         later = [j.job_id for j in self.state.list_jobs(parent.analysis_id) if j.depends_on == parent.job_id]
         return list(dict.fromkeys([*parent.children, *later]))
 
-    def _settle_children(self, parent: Job) -> None:
-        """Release ``parent``'s waiting dependents when it succeeded; fail them (and theirs) with its reason if not."""
+    def _settle_children(self, parent: Job, reason: str | None = None) -> None:
+        """Release ``parent``'s waiting dependents when it succeeded; fail them (and theirs) with its reason if not.
+
+        A failed stage 1 fails its slices and, through them, their fits, all with "stage 1 failed: ...".
+        """
         now = self.clock()
-        if parent.kind == JobKind.STAGE1:
+        if reason is None and parent.kind == JobKind.STAGE1:
             reason = f"stage 1 failed: {parent.last_error}"
-        else:
+        elif reason is None:
             reason = f"its slice {parent.slice_label!r} failed: {parent.last_error}"
         for child_id in self._dependents(parent):
             for _ in range(5):
@@ -539,7 +542,7 @@ class Coordinator:
                 except ConflictError:
                     continue
                 if written.state == JobState.FAILED and written.children:
-                    self._settle_children(written)
+                    self._settle_children(written, reason)
                 break
 
     def maybe_finalize(self, analysis_id: str) -> Analysis | None:

@@ -1,0 +1,186 @@
+"""Stage 1 as a coordinator job: planned first when the analysis table is missing or stale, slices wait on it,
+its failure reaches every dependant with the reason, and its table records the spec it was built from."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from service_helpers import raw_sources, spec_body
+
+from xpcompute.config import Settings
+from xpcompute.coordinator.analysis_spec import AnalysisSpec
+from xpcompute.coordinator.jobs import AnalysisState, JobKind, JobState, stage1_job_id
+from xpcompute.coordinator.runtime import build_coordinator
+from xpcompute.coordinator.service import Coordinator, spec_hash
+from xpcompute.coordinator.worker import run_job
+from xpcompute.experiment import ExperimentSpec
+from xpcompute.pipeline.slices import SliceFilter
+from xpcompute.pipeline.tables import open_table
+from xpcompute.storage import keys
+
+US = SliceFilter.where(country="US")
+
+
+def _setup(tmp_path: Path, users: int = 2000) -> tuple[Coordinator, Settings, dict[str, str], Any]:
+    """A coordinator that runs nothing by itself (the test runs each job), and raw sources for one experiment."""
+    uris, config = raw_sources(str(tmp_path / "raw"), users=users)
+    settings = Settings(home=tmp_path / "home", dispatch="inline", slice_engine="arrow")
+    return build_coordinator(settings, dispatcher=None), settings, uris, config
+
+
+def _register(coord: Coordinator, uris: dict[str, str], config: Any, **overrides: Any) -> int:
+    return coord.register_spec("autoplay", spec_body(uris, config, **overrides)).version
+
+
+def _drain(coord: Coordinator, settings: Settings, analysis_id: str) -> list[str]:
+    """Run due jobs in priority order until none is left; returns the kinds in the order they ran."""
+    ran: list[str] = []
+    for _ in range(500):
+        due = coord.state.due_jobs(time.time() + 1e6, limit=1)
+        if not due:
+            break
+        job = due[0]
+        run_job(coord, settings, job.job_id, "test")
+        coord.on_job_finished(job.job_id)
+        ran.append(job.kind.value)
+    return ran
+
+
+def _spec(**kw: Any) -> AnalysisSpec:
+    base: dict[str, Any] = dict(metrics=("streaming_hours", "is_streamer"), slices=(SliceFilter(), US))
+    base.update(kw)
+    return AnalysisSpec(**base)
+
+
+def test_missing_table_runs_stage1_first_then_slices_fits_and_finalizes(tmp_path: Path) -> None:
+    coord, settings, uris, config = _setup(tmp_path)
+    version = _register(coord, uris, config)
+    analysis = coord.submit("autoplay", _spec())
+    assert analysis.experiment_version == version == 1
+    jobs = {j.job_id: j for j in coord.state.list_jobs(analysis.analysis_id)}
+    gate = jobs[stage1_job_id(analysis.analysis_id)]
+    assert gate.kind == JobKind.STAGE1 and gate.due_at is not None
+    assert gate.spec is not None and gate.spec["reason"] == "no analysis table has been published yet"
+    slices = [j for j in jobs.values() if j.kind == JobKind.SLICE]
+    assert len(slices) == 2 and all(j.waiting and j.depends_on == gate.job_id for j in slices)
+    assert sorted(gate.children) == sorted(j.job_id for j in slices)
+
+    ran = _drain(coord, settings, analysis.analysis_id)
+    assert ran[0] == "stage1" and ran.count("stage1") == 1 and ran.count("slice") == 2
+    final = coord.state.get_analysis(analysis.analysis_id)
+    assert final.state == AnalysisState.SUCCEEDED, final.error
+    experiment = coord.experiment("autoplay")
+    assert experiment is not None
+    done = coord.state.get_job(gate.job_id)
+    assert done.output["spec_hash"] == spec_hash(experiment) and done.output["experiment_version"] == 1
+    table = open_table(keys.analysis_table("autoplay"), coord.store)
+    assert table.num_rows == done.output["rows"] and table.manifest["spec"] == experiment.model_dump(mode="json")
+    card = coord.results(analysis.analysis_id)
+    # streaming_hours: ttest + CUPED ols (declared covariate); is_streamer: proportion; 2 treated cells, 2 slices
+    assert {(r.metric, r.model) for r in card.records} == {
+        ("streaming_hours", "ttest"), ("streaming_hours", "ols"), ("is_streamer", "proportion")}
+    assert {r.slice for r in card.records} == {"all users", "country=US"}
+    assert {r.control for r in card.records} == {config.control} and len(card.records) == 3 * 2 * 2
+    # CUPED on the stage-1 pre-period column narrows the interval of the same effect
+    everyone = [r for r in card.records if r.slice == "all users" and r.metric == "streaming_hours"]
+    for cell in {r.cell for r in everyone}:
+        by_model = {r.model: r for r in everyone if r.cell == cell}
+        assert by_model["ols"].se < by_model["ttest"].se
+
+    again = coord.submit("autoplay", _spec())
+    assert coord.stage1_job(again.analysis_id) is None  # the table is current: no second stage 1
+    assert "stage1" not in _drain(coord, settings, again.analysis_id)
+    assert coord.state.get_analysis(again.analysis_id).state == AnalysisState.SUCCEEDED
+
+
+def test_spec_change_source_change_and_refresh_each_rerun_stage1(tmp_path: Path) -> None:
+    coord, settings, uris, config = _setup(tmp_path)
+    _register(coord, uris, config)
+    first = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))
+    _drain(coord, settings, first.analysis_id)
+    experiment = coord.experiment("autoplay")
+    assert experiment is not None
+    assert coord.stage1_reason(experiment) is None
+
+    assert coord.stage1_reason(experiment, refresh=True) == "refresh was requested"
+    refreshed = coord.submit("autoplay", _spec(slices=(SliceFilter(),), refresh=True))
+    before = open_table(keys.analysis_table("autoplay"), coord.store).run_id
+    _drain(coord, settings, refreshed.analysis_id)
+    assert open_table(keys.analysis_table("autoplay"), coord.store).run_id != before
+    assert coord.state.get_job(stage1_job_id(refreshed.analysis_id)).output["reused"] is False
+
+    later = time.time() + 60  # a source rewritten after the table was built
+    os.utime(uris["playback"], (later, later))
+    reason = coord.stage1_reason(experiment)
+    assert reason is not None and "source 'playback'" in reason and "after the table was built" in reason
+    touched = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))
+    assert coord.stage1_job(touched.analysis_id) is not None
+    os.utime(uris["playback"], (time.time() - 3600, time.time() - 3600))  # back in the past: current again
+    _drain(coord, settings, touched.analysis_id)
+
+    assert _register(coord, uris, config, description="autoplay, second look") == 2
+    changed = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))
+    assert changed.experiment_version == 2
+    gate = coord.state.get_job(stage1_job_id(changed.analysis_id))
+    assert gate.spec is not None and gate.spec["reason"] == "the registered spec changed since the table was built"
+    _drain(coord, settings, changed.analysis_id)
+    v2 = coord.experiment("autoplay")
+    assert v2 is not None
+    assert open_table(keys.analysis_table("autoplay"), coord.store).manifest["spec"] == v2.model_dump(mode="json")
+    assert coord.stage1_reason(v2) is None
+
+
+def test_a_registered_spec_round_trips_to_the_same_hash(tmp_path: Path) -> None:
+    """Staleness compares the table's spec hash with the registered one: a parse/dump cycle must not change it."""
+    coord, _settings, uris, config = _setup(tmp_path, users=200)
+    _register(coord, uris, config)
+    registered = coord.experiment_version("autoplay")
+    assert registered is not None
+    reparsed = ExperimentSpec.parse(registered.spec.model_dump(mode="json"))
+    assert spec_hash(reparsed) == spec_hash(registered.spec) == registered.spec_hash
+
+
+def test_stage1_failure_fails_its_slices_and_fits_with_the_reason(tmp_path: Path) -> None:
+    coord, settings, uris, config = _setup(tmp_path)
+    _register(coord, uris, config)
+    analysis = coord.submit("autoplay", _spec())
+    # the source loses a column the spec reads after the analysis was accepted (a broken upstream job)
+    pq.write_table(pq.read_table(uris["playback"]).drop_columns(["watch_seconds"]), uris["playback"])
+    _drain(coord, settings, analysis.analysis_id)
+    status = coord.status(analysis.analysis_id)
+    assert status.analysis.state == AnalysisState.FAILED
+    assert status.stage1 is not None and status.stage1.state == JobState.FAILED
+    assert status.stage1.attempts == 1  # a missing column is bad input: not retried
+    stage1_failure = next(f for f in status.failures if f.kind == "stage1")
+    assert "MissingColumnError" in stage1_failure.error and "playback" in stage1_failure.error
+    dependants = [f for f in status.failures if f.kind in ("slice", "fit")]
+    assert len(dependants) == status.progress.total - 1 == status.progress.failed - 1
+    assert all(f.error.startswith("stage 1 failed: MissingColumnError") for f in dependants)
+    assert "watch_seconds" in stage1_failure.error and "watch_seconds" in dependants[0].error
+    assert status.analysis.error is not None and "stage 1 failed" in status.analysis.error
+
+
+def test_live_slice_waits_for_a_pending_stage1_and_jobs_read_their_own_version(tmp_path: Path) -> None:
+    coord, settings, uris, config = _setup(tmp_path)
+    _register(coord, uris, config)
+    analysis = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))
+    live = coord.request_slice(analysis.analysis_id, US)
+    assert live.waiting and live.depends_on == stage1_job_id(analysis.analysis_id)
+    # a second registration while the analysis is queued: its jobs keep reading version 1
+    _register(coord, uris, config, metrics=["streaming_hours", "longest_session_hours"])
+    ran = _drain(coord, settings, analysis.analysis_id)
+    assert ran[0] == "stage1" and ran.count("slice") == 2
+    final = coord.state.get_analysis(analysis.analysis_id)
+    assert final.state == AnalysisState.SUCCEEDED and final.experiment_version == 1, final.error
+    v1 = coord.experiment_version("autoplay", 1)
+    assert v1 is not None
+    built = open_table(keys.analysis_table("autoplay"), coord.store).manifest
+    assert built["spec"] == v1.spec.model_dump(mode="json")
+    assert {r.slice for r in coord.results(analysis.analysis_id).records} == {"all users", "country=US"}
+    with pytest.raises(Exception, match="is_streamer"):  # the current version no longer has it
+        coord.submit("autoplay", _spec())

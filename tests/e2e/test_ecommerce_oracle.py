@@ -114,7 +114,7 @@ def test_the_old_windows_would_be_caught(
         lift, bad_lift = got["effect"] / got["mean_control"], bad.effect / bad.mean_control
         assert bad_lift < lift * 0.9, (key, lift, bad_lift)
     midnight = O.headline(O.compute(data, example_yaml, O.Rule(midnight_end=True)), TREATMENT)
-    for key in metrics:
+    for key in (("revenue", "ttest"), ("orders", "ttest"), ("revenue", "ols")):  # orders: the sale day
         got, bad = library[key], midnight[key]
         # the last day (a sale day, busiest in the evening) is lost: lower means, a smaller effect
         assert bad.mean_control < got["mean_control"] * 0.9, (key, got, bad)

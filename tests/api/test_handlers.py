@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from service_helpers import Recorder, analysis_table, publish, reference_records
+from service_helpers import Recorder, analysis_table, publish, raw_sources, reference_records, spec_body
 
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.storage.objects import LocalObjectStore
@@ -68,9 +68,15 @@ def _pump(modules: dict[str, ModuleType], recorder: Recorder) -> list[str]:
 
 
 def _get(path: str) -> dict[str, Any]:
+    return _request("GET", path, None)
+
+
+def _request(method: str, path: str, body: object) -> dict[str, Any]:
+    """An API Gateway proxy event for ``method path`` with a JSON body (from the recorded POST event)."""
     ev = copy.deepcopy(event("api_post_analysis.json"))
-    ev.update(path=path, httpMethod="GET", body=None, pathParameters={"proxy": path.lstrip("/")})
-    ev["requestContext"].update(httpMethod="GET", path="/dev" + path)
+    ev.update(path=path, httpMethod=method, body=None if body is None else json.dumps(body),
+              pathParameters={"proxy": path.lstrip("/")})
+    ev["requestContext"].update(httpMethod=method, path="/dev" + path)
     return ev
 
 
@@ -92,6 +98,28 @@ def test_api_gateway_event_to_scorecard_through_the_four_handlers(
     assert got["effect"] == pytest.approx(ref.effect, rel=1e-12)  # type: ignore[attr-defined]
 
 
+def test_registered_experiment_runs_stage1_in_a_function_before_its_slices(
+    functions: tuple[dict[str, ModuleType], Recorder], tmp_path: Path,
+) -> None:
+    modules, recorder = functions
+    uris, config = raw_sources(str(tmp_path / "raw"), users=1000)
+    put = modules["api"].handler(_request("PUT", "/experiments/autoplay", spec_body(uris, config)), Context("p"))
+    assert put.get("statusCode") == 201, put
+    assert json.loads(put["body"])["version"] == 1
+    body = {"metrics": ["is_streamer"], "slices": [{}, {"all_of": [{"column": "country", "values": ["US"]}]}]}
+    created = modules["api"].handler(_request("POST", "/experiments/autoplay/analyses", body), Context("a"))
+    assert created["statusCode"] == 202 and json.loads(created["body"])["stage1"] is True
+    aid = json.loads(created["body"])["analysis_id"]
+    first = json.loads(recorder.requests[0]["body"])  # type: ignore[arg-type]
+    assert len(recorder.requests) == 1 and first["kind"] == "stage1"  # the slices wait for it
+    delivered = _pump(modules, recorder)
+    assert delivered.count("slice") == 2 and delivered.count("coordinator") == 1 + 2 + 2
+    status = json.loads(modules["api"].handler(_get(f"/analyses/{aid}"), Context("s"))["body"])
+    assert status["state"] == "SUCCEEDED", status["failures"]
+    assert status["stage1"]["state"] == "SUCCEEDED" and status["experiment_version"] == 1
+    assert len(status["records"]) == 2 * 2  # two treated cells x two slices, 'proportion' (declared)
+
+
 def test_api_rejects_a_missing_key(functions: tuple[dict[str, ModuleType], Recorder]) -> None:
     modules, _ = functions
     ev = event("api_post_analysis.json")
@@ -109,6 +137,7 @@ def test_sample_events_parse_and_are_harmless_when_their_jobs_are_unknown(
     assert health["statusCode"] == 200 and json.loads(health["body"])["mode"] == "serverless"
     assert modules["slice"].handler(event("lambda_run_slice.json"), Context("s"))["status"] == "skipped"
     assert modules["fit"].handler(event("lambda_run_fit.json"), Context("f"))["status"] == "skipped"
+    assert modules["slice"].handler(event("lambda_run_stage1.json"), Context("1"))["status"] == "skipped"
     sqs = modules["fit"].handler(event("sqs_run_jobs.json"), Context("q"))
     assert sqs["batchItemFailures"] == [] and sqs["results"][0]["status"] == "skipped"
     assert modules["coordinator"].handler(event("lambda_job_finished.json"), Context("c")) == {"coordinated": "job_finished"}

@@ -38,10 +38,10 @@ def _register(coord: Coordinator, uris: dict[str, str], config: Any, **overrides
 
 
 def _drain(coord: Coordinator, settings: Settings, analysis_id: str) -> list[str]:
-    """Run due jobs in priority order until none is left; returns the kinds in the order they ran."""
+    """Run the analysis's due jobs in priority order until none is left; returns the kinds in the order they ran."""
     ran: list[str] = []
     for _ in range(500):
-        due = coord.state.due_jobs(time.time() + 1e6, limit=1)
+        due = [j for j in coord.state.due_jobs(time.time() + 1e6, limit=1000) if j.analysis_id == analysis_id]
         if not due:
             break
         job = due[0]
@@ -184,3 +184,20 @@ def test_live_slice_waits_for_a_pending_stage1_and_jobs_read_their_own_version(t
     assert {r.slice for r in coord.results(analysis.analysis_id).records} == {"all users", "country=US"}
     with pytest.raises(Exception, match="is_streamer"):  # the current version no longer has it
         coord.submit("autoplay", _spec())
+
+
+def test_a_table_rebuilt_for_a_newer_version_is_not_sliced_for_an_older_analysis(tmp_path: Path) -> None:
+    coord, settings, uris, config = _setup(tmp_path)
+    _register(coord, uris, config)
+    _drain(coord, settings, coord.submit("autoplay", _spec(slices=(SliceFilter(),))).analysis_id)
+    older = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))  # version 1, table current: no stage 1
+    assert coord.stage1_job(older.analysis_id) is None
+    _register(coord, uris, config, description="second look")
+    newer = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))
+    _drain(coord, settings, newer.analysis_id)  # rebuilds the table for version 2 while the older one waits
+    _drain(coord, settings, older.analysis_id)
+    status = coord.status(older.analysis_id)
+    assert status.analysis.state == AnalysisState.FAILED
+    failure = next(f for f in status.failures if f.kind == "slice")
+    assert "rebuilt from another version of its spec" in failure.error and "version 1" in failure.error
+    assert coord.state.get_analysis(newer.analysis_id).state == AnalysisState.SUCCEEDED

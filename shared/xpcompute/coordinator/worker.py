@@ -34,6 +34,7 @@ from xpcompute.coordinator.slicing import (
     moments_specs,
 )
 from xpcompute.errors import InputError, NotFoundError, XPError
+from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.spec import FitSpec
 from xpcompute.storage import keys
@@ -77,6 +78,8 @@ def run_slice(coordinator: Coordinator, settings: Settings, job: Job) -> dict[st
     experiment = coordinator.experiment_of(analysis)
     specs = fit_specs(spec, experiment)
     table_key = spec.table or keys.analysis_table(analysis.experiment_id)
+    if experiment is not None and spec.table is None:
+        _check_table_version(coordinator, table_key, experiment, analysis.experiment_version)
     task = SliceTask(
         experiment_id=analysis.experiment_id,
         table_prefix=table_key,
@@ -149,6 +152,28 @@ def run_stage1_job(coordinator: Coordinator, settings: Settings, job: Job) -> di
 
         table = run_stage1_configured(experiment, coordinator.store.uri, settings)
     return {**out, "rows": table.num_rows, "run": table.run_id, "reused": False}
+
+
+def _check_table_version(
+    coordinator: Coordinator, table_key: str, experiment: ExperimentSpec, version: int | None
+) -> None:
+    """Refuse to slice a table built from another version of the spec than the analysis was planned from.
+
+    Why: the experiment's table has one key; if a later registration's
+    analysis rebuilt it while this one was queued, its slices would silently
+    mix two definitions of the metrics (or windows). Failing says so instead.
+    """
+    from xpcompute.coordinator.service import spec_hash
+    from xpcompute.pipeline.tables import open_table
+    from xpcompute.storage.versions import content_hash
+
+    manifest = open_table(table_key, coordinator.store).manifest
+    built_from = manifest.get("spec_hash") or content_hash(manifest.get("spec"))
+    if built_from != spec_hash(experiment):
+        raise InputError(
+            f"the analysis table of experiment {experiment.id!r} was rebuilt from another version of its spec after "
+            f"this analysis (version {version}) was planned; submit a new analysis to analyse the current table"
+        )
 
 
 def _built_since(manifest: dict[str, object], digest: str, since: float) -> bool:

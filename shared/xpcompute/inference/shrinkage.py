@@ -15,12 +15,23 @@ with mu_hat = sum(y_i / v_i) / sum(1 / v_i) the GLS mean; the maximiser is the r
 Q = sum w_i (y_i - ybar_w)^2, w_i = 1/s_i^2, S1 = sum w_i, S2 = sum w_i^2 (checked against statsmodels).
 With a fixed prior mean (e.g. 0: shrink effects toward no effect) tau^2 is the plain ML estimate given mu.
 
-Posterior of each theta_i, plugging in tau^2 (Morris 1983; Raudenbush & Bryk 2002, eq. 3.57):
+Posterior of each theta_i given tau^2 (Morris 1983; Raudenbush & Bryk 2002, eq. 3.57):
     B_i = s_i^2 / v_i                             (shrinkage factor: 0 = keep raw, 1 = all the way to mu)
-    E[theta_i | y] = B_i mu_hat + (1 - B_i) y_i
-    Var[theta_i | y] = (1 - B_i) s_i^2 + B_i^2 Var(mu_hat),   Var(mu_hat) = 1 / sum(1 / v_i)
-The second term carries the uncertainty of the estimated mean; the uncertainty of tau^2 is not carried, so with
-very few estimates (k < ~10) the intervals run slightly short.
+    E[theta_i | y, tau] = B_i mu_hat + (1 - B_i) y_i
+    Var[theta_i | y, tau] = (1 - B_i) s_i^2 + B_i^2 Var(mu_hat),   Var(mu_hat) = 1 / sum(1 / v_i)
+(the second term carries the uncertainty of the estimated mean).
+
+Intervals. Plugging in tau^2_hat (`intervals="plugin"`) ignores that tau^2 is itself estimated; with 40
+estimates whose se vary 6-fold the 95% plug-in intervals cover only ~87% (they are far too short whenever
+tau^2_hat lands low). The default, `intervals="integrated"`, averages over tau instead, as in Gelman et al.,
+"Bayesian Data Analysis", 3rd ed., §5.4-5.5: with a flat prior on mu and a uniform prior on tau, the marginal
+posterior p(tau | y) is proportional to the restricted likelihood exp(l_R(tau^2)), evaluated on a grid of tau.
+The reported posterior mean and sd are the mixture's (E over tau of the conditional mean; E of the conditional
+variance plus the variance of the conditional means) and the interval is the mixture's exact alpha/2 and
+1 - alpha/2 quantiles. tau^2 itself is still reported as the REML / DL point estimate. In the seeded simulation
+(tests/inference/test_shrinkage.py; 40 estimates, se 0.05-0.3) the integrated 95% intervals cover 93% at
+tau = 0.1, 98% at tau = 0.03 and 99.9% at tau = 0: close to nominal when the effects differ, conservative when
+they barely do (the uniform prior on tau keeps some mass away from 0).
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 Method = Literal["reml", "dl"]
 FloatArray = NDArray[np.float64]
@@ -54,6 +65,7 @@ class ShrinkageResult:
     ci_low: FloatArray
     ci_high: FloatArray
     alpha: float
+    intervals: str = "integrated"
     labels: tuple[str, ...] = field(default=())
 
     def rows(self) -> list[dict[str, float | str]]:
@@ -121,11 +133,14 @@ def empirical_bayes_shrinkage(
     method: Method = "reml",
     prior_mean: float | None = None,
     alpha: float = 0.05,
+    intervals: Literal["integrated", "plugin"] = "integrated",
+    grid_size: int = 200,
 ) -> ShrinkageResult:
     """Shrink `estimates` (with standard errors `ses`) toward a prior fitted to them; see module docstring.
 
     prior_mean: None estimates it (GLS mean); a number fixes it (then tau^2 is ML given that mean, and the
-    posterior variance has no mean-uncertainty term).
+    posterior variance has no mean-uncertainty term). intervals: "integrated" (default) averages the posterior
+    over p(tau | y); "plugin" uses tau^2_hat as if known (shorter, under-covers).
     """
     y = np.asarray(estimates, dtype=np.float64).ravel()
     s = np.asarray(ses, dtype=np.float64).ravel()
@@ -153,9 +168,15 @@ def empirical_bayes_shrinkage(
         name = "ml (fixed prior mean)"
     v = s2 + tau2
     b = s2 / v
-    post_mean = b * mu + (1.0 - b) * y
-    post_sd = np.sqrt((1.0 - b) * s2 + b * b * var_mu)
-    z = float(stats.norm.isf(alpha / 2.0))
+    if intervals == "plugin":
+        post_mean = b * mu + (1.0 - b) * y
+        post_sd = np.sqrt((1.0 - b) * s2 + b * b * var_mu)
+        z = float(stats.norm.isf(alpha / 2.0))
+        lo, hi = post_mean - z * post_sd, post_mean + z * post_sd
+    elif intervals == "integrated":
+        post_mean, post_sd, lo, hi = _integrated_posterior(y, s2, prior_mean, tau2, alpha, grid_size)
+    else:
+        raise ValueError(f"unknown intervals {intervals!r}")
     return ShrinkageResult(
         y,
         s,
@@ -166,8 +187,56 @@ def empirical_bayes_shrinkage(
         b,
         post_mean,
         post_sd,
-        post_mean - z * post_sd,
-        post_mean + z * post_sd,
+        lo,
+        hi,
         alpha,
+        intervals,
         tuple(labels),
     )
+
+
+def _integrated_posterior(
+    y: FloatArray, s2: FloatArray, prior_mean: float | None, tau2_hat: float, alpha: float, grid_size: int
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Posterior of each theta_i averaged over p(tau | y) on a grid (uniform prior on tau; see module docstring).
+
+    Returns the mixture's mean, sd and equal-tailed (alpha/2, 1 - alpha/2) quantiles.
+    """
+    # grid: 0 .. well past where the restricted likelihood has any mass
+    top = 6.0 * math.sqrt(max(tau2_hat, float(np.var(y)), float(np.median(s2)) / y.size))
+    tau = np.linspace(0.0, top, grid_size)
+    v = s2[None, :] + (tau * tau)[:, None]  # grid x k
+    w = 1.0 / v
+    if prior_mean is None:
+        mu = (w * y).sum(axis=1) / w.sum(axis=1)
+        var_mu = 1.0 / w.sum(axis=1)
+        loglik = -0.5 * (
+            np.log(v).sum(axis=1) + np.log(w.sum(axis=1)) + ((y - mu[:, None]) ** 2 * w).sum(axis=1)
+        )
+    else:
+        mu = np.full(tau.size, float(prior_mean))
+        var_mu = np.zeros(tau.size)
+        loglik = -0.5 * (np.log(v).sum(axis=1) + ((y - mu[:, None]) ** 2 * w).sum(axis=1))
+    p = np.exp(loglik - loglik.max())
+    keep = p > 1e-12 * p.max()  # drop grid points without posterior mass
+    p, tau, v, w, mu, var_mu = p[keep], tau[keep], v[keep], w[keep], mu[keep], var_mu[keep]
+    p /= p.sum()
+    b = s2[None, :] * w
+    m = b * mu[:, None] + (1.0 - b) * y  # conditional means, grid x k
+    sd = np.sqrt((1.0 - b) * s2 + b * b * var_mu[:, None])
+    sd = np.maximum(sd, 1e-300)
+    mean = p @ m
+    var = p @ (sd * sd + m * m) - mean * mean
+    total_sd = np.sqrt(np.maximum(var, 0.0))
+
+    def quantile(q: float) -> FloatArray:
+        lo = (m - 12.0 * sd).min(axis=0)
+        hi = (m + 12.0 * sd).max(axis=0)
+        for _ in range(64):  # bisection on the mixture cdf, all estimates at once
+            mid = 0.5 * (lo + hi)
+            below = p @ special.ndtr((mid[None, :] - m) / sd) < q
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        return np.asarray(0.5 * (lo + hi), dtype=np.float64)
+
+    return mean, total_sd, quantile(alpha / 2.0), quantile(1.0 - alpha / 2.0)

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
@@ -255,12 +256,15 @@ def draw(config: EcommerceConfig | None = None) -> EcommerceData:
 
     who, at, on = _events(rng, cfg.orders_per_day * spend, eff.order_rate_lift, treated, exposure,
                           _us(first_day), order_days)
+    by_time = np.argsort(at, kind="stable")  # an order table is in time order, not grouped by customer
+    who, at, on = who[by_time], at[by_time], on[by_time]
     k = len(who)
     amount = rng.lognormal(np.log(45.0), 0.6, size=k) * np.where(on, 1 + eff.amount_lift, 1.0)
     status = rng.choice(len(STATUSES), size=k, p=STATUS_SHARE)
     basket = np.rint(1_000_000 + rng.normal(0.0, 1.0, size=k) + on * eff.basket_shift_cents).astype(np.int64)
     orders = pa.table({
-        "order_id": pa.array([f"o-{i:09d}" for i in range(k)], pa.string()),
+        "order_id": pc.binary_join_element_wise(
+            "o-", pc.utf8_lpad(pc.cast(pa.array(np.arange(k)), pa.string()), width=9, padding="0"), ""),
         "customer_id": pa.array(ids[who], pa.string()),
         "ordered_at": pa.array(at, pa.timestamp("us", tz="UTC")),
         "amount_usd": np.round(amount, 2),
@@ -270,6 +274,8 @@ def draw(config: EcommerceConfig | None = None) -> EcommerceData:
 
     pv_who, pv_at, _ = _events(rng, cfg.page_views_per_day * np.sqrt(spend), eff.page_view_lift, treated,
                                exposure, _us(first_day), np.ones(span))
+    by_time = np.argsort(pv_at, kind="stable")
+    pv_who, pv_at = pv_who[by_time], pv_at[by_time]
     page_views = pa.table({
         "customer_id": pa.array(ids[pv_who], pa.string()),
         "viewed_at": pa.array(pv_at, pa.timestamp("us")),

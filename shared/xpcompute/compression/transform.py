@@ -10,8 +10,9 @@ So every variable ``x`` (a metric or a continuous covariate) is stored as
     z = (x - shift) * inv_scale,    inv_scale = 1 / scale,   scale = 2**k
 
 with ``shift`` the midpoint of the column's range and ``scale`` the smallest
-power of two at least half that range, so ``|z| <= 1`` on every row: no power
-of ``z`` up to the fourth can overflow, and the mean of ``z`` is within the
+power of two at least half that range, so ``|z| <= 1`` on every row (at most
+4 for a column spanning more than +-4e307, where the scale stops at 2**1022 so
+that ``1 / scale`` stays a normal float): no power of ``z`` up to the fourth can overflow, and the mean of ``z`` is within the
 column's range of zero, whatever the location and magnitude of ``x``.
 ``scale`` is a power of two, so multiplying by it is exact, and the models
 turn their results back into the units of ``x`` exactly (``models/data.py``).

@@ -8,9 +8,12 @@ Var(R) = (var_y - 2 R cov_yd + R^2 var_d) / (n * mean_d^2), with sample
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
 
+from xpcompute.compression.transform import ColumnTransform
 from xpcompute.errors import CellError, InputError, ZeroVarianceError
 from xpcompute.models.base import CausalModel, MeansCovariance
 from xpcompute.models.data import ModelData, Subgroup
@@ -19,8 +22,18 @@ from xpcompute.records import ResultRecord
 F64 = NDArray[np.float64]
 
 
+def ratio_unit(data: ModelData) -> float:
+    """The power of two ``ay / ad`` (scales of metric and denominator): the natural unit of the ratio.
+
+    Variances are stated in it, so that a ratio of 1e-150 has a variance of
+    order one rather than a subnormal 1e-300 with a few digits left.
+    """
+    exponent = math.frexp(data.transform(0).scale)[1] - math.frexp(data.transform(1).scale)[1]
+    return math.ldexp(1.0, min(max(exponent, -1021), 1022))
+
+
 def ratio_moments(data: ModelData, mask: NDArray[np.bool_], cell: str) -> tuple[float, float, float]:
-    """(count, ratio, variance of the ratio) of one cell, from the stored sums of ``z``.
+    """(count, ratio, variance of the ratio in ``ratio_unit`` squared) of one cell, from the stored sums of ``z``.
 
     With ``y = sy + ay zy`` and ``d = sd + ad zd`` (``compression/transform.py``),
     the (co)variances are ``ay^2 var(zy)``, ``ad^2 var(zd)``, ``ay ad cov(zy, zd)``,
@@ -56,7 +69,7 @@ def ratio_moments(data: ModelData, mask: NDArray[np.bool_], cell: str) -> tuple[
     vzd = (tot(0, 2) - szd * mzd) / (n - 1)
     czyd = (tot(1, 1) - szy * mzd) / (n - 1)
     rho = r * (td.scale / ty.scale)
-    u = ty.scale / md
+    u = ty.scale / (ratio_unit(data) * md)
     return n, r, u * u * (vzy - 2 * rho * czyd + rho * rho * vzd) / n
 
 
@@ -65,15 +78,20 @@ class RatioModel(CausalModel):
 
     name = "ratio"
 
+    def outcome_units(self, data: ModelData) -> ColumnTransform:
+        """Ratios, and their variances, in units of ``ratio_unit``."""
+        return ColumnTransform(shift=0.0, scale=ratio_unit(data))
+
     def train(self, data: ModelData) -> None:
         everyone = np.ones(len(data.n), dtype=bool)
-        self.ratios = {c: ratio_moments(data, everyone, c)[1] for c in data.cells}
+        unit = ratio_unit(data)
+        self.ratios = {c: ratio_moments(data, everyone, c)[1] / unit for c in data.cells}
 
     def predict(self, data: ModelData, cell: str) -> F64:
         return np.full(len(data.n), self.ratios[cell])
 
     def potential_outcome_mean(self, data: ModelData, group: Subgroup, cell: str) -> float:
-        return ratio_moments(data, group.mask, cell)[1]
+        return ratio_moments(data, group.mask, cell)[1] / ratio_unit(data)
 
     def means_covariance(self, data: ModelData, group: Subgroup, cell: str, control: str) -> MeansCovariance:
         va = ratio_moments(data, group.mask, cell)[2]

@@ -308,7 +308,6 @@ def headline(o: Oracle, cell: str) -> dict[tuple[str, str], Estimate]:
     return out
 
 
-TINY_P = 1e-10
 FIELDS: tuple[str, ...] = ("effect", "se", "p_value", "n_cell", "n_control", "mean_cell", "mean_control")
 
 
@@ -331,11 +330,12 @@ def relative_differences(
 ) -> dict[tuple[str, str, str], float]:
     """``|got - expected| / |expected|`` for every field of every expected estimate (inf where one is missing).
 
-    A p-value far in the tail is ill-conditioned: its relative error is about
-    the test statistic squared times the statistic's, and the statistic of a
-    mean near 1e6 with a spread near 1 is itself only known to about 1e-10.
-    Below ``TINY_P`` p-values are therefore compared by their logarithms
-    (``|log p - log q| / |log q|``), which is what "the same p-value" means there.
+    P-values are compared on the scale of their test statistic, as the
+    normal score ``z = isf(p / 2)``: ``|z_got - z_expected| / max(1, |z_expected|)``.
+    A p-value in the tail is ill-conditioned (its relative error is about
+    ``z^2`` times the statistic's), and the statistic of a mean near 1e6 with
+    a spread near 1 is itself only known to about 1e-10 in double precision,
+    on either side; on the statistic's scale "the same p-value" is well defined.
     """
     out: dict[tuple[str, str, str], float] = {}
     for key, estimate in expected.items():
@@ -344,8 +344,9 @@ def relative_differences(
             have = got.get(key, {}).get(f)
             if have is None or not np.isfinite(have):
                 out[(*key, f)] = float("inf")
-            elif f == "p_value" and 0 < want < TINY_P and have > 0:
-                out[(*key, f)] = abs(np.log(have) - np.log(want)) / abs(np.log(want))
+            elif f == "p_value" and want > 0 and have > 0:
+                z_have, z_want = float(stats.norm.isf(have / 2)), float(stats.norm.isf(want / 2))
+                out[(*key, f)] = abs(z_have - z_want) / max(1.0, abs(z_want))
             elif want == 0:
                 out[(*key, f)] = abs(have - want)
             else:

@@ -111,3 +111,46 @@ def test_unreachable_object_store_fails_jobs_after_retries_with_the_reason() -> 
     assert final.error is not None and "2 job(s) failed" in final.error
     card = coord.results(analysis.analysis_id)
     assert card.records == [] and len(card.failures) == 2
+
+
+def test_registered_experiment_and_stage1_job_on_s3_and_dynamodb(moto_endpoint: str, tmp_path: Path) -> None:
+    """Versions are put-if-absent objects in S3, source times come from S3's LastModified, stage 1 publishes to S3."""
+    import time
+
+    from service_helpers import raw_sources, spec_body
+
+    from xpcompute.storage.objects import newest_modification
+
+    settings = _aws_settings(moto_endpoint)
+    coord = build_coordinator(settings, dispatcher=None)
+    uris, config = raw_sources(str(tmp_path / "raw"), users=1000)
+    body = spec_body(uris, config, metrics=["streaming_hours", "longest_session_hours"])
+    assert coord.register_spec("autoplay", body).version == 1
+    assert coord.register_spec("autoplay", body).created is False
+    other = build_coordinator(settings, dispatcher=None)  # another container, same stores
+    assert other.register_spec("autoplay", {**body, "description": "v2"}).version == 2
+    current = coord.experiment_version("autoplay")
+    assert current is not None and current.version == 2 and current.spec.description == "v2"
+
+    before = time.time() - 5
+    coord.store.put_bytes("raw/a/part-0.parquet", b"x")
+    coord.store.put_bytes("raw/a/part-1.parquet", b"y")
+    changed = newest_modification(coord.store.uri_for("raw/a"), endpoint_url=moto_endpoint)
+    assert changed is not None and changed >= before
+    assert newest_modification(coord.store.uri_for("raw/nothing"), endpoint_url=moto_endpoint) is None
+
+    analysis = coord.submit("autoplay", AnalysisSpec(metrics=("streaming_hours",), slices=(SliceFilter(),)))
+    assert analysis.experiment_version == 2
+    for _ in range(20):
+        due = coord.state.due_jobs(time.time() + 1e6, limit=10)
+        if not due:
+            break
+        for job in due:
+            run_job(coord, settings, job.job_id, "w")
+            coord.on_job_finished(job.job_id)
+    final = coord.state.get_analysis(analysis.analysis_id)
+    assert final.state == AnalysisState.SUCCEEDED, final.error
+    kinds = sorted(j.kind.value for j in coord.state.list_jobs(analysis.analysis_id))
+    assert kinds == ["fit", "fit", "slice", "stage1"]
+    assert coord.store.exists("autoplay/analysis/_MANIFEST.json")
+    assert coord.stage1_reason(current.spec) is None

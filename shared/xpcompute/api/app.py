@@ -1,5 +1,11 @@
 """The HTTP API: one FastAPI app for every target (``xpcompute serve``, Lambda via mangum, tests).
 
+Experiments are registered with ``PUT /experiments/{id}`` (validated against
+the sources, stored as immutable numbered versions) and read back with
+``GET /experiments[/{id}[/versions]]``; an analysis of a registered experiment
+uses its current version and runs stage 1 as a job first when the table is
+missing or stale.
+
 Routes validate with pydantic, call the coordinator, and shape the answer;
 errors raised on purpose (``XPError``) become their ``status`` with a JSON
 body ``{"error": code, "message": ...}`` naming the problem. OpenAPI is at

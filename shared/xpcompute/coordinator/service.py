@@ -227,8 +227,7 @@ class Coordinator:
             return "no analysis table has been published yet"
         if refresh:
             return "refresh was requested"
-        built_from = table.manifest.get("spec_hash") or content_hash(table.manifest.get("spec"))
-        if built_from != spec_hash(experiment):
+        if table_spec_hash(table.manifest) != spec_hash(experiment):
             return "the registered spec changed since the table was built"
         if experiment.daily:
             try:
@@ -670,10 +669,24 @@ class RegisteredExperiment:
     spec: ExperimentSpec
     created: bool = False
 
+    def to_json_dict(self) -> dict[str, object]:
+        """Everything but the spec itself (what the CLI prints after ``experiment register``)."""
+        return {"experiment_id": self.experiment_id, "version": self.version, "spec_hash": self.spec_hash,
+                "created_at": self.created_at, "created": self.created}
+
 
 def spec_hash(experiment: ExperimentSpec) -> str:
-    """The content hash of a spec as stored (and as stage 1 records it in the table's manifest)."""
+    """The content hash of a spec as stored (and of the spec stage 1 records in the table's manifest)."""
     return content_hash(experiment.model_dump(mode="json"))
+
+
+def table_spec_hash(manifest: dict[str, object]) -> str | None:
+    """The hash of the spec a published table was built from: of the spec its manifest records, computed here
+    the same way as ``spec_hash`` (so no other hashing scheme can make a current table look stale)."""
+    if "spec" in manifest:
+        return content_hash(manifest["spec"])
+    value = manifest.get("spec_hash")
+    return value if isinstance(value, str) else None
 
 
 def _unregistered(experiment_id: str) -> str:
@@ -741,4 +754,6 @@ def _scorecard_from_json(raw: dict[str, object]) -> Scorecard:
     )
 
 
-__all__ = ["AnalysisStatus", "Coordinator", "InputError", "RegisteredExperiment", "RetryPolicy", "spec_hash"]
+__all__ = [
+    "AnalysisStatus", "Coordinator", "InputError", "RegisteredExperiment", "RetryPolicy", "spec_hash", "table_spec_hash",
+]

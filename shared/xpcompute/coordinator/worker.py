@@ -163,13 +163,11 @@ def _check_table_version(
     analysis rebuilt it while this one was queued, its slices would silently
     mix two definitions of the metrics (or windows). Failing says so instead.
     """
-    from xpcompute.coordinator.service import spec_hash
+    from xpcompute.coordinator.service import spec_hash, table_spec_hash
     from xpcompute.pipeline.tables import open_table
-    from xpcompute.storage.versions import content_hash
 
     manifest = open_table(table_key, coordinator.store).manifest
-    built_from = manifest.get("spec_hash") or content_hash(manifest.get("spec"))
-    if built_from != spec_hash(experiment):
+    if table_spec_hash(manifest) != spec_hash(experiment):
         raise InputError(
             f"the analysis table of experiment {experiment.id!r} was rebuilt from another version of its spec after "
             f"this analysis (version {version}) was planned; submit a new analysis to analyse the current table"
@@ -180,9 +178,9 @@ def _built_since(manifest: dict[str, object], digest: str, since: float) -> bool
     """Whether a published table was built from spec content ``digest`` after time ``since`` (Unix seconds)."""
     from datetime import datetime
 
-    from xpcompute.storage.versions import content_hash
+    from xpcompute.coordinator.service import table_spec_hash
 
-    built_from = manifest.get("spec_hash") or content_hash(manifest.get("spec"))
+    built_from = table_spec_hash(manifest)
     try:
         built_at = datetime.fromisoformat(str(manifest.get("created_at"))).timestamp()
     except ValueError:

@@ -171,6 +171,34 @@ def test_issue_offsets_keep_the_covariate_and_the_p_value(offset: float) -> None
     assert r.notes == []
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ratio=RATIOS, magnitude=MAGNITUDES, cov_offset=st.sampled_from([0.0, 1e6, -1e9]), n=st.integers(4, 30), seed=st.integers(0, 2**31))
+def test_cate_matches_a_saturated_statsmodels_fit(ratio: float, magnitude: int, cov_offset: float, n: int, seed: int) -> None:
+    """CATE per segment = the cell coefficient plus its segment interaction of one HC1 fit (covariate terms cancel)."""
+    rng = np.random.default_rng(seed)
+    sd = 10.0**magnitude
+    cell = np.tile(cells(n, n), 2)
+    seg = np.repeat(np.array(["s0", "s1"]), 2 * n)
+    d, s1 = (cell == "b").astype(float), (seg == "s1").astype(float)
+    u = rng.normal(0, 1, 4 * n)
+    c = cov_offset + u
+    y = ratio * sd + sd * (0.5 * u + rng.normal(0, 1, 4 * n) + 0.3 * d + 0.4 * d * s1)
+    table = pa.table({"cell": cell, "seg": seg, "y": y, "c": c})
+    records = fit_table(table, FitSpec(metric="y", treatment="cell", model="cate", segment="seg", covariates=("c",))).records
+    zy, k = fixed(y)
+    x = np.column_stack([np.ones(4 * n), s1, d, d * s1, fixed(c)[0]])
+    fit = sm.OLS(zy, x).fit(cov_type="HC1")
+    for r in records:
+        contrast = np.array([0, 0, 1, 0, 0.0])
+        if r.segment == "s1":
+            contrast[3] = 1.0
+        elif r.segment is None:  # the overall ATE: interactions weighted by the segments' shares of rows
+            contrast[3] = s1.mean()
+        effect = math.ldexp(float(contrast @ fit.params), k)
+        se = math.ldexp(float(np.sqrt(contrast @ fit.cov_params() @ contrast)), k)
+        close([r.effect, r.se], [effect, se])
+
+
 # ----------------------------------------------------------------------------- ratio metrics
 
 

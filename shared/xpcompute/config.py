@@ -27,6 +27,7 @@ object store under ``.xpcompute/``, a local worker pool, no API key.
 | ``XPCOMPUTE_OPENFAAS_URL`` | unset | OpenFaaS gateway, e.g. ``http://127.0.0.1:8080`` |
 | ``XPCOMPUTE_CALLBACK_URL`` | unset | URL OpenFaaS calls back when an async function finishes |
 | ``XPCOMPUTE_LEASE_S`` | ``120`` | a RUNNING job not finished within its lease is taken back and retried |
+| ``XPCOMPUTE_STAGE1_LEASE_S`` | ``3600`` | the lease of a stage-1 job (it builds the whole analysis table, so it runs far longer than a slice or a fit) |
 | ``XPCOMPUTE_MAX_ATTEMPTS`` | ``3`` | attempts per job before it is FAILED |
 | ``XPCOMPUTE_BACKOFF_S`` | ``0.5`` | first retry delay; doubles per attempt |
 | ``XPCOMPUTE_BACKOFF_MAX_S`` | ``30`` | longest retry delay |
@@ -87,6 +88,7 @@ class Settings(BaseModel):
     openfaas_url: str | None = None
     callback_url: str | None = None
     lease_s: float = Field(default=120.0, gt=0)
+    stage1_lease_s: float = Field(default=3600.0, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=100)
     backoff_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)

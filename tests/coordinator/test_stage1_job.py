@@ -201,3 +201,13 @@ def test_a_table_rebuilt_for_a_newer_version_is_not_sliced_for_an_older_analysis
     failure = next(f for f in status.failures if f.kind == "slice")
     assert "rebuilt from another version of its spec" in failure.error and "version 1" in failure.error
     assert coord.state.get_analysis(newer.analysis_id).state == AnalysisState.SUCCEEDED
+
+
+def test_a_stage1_job_holds_its_own_longer_lease(tmp_path: Path) -> None:
+    """Stage 1 builds the whole table: a slice-sized lease would have it taken back and run twice."""
+    coord, settings, uris, config = _setup(tmp_path, users=200)
+    _register(coord, uris, config)
+    analysis = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))
+    job = coord.claim(stage1_job_id(analysis.analysis_id), "w")
+    assert job is not None and job.lease_expires_at is not None and job.started_at is not None
+    assert job.lease_expires_at - job.started_at == settings.stage1_lease_s == 3600.0 > settings.lease_s

@@ -54,17 +54,22 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Attempts, backoff and leases; from ``XPCOMPUTE_MAX_ATTEMPTS``, ``_BACKOFF_S``, ``_LEASE_S`` ..."""
+    """Attempts, backoff and leases; from ``XPCOMPUTE_MAX_ATTEMPTS``, ``_BACKOFF_S``, ``_LEASE_S``, ``_STAGE1_LEASE_S`` ..."""
 
     max_attempts: int = 3
     backoff_s: float = 0.5
     backoff_max_s: float = 30.0
     lease_s: float = 120.0
     redispatch_s: float = 60.0
+    stage1_lease_s: float = 3600.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> RetryPolicy:
-        return cls(s.max_attempts, s.backoff_s, s.backoff_max_s, s.lease_s, s.redispatch_s)
+        return cls(s.max_attempts, s.backoff_s, s.backoff_max_s, s.lease_s, s.redispatch_s, s.stage1_lease_s)
+
+    def lease(self, kind: JobKind) -> float:
+        """How long a worker may hold a job: stage 1 builds the whole table, so it gets its own, longer lease."""
+        return self.stage1_lease_s if kind == JobKind.STAGE1 else self.lease_s
 
     def backoff(self, attempts: int) -> float:
         """Delay before attempt ``attempts + 1``: doubling from ``backoff_s``, capped."""
@@ -410,7 +415,7 @@ class Coordinator:
         now = self.clock()
         leased = replace(
             job, state=JobState.RUNNING, attempts=job.attempts + 1, started_at=now, updated_at=now,
-            lease_expires_at=now + self.policy.lease_s, worker=worker,
+            lease_expires_at=now + self.policy.lease(job.kind), worker=worker,
         )
         try:
             return self.state.update_job(leased, JobState.PENDING, job.version)
@@ -464,7 +469,7 @@ class Coordinator:
         """Take back RUNNING jobs whose lease ran out (a worker died or hangs) and retry them."""
         out: list[Job] = []
         for job in self.state.expired_jobs(self.clock()):
-            new = self.fail(job, f"lease of {self.policy.lease_s:g}s expired on worker {job.worker} "
+            new = self.fail(job, f"lease of {self.policy.lease(job.kind):g}s expired on worker {job.worker} "
                                  f"(attempt {job.attempts})", retryable=True)
             if new is not None:
                 out.append(new)

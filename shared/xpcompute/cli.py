@@ -201,11 +201,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from xpcompute.runner import run_experiment
 
+    from xpcompute.config import Settings
+
     experiment = _load_experiment(args.spec)
     slices = [parse_slice(s, experiment) for s in args.slice] if args.slice else None
     console = Console()
+    home = Path(args.home) if args.home else Settings.from_env().home
     result = run_experiment(
-        experiment, home=Path(args.home), slices=slices, workers=args.workers, console=console,
+        experiment, home=home, slices=slices, workers=args.workers, console=console,
         report=Path(args.report) if args.report else None, json_path=Path(args.json) if args.json else None,
         refresh=args.refresh,
     )
@@ -376,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "default: the spec's precompute list")
     run.add_argument("--json", default=None, help="also write the scorecard as JSON to this file")
     run.add_argument("--report", default=None, help="also write the self-contained HTML report to this file")
-    run.add_argument("--home", default=".xpcompute", help="state and object store folder (default .xpcompute)")
+    run.add_argument("--home", default=None,
+                     help="state and object store folder (default $XPCOMPUTE_HOME, else .xpcompute)")
     run.add_argument("--workers", type=int, default=None, help="most local worker processes (default: cores)")
     run.add_argument("--refresh", action="store_true", help="rebuild the analysis table even if it is current")
     run.set_defaults(func=cmd_run)

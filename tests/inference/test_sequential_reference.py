@@ -27,6 +27,7 @@ from xpcompute.inference import (
     two_sample_effect,
 )
 from xpcompute.inference.power import confidence_sequence_z_threshold
+from xpcompute.inference.sequential import running_confidence_sequence
 
 RTOL = 1e-8
 GS_TOL = 1e-6
@@ -68,6 +69,24 @@ def test_confidence_sequence_p_value_and_interval_agree() -> None:
         assert at_edge.p_value == pytest.approx(0.05, rel=1e-10)
         assert confidence_sequence(thr * 0.3 * 1.01, 0.3, n, 10_000.0).p_value < 0.05
         assert confidence_sequence(thr * 0.3 * 0.99, 0.3, n, 10_000.0).p_value > 0.05
+
+
+def test_running_confidence_sequence_only_tightens() -> None:
+    rng = np.random.default_rng(4)
+    looks, prev = [], (-math.inf, math.inf, 1.0)
+    for day in range(1, 15):
+        n = 1_000.0 * day
+        looks.append(
+            confidence_sequence(0.05 + rng.normal(0, 0.5 / math.sqrt(n)), 2.0 / math.sqrt(n), n, 14_000.0)
+        )
+        low, high, p = running_confidence_sequence(looks)
+        assert low >= prev[0] and high <= prev[1] and p <= prev[2]
+        assert (low, high, p) == (
+            max(c.ci_low for c in looks),
+            min(c.ci_high for c in looks),
+            min(c.p_value for c in looks),
+        )
+        prev = (low, high, p)
 
 
 FRACTION_SETS = [

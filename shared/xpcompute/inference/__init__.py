@@ -45,7 +45,9 @@ from xpcompute.inference.sequential import (
     confidence_sequence,
     crossing_probabilities,
     group_sequential_boundaries,
+    information_fraction,
     next_look,
+    running_confidence_sequence,
 )
 from xpcompute.inference.shrinkage import ShrinkageResult, empirical_bayes_shrinkage
 
@@ -74,12 +76,14 @@ __all__ = [
     "effect_from_record",
     "empirical_bayes_shrinkage",
     "group_sequential_boundaries",
+    "information_fraction",
     "minimum_detectable_effect",
     "next_look",
     "normal_posterior",
     "power_at",
     "preperiod_variance",
     "progress",
+    "running_confidence_sequence",
     "sample_size",
     "simulated_sequential_power",
     "two_sample_effect",

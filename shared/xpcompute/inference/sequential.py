@@ -110,7 +110,7 @@ def confidence_sequence(
     a = n * r2 + 1.0
     sigma2 = se * se * n  # per-unit variance of the estimate
     half = math.sqrt(sigma2) * math.sqrt(2.0 * a * math.log(math.sqrt(a) / alpha) / (n * n * r2))
-    s2 = (effect - null) ** 2 * n / (se * se)  # (N * (effect - null))^2 / sigma^2, divided by N
+    s2 = (effect - null) ** 2 * n / (se * se)  # = N^2 (effect - null)^2 / sigma^2
     log_e = r2 * s2 / (2.0 * a) - 0.5 * math.log(a)
     e_value = math.exp(min(log_e, 700.0))
     p = min(1.0, math.exp(-log_e))

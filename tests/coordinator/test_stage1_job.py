@@ -3,7 +3,9 @@ its failure reaches every dependant with the reason, and its table records the s
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -211,3 +213,38 @@ def test_a_stage1_job_holds_its_own_longer_lease(tmp_path: Path) -> None:
     job = coord.claim(stage1_job_id(analysis.analysis_id), "w")
     assert job is not None and job.lease_expires_at is not None and job.started_at is not None
     assert job.lease_expires_at - job.started_at == settings.stage1_lease_s == 3600.0 > settings.lease_s
+
+
+def test_one_build_at_a_time_a_waiting_stage1_reuses_the_table_just_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from xpcompute.coordinator import worker
+
+    monkeypatch.setattr(worker, "STAGE1_POLL_S", 0.02)
+    coord, settings, uris, config = _setup(tmp_path, users=500)
+    _register(coord, uris, config)
+    first = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))
+    second = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))  # no table yet: both plan stage 1
+    claim = keys.stage1_claim("autoplay")
+    assert coord.store.put_if_absent(claim, json.dumps({"job_id": "other.stage1", "started_at": time.time()}).encode())
+    done = threading.Event()
+    builder = threading.Thread(target=lambda: (run_job(coord, settings, stage1_job_id(first.analysis_id), "w1"),
+                                               done.set()))
+    builder.start()
+    assert not done.wait(0.5)  # another job holds the build: this one waits instead of building alongside
+    coord.store.delete(claim)
+    assert done.wait(60)
+    builder.join()
+    built = coord.state.get_job(stage1_job_id(first.analysis_id))
+    assert built.state == JobState.SUCCEEDED and built.output["reused"] is False
+    assert not coord.store.exists(claim)  # released after the build
+    run_job(coord, settings, stage1_job_id(second.analysis_id), "w2")
+    reused = coord.state.get_job(stage1_job_id(second.analysis_id))
+    assert reused.output["reused"] is True and reused.output["run"] == built.output["run"]
+
+    # a claim left by a holder that died (older than the stage-1 lease) does not block a refresh
+    coord.store.put_bytes(claim, json.dumps({"job_id": "dead.stage1", "started_at": time.time() - 7200}).encode())
+    refresh = coord.submit("autoplay", _spec(slices=(SliceFilter(),), refresh=True))
+    run_job(coord, settings, stage1_job_id(refresh.analysis_id), "w3")
+    rebuilt = coord.state.get_job(stage1_job_id(refresh.analysis_id))
+    assert rebuilt.state == JobState.SUCCEEDED and rebuilt.output["run"] != built.output["run"]

@@ -14,6 +14,7 @@ anything else (the object store down, a crash) is retried with backoff.
 from __future__ import annotations
 
 import json
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Literal
@@ -36,6 +37,7 @@ from xpcompute.coordinator.slicing import (
 from xpcompute.errors import InputError, NotFoundError, XPError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
+from xpcompute.pipeline.tables import PublishedTable
 from xpcompute.spec import FitSpec
 from xpcompute.storage import keys
 
@@ -116,42 +118,86 @@ def run_slice(coordinator: Coordinator, settings: Settings, job: Job) -> dict[st
     return output
 
 
+#: How often a stage-1 job waiting for another one's build looks again (seconds).
+STAGE1_POLL_S = 1.0
+
+
 def run_stage1_job(coordinator: Coordinator, settings: Settings, job: Job) -> dict[str, object]:
     """Stage 1 for the experiment version the analysis was planned from: sources -> the published analysis table.
 
     The engine is ``XPCOMPUTE_STAGE1_ENGINE``: DuckDB in this process (the
     default), a Spark session, or a Spark application (``spark-submit``). The
     table's manifest holds the spec it was built from, which is what later
-    analyses compare (``Coordinator.stage1_reason``). If another analysis
-    already published a table from this spec content after this job was
-    planned (and no refresh was asked for), it is used as is.
-    """
-    from xpcompute.coordinator.service import spec_hash
-    from xpcompute.pipeline.tables import open_table
+    analyses compare (``Coordinator.stage1_reason``).
 
+    One build per experiment at a time: the job holds a claim object
+    (put-if-absent) while it builds, because two builds publishing the same
+    table would each collect the other's files from under its readers. A job
+    that finds the claim taken waits for it, then uses the table the other
+    job published when it was built from the same spec content after this
+    analysis was created (a refresh included).
+    """
     analysis = coordinator.state.get_analysis(job.analysis_id)
     experiment = coordinator.experiment_of(analysis)
     if experiment is None:
         raise InputError(f"analysis {analysis.analysis_id} has no registered experiment version to build stage 1 "
                          f"from; PUT /experiments/{analysis.experiment_id} and submit a new analysis")
+    from xpcompute.coordinator.service import spec_hash
+
     digest = spec_hash(experiment)
     out: dict[str, object] = {"experiment_version": analysis.experiment_version, "spec_hash": digest,
                               "engine": settings.stage1_engine}
+    claim = keys.stage1_claim(experiment.id)
+    _take_claim(coordinator, claim, job, settings.stage1_lease_s)
     try:
-        current = open_table(keys.analysis_table(experiment.id), coordinator.store)
-    except NotFoundError:
-        current = None
-    if current is not None and _built_since(current.manifest, digest, analysis.created_at):
-        return {**out, "rows": current.num_rows, "run": current.run_id, "reused": True}
-    if settings.stage1_engine == "duckdb":
-        from xpcompute.pipeline.stage1 import run_stage1
+        reused = _current_table(coordinator, experiment.id, digest, analysis.created_at)
+        if reused is not None:
+            return {**out, "rows": reused.num_rows, "run": reused.run_id, "reused": True}
+        if settings.stage1_engine == "duckdb":
+            from xpcompute.pipeline.stage1 import run_stage1
 
-        table = run_stage1(experiment, coordinator.store, engine="duckdb").analysis
-    else:
-        from xpcompute.pipeline.spark_submit import run_stage1_configured
+            table = run_stage1(experiment, coordinator.store, engine="duckdb").analysis
+        else:
+            from xpcompute.pipeline.spark_submit import run_stage1_configured
 
-        table = run_stage1_configured(experiment, coordinator.store.uri, settings)
+            table = run_stage1_configured(experiment, coordinator.store.uri, settings)
+    finally:
+        coordinator.store.delete(claim)
     return {**out, "rows": table.num_rows, "run": table.run_id, "reused": False}
+
+
+def _take_claim(coordinator: Coordinator, claim: str, job: Job, stale_s: float) -> None:
+    """Create the claim object, waiting while another live job holds it; a claim older than ``stale_s`` is dead."""
+    body = json.dumps({"job_id": job.job_id, "started_at": time.time()}).encode()
+    while not coordinator.store.put_if_absent(claim, body):
+        try:
+            held = json.loads(coordinator.store.get_bytes(claim))
+        except NotFoundError:
+            continue
+        except ValueError:
+            held = {}
+        if held.get("job_id") == job.job_id or time.time() - float(held.get("started_at") or 0) > stale_s:
+            coordinator.store.delete(claim)  # our own from a lost attempt, or a holder that died
+            continue
+        time.sleep(STAGE1_POLL_S)
+
+
+def _current_table(coordinator: Coordinator, experiment_id: str, digest: str, since: float) -> PublishedTable | None:
+    """The published analysis table if it was built from spec content ``digest`` after ``since`` (Unix seconds)."""
+    from datetime import datetime
+
+    from xpcompute.coordinator.service import table_spec_hash
+    from xpcompute.pipeline.tables import open_table
+
+    try:
+        table = open_table(keys.analysis_table(experiment_id), coordinator.store)
+    except NotFoundError:
+        return None
+    try:
+        built_at = datetime.fromisoformat(str(table.manifest.get("created_at"))).timestamp()
+    except ValueError:
+        return None
+    return table if table_spec_hash(table.manifest) == digest and built_at >= since else None
 
 
 def _check_table_version(
@@ -172,20 +218,6 @@ def _check_table_version(
             f"the analysis table of experiment {experiment.id!r} was rebuilt from another version of its spec after "
             f"this analysis (version {version}) was planned; submit a new analysis to analyse the current table"
         )
-
-
-def _built_since(manifest: dict[str, object], digest: str, since: float) -> bool:
-    """Whether a published table was built from spec content ``digest`` after time ``since`` (Unix seconds)."""
-    from datetime import datetime
-
-    from xpcompute.coordinator.service import table_spec_hash
-
-    built_from = table_spec_hash(manifest)
-    try:
-        built_at = datetime.fromisoformat(str(manifest.get("created_at"))).timestamp()
-    except ValueError:
-        return False
-    return built_from == digest and built_at >= since
 
 
 def fit_input_key(job: Job) -> tuple[str, str]:

@@ -9,6 +9,7 @@ Layout under a store root (``XPCOMPUTE_OBJECTS``)::
     experiments/{experiment}/versions/{n}.json         version n of the registered spec (immutable; put-if-absent)
     experiments/{experiment}/latest.json               pointer to the newest version (a hint; see storage/versions.py)
     experiments/{experiment}/experiment.json           the spec as registered before versions existed (read once, migrated)
+    experiments/{experiment}/stage1.building           held by the one stage-1 job building the tables right now
     analyses/{analysis}/request.json                   the analysis request, verbatim (reproducibility)
     analyses/{analysis}/slices/{slice}.parquet         one compressed slice of an analysis (a slice job)
     analyses/{analysis}/slices/{slice}/{metric}.{distribution|panel}.parquet   its n-tile / panel forms
@@ -87,6 +88,11 @@ EXPERIMENTS = "experiments"
 def experiment_spec(experiment_id: str) -> str:
     """The pre-versioning location of a registered spec; only read, to migrate it to version 1."""
     return f"{EXPERIMENTS}/{_part(experiment_id, 'experiment id')}/experiment.json"
+
+
+def stage1_claim(experiment_id: str) -> str:
+    """The marker a stage-1 job holds (put-if-absent) while it builds the experiment's tables."""
+    return f"{EXPERIMENTS}/{_part(experiment_id, 'experiment id')}/stage1.building"
 
 
 def experiment_id(value: str) -> str:

@@ -187,6 +187,8 @@ def start_offline(emu: Emulators, http_port: int, lambda_port: int, extra_env: d
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "shared"), env.get("PYTHONPATH", "")) if p),
         "XPCOMPUTE_LAMBDA_ENDPOINT": f"http://{HOST}:{lambda_port}",
         "XPCOMPUTE_DISPATCH": env.get("XPCOMPUTE_DISPATCH", "lambda"),
+        # serverless-offline cannot run container images: it runs the same handlers from this checkout
+        "XPCOMPUTE_PACKAGING": "handler",
         "SLS_TELEMETRY_DISABLED": "1",
         "SLS_NOTIFICATIONS_MODE": "off",
     })

@@ -167,7 +167,13 @@ def run_stage1_job(coordinator: Coordinator, settings: Settings, job: Job) -> di
 
 
 def _take_claim(coordinator: Coordinator, claim: str, job: Job, stale_s: float) -> None:
-    """Create the claim object, waiting while another live job holds it; a claim older than ``stale_s`` is dead."""
+    """Create the claim object, waiting while another live job holds it.
+
+    A claim is dead when its holder's job is no longer RUNNING under a live
+    lease (it finished, failed, or its worker died and the lease ran out), when
+    it is this job's own from an earlier attempt, or, for a holder the state
+    store does not know, when it is older than ``stale_s``.
+    """
     body = json.dumps({"job_id": job.job_id, "started_at": time.time()}).encode()
     while not coordinator.store.put_if_absent(claim, body):
         try:
@@ -176,10 +182,22 @@ def _take_claim(coordinator: Coordinator, claim: str, job: Job, stale_s: float) 
             continue
         except ValueError:
             held = {}
-        if held.get("job_id") == job.job_id or time.time() - float(held.get("started_at") or 0) > stale_s:
-            coordinator.store.delete(claim)  # our own from a lost attempt, or a holder that died
+        if not _claim_alive(coordinator, held, job, stale_s):
+            coordinator.store.delete(claim)
             continue
         time.sleep(STAGE1_POLL_S)
+
+
+def _claim_alive(coordinator: Coordinator, held: dict[str, object], job: Job, stale_s: float) -> bool:
+    holder_id = str(held.get("job_id") or "")
+    if holder_id == job.job_id:
+        return False
+    try:
+        holder = coordinator.state.get_job(holder_id)
+    except NotFoundError:
+        started = held.get("started_at")
+        return isinstance(started, int | float) and time.time() - float(started) <= stale_s
+    return holder.state == JobState.RUNNING and (holder.lease_expires_at or 0.0) > coordinator.clock()
 
 
 def _current_table(coordinator: Coordinator, experiment_id: str, digest: str, since: float) -> PublishedTable | None:

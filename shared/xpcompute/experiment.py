@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from xpcompute.errors import InputError
+from xpcompute.inference.settings import InferenceSpec
 from xpcompute.metrics import get_covariate, get_dimension, get_metric
 from xpcompute.metrics.base import IDENTIFIER, Covariate, Dimension, Metric, RatioMetric, SqlContext
 from xpcompute.metrics.declared import (
@@ -155,6 +156,9 @@ class ExperimentSpec(BaseModel):
         default=None, description="Planned share of units per cell, for the sample-ratio check (default: equal)."
     )
     plugins: tuple[str, ...] = Field(default=(), description="Python modules of the team's metrics repo to import.")
+    inference: InferenceSpec = Field(
+        default_factory=InferenceSpec, description="Sequential testing, Bayesian results, shrinkage and priors."
+    )
     daily: bool = Field(default=True, description="Also build the user-by-day table for dynamic effects.")
     precompute: tuple[SliceFilter, ...] = Field(
         default=(SliceFilter(),), description="Slices compressed as soon as the analysis is created."
@@ -258,6 +262,9 @@ class ExperimentSpec(BaseModel):
                     getter(name)
                 except InputError as exc:
                     problems.append(f"{role}: {exc}")
+        unknown_priors = sorted(set(self.inference.priors) - set(self.metrics))
+        if unknown_priors:
+            problems.append(f"inference.priors names {unknown_priors}, which are not metrics of this experiment")
         if problems:
             raise ValueError("; ".join(problems))
         for decl in self.covariate_definitions:

@@ -10,6 +10,7 @@ that many distinct users), and linearmodels ``PanelOLS`` clustered by entity.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 import numpy as np
@@ -278,7 +279,9 @@ def test_panel_layout_and_parquet_round_trip() -> None:
     np.testing.assert_allclose(sums.users.sum(), compressed.table.column("_n").to_numpy().sum())
     w = table.column("w").to_numpy()
     np.testing.assert_allclose(sums.p.sum(), w.sum())  # user-days, frequency-weighted
-    np.testing.assert_allclose(sums.y.sum(), (w * table.column("y").to_numpy()).sum())
+    # the panel holds sums of z = (y - shift) / scale, the metric's constants recorded in the layout
+    z = layout.metrics["y"].transform(0).apply(table.column("y").to_numpy())
+    np.testing.assert_allclose(sums.y.sum(), (w * z).sum())
 
     back = from_parquet_bytes(to_parquet_bytes(compressed))
     assert back.layout == compressed.layout
@@ -392,3 +395,30 @@ def test_unidentified_cell_period_and_other_bad_specs() -> None:
     moments = fit_table(make_panel(n_users=40, seed=15), FitSpec(metric="y", treatment="cell")).compressed
     with pytest.raises(InputError, match="needs panel-compressed data"):
         DTEModel().estimate(PanelData(compressed=moments, spec=dte_spec()))
+
+
+@pytest.mark.parametrize("location,magnitude", [(1e9, 1.0), (-1e6, 1e-150), (1e5, 1e150), (0.0, 1e-300)])
+def test_dte_matches_statsmodels_at_any_location_and_magnitude(location: float, magnitude: float) -> None:
+    """The panel holds sums of shifted, scaled values (``yy`` at 1e9 x sd kept no digit before).
+
+    statsmodels runs on the rows moved by an exact shift (every value within a factor of two of the first)
+    and an exact power of two, which only moves the period intercepts and scales the effects.
+    """
+    base = make_panel(seed=12)
+    y = base.column("y").to_numpy(zero_copy_only=False)
+    raw = (location + y) * magnitude
+    table = base.set_column(base.schema.get_field_index("y"), "y", pa.array(raw))
+    records = fit_table(table, dte_spec()).records
+    shifted = raw - raw[0] if location else raw
+    if location:
+        ok = (raw / raw[0] >= 0.5) & (raw / raw[0] <= 2)
+        assert ok.all()  # Sterbenz: the shift is exact
+    k = math.frexp(float(np.max(np.abs(shifted))))[1]
+    ref_table = base.set_column(base.schema.get_field_index("y"), "y", pa.array(np.ldexp(shifted, -k)))
+    ref = Reference(ref_table)
+    by_key = {(r.time, r.cell): r for r in records}
+    for c in ref.cells[1:]:
+        for i, label in enumerate(ref.labels):
+            r, j = by_key[(label, c)], ref.column(c, i)
+            np.testing.assert_allclose([r.effect, r.se], [math.ldexp(ref.res.params[j], k), math.ldexp(ref.res.bse[j], k)], rtol=RTOL)
+            np.testing.assert_allclose(r.p_value, ref.res.pvalues[j], rtol=1e-7)

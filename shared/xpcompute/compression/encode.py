@@ -101,7 +101,7 @@ def numeric_column(table: pa.Table | pa.RecordBatch, name: str, role: str = "met
     type_ = table.schema.field(name).type
     if not (pa.types.is_boolean(type_) or pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_)):
         raise ColumnTypeError(f"{role} {name!r} has type {type_}; it must be numeric (int, float or bool)")
-    arr = np.ascontiguousarray(float_column(table, name).to_numpy(zero_copy_only=False), dtype=np.float64)
+    arr = np.ascontiguousarray(float_column(table, name, role).to_numpy(zero_copy_only=False), dtype=np.float64)
     if np.isinf(arr).any():
         raise ColumnTypeError(f"{role} {name!r} has infinite values; replace or filter them before fitting")
     return arr

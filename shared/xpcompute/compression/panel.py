@@ -33,7 +33,7 @@ users (three clusters) with the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -52,6 +52,7 @@ from xpcompute.compression.encode import (
     require_columns,
 )
 from xpcompute.compression.schema import COUNT_COLUMN, CompressedLayout, CompressedTable, MetricLayout
+from xpcompute.compression.transform import ColumnTransform, column_transforms, transforms_for
 from xpcompute.errors import CellError, ColumnTypeError, InputError
 from xpcompute.spec import FitSpec
 
@@ -212,7 +213,13 @@ def compress_panel(data: pa.Table | pa.RecordBatch, spec: FitSpec) -> Compressed
         keys=keys,
         weights=spec.weights,
         row_level=spec.compress.kind == "none",
+        transforms=column_transforms(data, [spec.metric], "metric"),
     )
+
+
+def _kept(transforms: tuple[ColumnTransform, ...]) -> tuple[ColumnTransform, ...]:
+    """The transforms to record: none when all are the identity (as ``MetricLayout.build`` records them)."""
+    return () if all(t.is_identity for t in transforms) else transforms
 
 
 def compress_user_periods(
@@ -225,8 +232,14 @@ def compress_user_periods(
     keys: Sequence[str] = (),
     weights: str | None = None,
     row_level: bool = False,
+    transforms: Mapping[str, ColumnTransform] | None = None,
 ) -> CompressedTable:
     """Pivot each user to per-period vectors and group users by (treatment, keys) into panel sums.
+
+    ``transforms`` (``transform.py``) shift and scale each metric's rows before
+    they are pivoted, so ``yy`` keeps its digits at any location: a user's
+    period sum is then ``(y_us - shift p_us) / scale``, and with one intercept
+    per period the regression on it is the regression on ``y`` (``models/dte.py``).
 
     Rows with a null user, period, cell, key or weight are dropped from every
     metric, rows with a null metric from that metric; both are counted in
@@ -260,7 +273,7 @@ def compress_user_periods(
     results: list[tuple[str, native.GroupMoments]] = []
     dropped: dict[str, int] = {}
     for metric in metrics:
-        y = numeric_column(data, metric, "metric")
+        y = transforms_for(transforms, (metric,))[0].apply(numeric_column(data, metric, "metric"))
         if rows.valid is not None:
             y = y[rows.valid]
         ok = ~np.isnan(y)
@@ -294,7 +307,7 @@ def compress_user_periods(
     layout = CompressedLayout(
         kind="panel",
         keys=(treatment, *keys),
-        metrics={m: MetricLayout(metric=m) for m in metrics},
+        metrics={m: MetricLayout(metric=m, transforms=_kept(transforms_for(transforms, (m,)))) for m in metrics},
         n_rows=n_rows,
         dropped=dropped,
         extra={

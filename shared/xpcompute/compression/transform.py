@@ -94,10 +94,10 @@ class ColumnTransform:
 IDENTITY = ColumnTransform()
 
 
-def float_column(table: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
+def float_column(table: pa.Table | pa.RecordBatch, name: str, role: str = "column") -> pa.Array:
     """A numeric column cast to float64 (bool as 0/1), refusing types and values float64 cannot hold."""
     if name not in table.schema.names:
-        raise MissingColumnError(f"column {name!r} not found; the data has columns: {', '.join(table.schema.names)}")
+        raise MissingColumnError(f"{role} {name!r} not found; the data has columns: {', '.join(table.schema.names)}")
     col = table.column(name)
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
@@ -105,12 +105,12 @@ def float_column(table: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
     if pa.types.is_boolean(type_):
         col = col.cast(pa.int8())
     elif not (pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_)):
-        raise ColumnTypeError(f"column {name!r} has type {type_}; it must be numeric (int, float or bool)")
+        raise ColumnTypeError(f"{role} {name!r} has type {type_}; it must be numeric (int, float or bool)")
     try:
         return col.cast(pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise ColumnTypeError(
-            f"column {name!r} has values outside the float64 range (about 1.8e308): {exc}; rescale the column"
+            f"{role} {name!r} has values outside the float64 range (about 1.8e308): {exc}; rescale the column"
         ) from exc
 
 
@@ -128,13 +128,18 @@ def column_transform(values: pa.Array | F64) -> ColumnTransform:
     return column_transform(np_values)
 
 
-def column_transforms(table: pa.Table | pa.RecordBatch, columns: Iterable[str]) -> dict[str, ColumnTransform]:
-    """One transform per named column of ``table``: compute these on the whole analysis table, never a slice."""
+def column_transforms(
+    table: pa.Table | pa.RecordBatch, columns: Iterable[str], role: str = "column"
+) -> dict[str, ColumnTransform]:
+    """One transform per named column of ``table``: compute these on the whole analysis table, never a slice.
+
+    ``role`` names the columns in error messages ("metric", "covariate").
+    """
     out: dict[str, ColumnTransform] = {}
     for name in dict.fromkeys(columns):
-        arr = float_column(table, name)
+        arr = float_column(table, name, role)
         if pc.any(pc.is_inf(arr)).as_py():
-            raise ColumnTypeError(f"column {name!r} has infinite values; replace or filter them before fitting")
+            raise ColumnTypeError(f"{role} {name!r} has infinite values; replace or filter them before fitting")
         out[name] = column_transform(arr)
     return out
 

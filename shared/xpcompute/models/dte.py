@@ -50,6 +50,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from xpcompute import native
+from xpcompute.compression.transform import ColumnTransform
 from xpcompute.errors import CellError, InputError, ZeroVarianceError
 from xpcompute.models.base import CausalModel, MeansCovariance
 from xpcompute.models.data import ModelData, Subgroup
@@ -144,7 +145,7 @@ def fit_panel_ols(data: PanelData, design: PanelDesign) -> PanelOLSFit:
     names = design.names
     n = data.n
     _check_identified(data, design, n)
-    xtx, xty, _ = native.gram_meat(x, n, data.sum_y, None)
+    xtx, xty, _ = native.gram_meat(x, n, data.sum_z, None)  # sums of z = (y - shift) / scale: see outcome_units
     solved, dropped = solve_identified(data, xtx, xty, tuple(names), tuple(protect))
     coef = solved.x
     g, p = data.n_groups, data.n_periods
@@ -154,7 +155,7 @@ def fit_panel_ols(data: PanelData, design: PanelDesign) -> PanelOLSFit:
     resid_outer = sums.yy - yp_f - yp_f.transpose(0, 2, 1) + sums.pp * fitted[:, :, None] * fitted[:, None, :]
     rss = float(np.trace(resid_outer, axis1=1, axis2=2).sum())
     scale_y = float(np.trace(sums.yy, axis1=1, axis2=2).sum())
-    if not rss > 1e-12 * max(1.0, scale_y):
+    if not rss > 1e-12 * scale_y:
         raise ZeroVarianceError(
             f"metric {data.spec.metric!r} has no residual variation around its cell-by-period means; "
             "there is nothing to test (check the metric definition or the slice)"
@@ -208,6 +209,10 @@ class DTEModel(CausalModel):
 
     design: PanelDesign
     fit: PanelOLSFit
+
+    def outcome_units(self, data: ModelData) -> ColumnTransform:
+        """The panel holds sums of ``z = (y - shift) / scale``; one intercept per period absorbs the shift."""
+        return data.y_transform
 
     def train(self, data: ModelData) -> None:
         panel = PanelData.of(data)

@@ -65,7 +65,7 @@ def prepare(table: pa.Table, spec: FitSpec) -> CompressedTable:
         if extra and extra not in keys:
             keys.append(extra)
     # the rows given are the whole table here: its own constants keep the sums precise (transform.py)
-    transforms = column_transforms(table, [spec.metric, *continuous])
+    transforms = {**column_transforms(table, continuous, "covariate"), **column_transforms(table, [spec.metric], "metric")}
     return compress_moments(
         table,
         keys,

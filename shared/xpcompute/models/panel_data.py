@@ -148,13 +148,37 @@ class PanelData(ModelData):
         return self.sums.p.reshape(-1)
 
     @property
-    def sum_y(self) -> F64:
+    def sum_z(self) -> F64:
+        """Stored sums of the shifted, scaled metric per long row (what ``models/dte.py`` regresses on)."""
         return self.sums.y.reshape(-1)
 
     @property
-    def sum_y2(self) -> F64:
-        """Sum of squared per-user-period values (``yy[s, s]``), per long row."""
+    def sum_z2(self) -> F64:
+        """Stored sums of squared per-user-period ``z`` (``yy[s, s]``), per long row."""
         return np.diagonal(self.sums.yy, axis1=1, axis2=2).reshape(-1)
+
+    @property
+    def sum_y(self) -> F64:
+        """Sums of the metric in its own units per long row: ``shift * p + scale * z``."""
+        t = self.y_transform
+        if t.is_identity:
+            return self.sum_z
+        with np.errstate(over="ignore", invalid="ignore"):
+            out: F64 = t.shift * self.n + t.scale * self.sum_z
+        return out
+
+    @property
+    def sum_y2(self) -> F64:
+        """Sum of squared per-user-period values in the metric's units (``y_us = shift p_us + scale z_us``)."""
+        t = self.y_transform
+        if t.is_identity:
+            return self.sum_z2
+        sums = self.sums
+        pp = np.diagonal(sums.pp, axis1=1, axis2=2).reshape(-1)
+        yp = np.diagonal(sums.yp, axis1=1, axis2=2).reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out: F64 = t.shift * t.shift * pp + 2 * t.shift * t.scale * yp + t.scale * t.scale * self.sum_z2
+        return out
 
     def moment(self, *exponents: int) -> F64:
         raise InputError(

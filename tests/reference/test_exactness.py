@@ -413,3 +413,24 @@ def test_degenerate_shapes_are_typed_errors_at_any_location(
     spec = FitSpec(metric="y", treatment="cell", model=model, covariates=("c",) if model == "ols" else ())
     with pytest.raises(error, match=message):
         fit_table(table, spec)
+
+
+# ----------------------------------------------------------------------------- rank test: its mean difference
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ratio=RATIOS, magnitude=MAGNITUDES, n0=st.integers(3, 40), n1=st.integers(3, 40), seed=st.integers(0, 2**31))
+def test_mannwhitney_matches_scipy_and_its_mean_difference_is_exact(
+    ratio: float, magnitude: int, n0: int, n1: int, seed: int
+) -> None:
+    """The rank test is location-free; the reported difference in means and its SE must be too."""
+    rng = np.random.default_rng(seed)
+    sd = 10.0**magnitude
+    cell = cells(n0, n1)
+    y = ratio * sd + sd * (rng.normal(0, 1, n0 + n1) + 0.5 * (cell == "b"))
+    r = only(fit_table(pa.table({"cell": cell, "y": y}), FitSpec(metric="y", treatment="cell", model="mannwhitney")).records)
+    z, k = fixed(y)
+    a, b = z[cell == "b"], z[cell == "control"]
+    close(r.effect, math.ldexp(a.mean() - b.mean(), k))
+    close(r.se, math.ldexp(math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)), k))
+    close(r.p_value, stats.mannwhitneyu(y[cell == "b"], y[cell == "control"], method="asymptotic").pvalue, atol=1e-300)

@@ -30,6 +30,7 @@ from scipy import stats
 
 from xpcompute import native
 from xpcompute.compression.distribution import DistributionView
+from xpcompute.compression.transform import ColumnTransform
 from xpcompute.errors import CellError, ZeroVarianceError
 from xpcompute.models.base import CausalModel, MeansCovariance, make_record
 from xpcompute.models.data import ModelData, Subgroup
@@ -101,6 +102,10 @@ class CellSample:
     var: float
     lower: F64 | None = None
     upper: F64 | None = None
+    #: ``mean - anchor``, the anchor a value shared by every cell of one ``cell_samples`` call: differences
+    #: of these keep their digits where differences of means near 1e9 x sd would not
+    mean_dev: float = float("nan")
+    anchor: float = 0.0
 
 
 #: ``ModelData`` caches that depend only on the table and the spec, never on the row scale
@@ -121,19 +126,39 @@ def restrict(data: ModelData, mask: NDArray[np.bool_]) -> ModelData:
     return out
 
 
+def centered_moments(values: F64, counts: F64, n: float, anchor: float) -> tuple[float, float]:
+    """``mean - anchor`` and the variance (ddof=1) of exact values with counts, by deviations, not sums of squares.
+
+    Sums of y and y^2 lose ``log10(mean^2 / var)`` digits (all of them at a
+    mean/sd ratio of 1e8); exact values need no such sums.
+    """
+    mean_dev = float((counts * (values - anchor)).sum()) / n  # no BLAS: see potential_outcome_mean
+    mean = anchor + mean_dev
+    var = float((counts * (values - mean) ** 2).sum()) / (n - 1) if n > 1 else float("nan")
+    return mean_dev, var
+
+
 def cell_samples(data: ModelData, view: DistributionView) -> dict[str, CellSample]:
     """Per cell of ``data`` (with its current weights): values, counts, n, mean and variance (ddof=1)."""
     out: dict[str, CellSample] = {}
     n_all, s1_all, s2_all = data.n, data.sum_y, data.sum_y2
-    for cell in data.cells:
+    samples = {cell: view.sample(n_all, data.cell_labels == cell) for cell in data.cells}
+    pooled = [(float(c.max()), float(v[int(np.argmax(c))])) for v, c in ((s.values, s.counts) for s in samples.values()) if len(v)]
+    anchor = max(pooled)[1] if pooled else 0.0
+    for cell, sample in samples.items():
         sel = data.cell_labels == cell
-        sample = view.sample(n_all, sel)
         n = float(n_all[sel].sum())
-        s1, s2 = float(s1_all[sel].sum()), float(s2_all[sel].sum())
-        mean = s1 / n if n > 0 else float("nan")
-        var = max(s2 - s1 * mean, 0.0) / (n - 1) if n > 1 else float("nan")
+        if sample.lower is None and n > 0:
+            mean_dev, var = centered_moments(sample.values, sample.counts, n, anchor)
+            mean = anchor + mean_dev
+        else:  # n-tile buckets: the bucket sums of y and y^2 are what is exact
+            s1, s2 = float(s1_all[sel].sum()), float(s2_all[sel].sum())
+            mean = s1 / n if n > 0 else float("nan")
+            var = max(s2 - s1 * mean, 0.0) / (n - 1) if n > 1 else float("nan")
+            mean_dev = mean - anchor
         out[cell] = CellSample(
-            values=sample.values, counts=sample.counts, n=n, mean=mean, var=var, lower=sample.lower, upper=sample.upper
+            values=sample.values, counts=sample.counts, n=n, mean=mean, var=var, lower=sample.lower,
+            upper=sample.upper, mean_dev=mean_dev, anchor=anchor,
         )
     return out
 
@@ -150,8 +175,13 @@ class MannWhitneyModel(CausalModel):
         self.samples = cell_samples(data, self.view)
 
     def predict(self, data: ModelData, cell: str) -> F64:
-        """The saturated model without covariates: every row's potential outcome is the cell mean."""
-        return np.full(len(data.n), self.samples[cell].mean)
+        """The saturated model without covariates: every row's potential outcome is the cell mean (less the anchor)."""
+        return np.full(len(data.n), self.samples[cell].mean_dev)
+
+    def outcome_units(self, data: ModelData) -> ColumnTransform:
+        """Means are stated relative to the samples' anchor value (``CellSample.mean_dev``)."""
+        anchor = next(iter(self.samples.values())).anchor if self.samples else 0.0
+        return ColumnTransform(shift=anchor, scale=1.0)
 
     def potential_outcome_mean(self, data: ModelData, group: Subgroup, cell: str) -> float:
         """The base class's weighted average of ``predict``, without BLAS (``np.dot`` threads can stall on a busy host)."""
@@ -213,6 +243,7 @@ class MannWhitneyModel(CausalModel):
                     mu_control=mu0,
                     cov=MeansCovariance(cov=np.diag([a.var / a.n, b.var / b.n]), df=None),
                     group=group,
+                    units=self.outcome_units(sub),
                 )
                 notes = [
                     *self.notes,

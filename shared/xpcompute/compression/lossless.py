@@ -92,7 +92,7 @@ def compress_moments(
 
     # metrics may drop different rows; align every metric on the union of groups
     all_codes = np.unique(np.concatenate([res.codes for _, res in per_metric]))
-    if all_codes.size == 0:
+    if all_codes.size == 0 and n_rows > 0:  # (no rows at all: an empty table, refused by the models' cell checks)
         raise MissingValuesError(
             f"no row has a value for {', '.join(repr(m) for m in metrics)} (with its covariates) and non-null keys "
             f"{', '.join(keys)}; check the metric definitions or fill the missing values"

@@ -207,6 +207,11 @@ def test_unregistered_experiments_need_a_put_or_an_explicit_table(env: Env) -> N
     assert adhoc.status_code == 202, adhoc.json()
     assert adhoc.json()["experiment_version"] is None and adhoc.json()["stage1"] is False
     assert env.client.get(f"/analyses/{adhoc.json()['analysis_id']}").json()["state"] == "SUCCEEDED"
+    refresh = env.client.post("/experiments/adhoc_table/analyses", json={"metrics": ["hours"], "refresh": True})
+    assert refresh.status_code == 422 and "is not registered" in refresh.json()["message"]
+    segment = env.client.post("/experiments/unknown/analyses", json={"metrics": ["hours"], "table": key,
+                                                                   "segment": "country"})
+    assert segment.status_code == 422 and "segment is only used by model 'cate'" in segment.json()["message"]
 
 
 def test_concurrent_registrations_get_distinct_versions_and_a_lost_pointer_is_recovered(tmp_path: Path) -> None:

@@ -150,6 +150,9 @@ class AnalysisSpec(BaseModel):
             raise ValueError(f"slices {dup} are listed more than once (same conditions); list each slice once")
         if "cate" in self.models and not self.segment:
             raise ValueError("model 'cate' needs a segment column: set segment")
+        if self.segment and "cate" not in self.models:
+            raise ValueError("segment is only used by model 'cate' (effects per segment); add 'cate' to models "
+                             "or drop segment")
         if self.refresh and self.table is not None:
             raise ValueError("refresh rebuilds a registered experiment's own table; an explicit 'table' is analysed "
                              "as published. Drop one of them")

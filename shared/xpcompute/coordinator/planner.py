@@ -73,6 +73,9 @@ def resolve_request(spec: AnalysisSpec, experiment: ExperimentSpec | None) -> An
     experiment (an ad-hoc published table) the request stands as given.
     """
     if experiment is None:
+        if spec.refresh:
+            raise InputError("refresh rebuilds a registered experiment's analysis table from its spec; this experiment "
+                             "is not registered: PUT /experiments/{id} with its spec first, or drop refresh")
         return spec
     problems: list[str] = []
     if spec.covariates:

@@ -90,6 +90,24 @@ def experiment_spec(experiment_id: str) -> str:
     return f"{EXPERIMENTS}/{_part(experiment_id, 'experiment id')}/experiment.json"
 
 
+def versioned(root: str, name: str, version: int) -> str:
+    """Version ``version`` of document ``name`` under ``root`` (``storage.versions``): written once, never changed."""
+    return join_key(root, _part(name, "name"), "versions", f"{int(version)}.json")
+
+
+def versioned_pointer(root: str, name: str) -> str:
+    """The pointer to the newest version of ``name`` under ``root`` (a hint readers probe past)."""
+    return join_key(root, _part(name, "name"), "latest.json")
+
+
+def experiment_version(experiment_id: str, version: int) -> str:
+    return versioned(EXPERIMENTS, experiment_id, version)
+
+
+def experiment_pointer(experiment_id: str) -> str:
+    return versioned_pointer(EXPERIMENTS, experiment_id)
+
+
 def stage1_claim(experiment_id: str) -> str:
     """The marker a stage-1 job holds (put-if-absent) while it builds the experiment's tables."""
     return f"{EXPERIMENTS}/{_part(experiment_id, 'experiment id')}/stage1.building"

@@ -2,9 +2,9 @@
 
 Why this shape: a server must never act on a stale copy of a spec, and two
 concurrent registrations must not both get the same number. So every version
-is its own object, ``{prefix}/versions/{n}.json``, written with put-if-absent
+is its own object, ``{root}/{name}/versions/{n}.json``, written with put-if-absent
 (only one writer can create ``n``) and never changed afterwards; a small
-pointer object (``{prefix}/latest.json``) says which is newest. The pointer is
+pointer object (``{root}/{name}/latest.json``) says which is newest. The pointer is
 only a hint: a writer that crashed between its version and its pointer, or a
 slower writer that overwrote a newer pointer, leaves it behind, so readers
 probe ``n + 1, n + 2, ...`` until one is missing. The current version is
@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from xpcompute.errors import NotFoundError, StorageError
-from xpcompute.storage.objects import ObjectStore, join_key
+from xpcompute.storage import keys
+from xpcompute.storage.objects import ObjectStore
 
 #: The most versions a single registration walks past before giving up (a pointer far behind, a write storm).
 MAX_PROBE = 10_000
@@ -62,15 +63,12 @@ class VersionedDocuments:
         self.store = store
         self.root = root
 
-    # -- keys -------------------------------------------------------------------
-    def prefix(self, name: str) -> str:
-        return join_key(self.root, name)
-
+    # -- keys (built in storage/keys.py) ---------------------------------------------
     def version_key(self, name: str, version: int) -> str:
-        return join_key(self.prefix(name), "versions", f"{int(version)}.json")
+        return keys.versioned(self.root, name, version)
 
     def pointer_key(self, name: str) -> str:
-        return join_key(self.prefix(name), "latest.json")
+        return keys.versioned_pointer(self.root, name)
 
     # -- reading ------------------------------------------------------------------
     def get(self, name: str, version: int) -> Version:

@@ -7,9 +7,10 @@ is its own object, ``{root}/{name}/versions/{n}.json``, written with put-if-abse
 pointer object (``{root}/{name}/latest.json``) says which is newest. The pointer is
 only a hint: a writer that crashed between its version and its pointer, or a
 slower writer that overwrote a newer pointer, leaves it behind, so readers
-probe ``n + 1, n + 2, ...`` until one is missing. The current version is
-therefore one GET plus one HEAD, always the truth, and any copy of a version
-may be cached forever because its object never changes.
+probe ``n + 1, n + 2, ...`` until one is missing. Finding the current version
+therefore costs a few small requests (the pointer, a HEAD past it, the version
+itself) and is always the truth, while any copy of a version may be cached
+forever because its object never changes.
 
 Content is compared by a canonical hash (sorted keys, no whitespace), so the
 same document registered twice in a row gets the same version back.

@@ -20,6 +20,7 @@ from xpcompute.coordinator.jobs import AnalysisState, JobKind, JobState, stage1_
 from xpcompute.coordinator.runtime import build_coordinator
 from xpcompute.coordinator.service import Coordinator, spec_hash
 from xpcompute.coordinator.worker import run_job
+from xpcompute.errors import ConflictError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import open_table
@@ -165,6 +166,8 @@ def test_stage1_failure_fails_its_slices_and_fits_with_the_reason(tmp_path: Path
     assert all(f.error.startswith("stage 1 failed: MissingColumnError") for f in dependants)
     assert "watch_seconds" in stage1_failure.error and "watch_seconds" in dependants[0].error
     assert status.analysis.error is not None and "stage 1 failed" in status.analysis.error
+    with pytest.raises(ConflictError, match=r"its stage 1 failed .*watch_seconds"):
+        coord.request_slice(analysis.analysis_id, SliceFilter.where(device="tv"))
 
 
 def test_live_slice_waits_for_a_pending_stage1_and_jobs_read_their_own_version(tmp_path: Path) -> None:

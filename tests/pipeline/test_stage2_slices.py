@@ -450,3 +450,45 @@ def test_rank_test_on_the_distribution_slice_equals_the_raw_rows(synth: Experime
     for g, w in zip(got, want, strict=True):
         for field in ("effect", "se", "p_value", "statistic"):
             np.testing.assert_allclose(getattr(g, field), getattr(w, field), rtol=RTOL, err_msg=field)
+
+
+def test_sql_arrow_and_cube_routes_compress_a_slice_with_the_same_table_constants(
+    synth: Experiment, duck_stage1: Stage1Result
+) -> None:
+    """Every route shifts and scales by constants of the whole table (never the slice's), so they agree."""
+    from dataclasses import replace
+
+    from xpcompute.coordinator import slicing
+
+    published = duck_stage1.analysis
+    metrics = ["streaming_hours", "sessions", "rebuffer_rate"]
+    specs = tuple(
+        FitSpec(metric=m, treatment="cell", covariates=synth.spec.compressed_covariates(m), model="ols")
+        if m != "rebuffer_rate"
+        else FitSpec(metric=m, treatment="cell", model="ratio", denominator=synth.spec.compressed_covariates(m)[0])
+        for m in metrics
+    )
+    s = SliceFilter.where(country="US")
+    task = slicing.SliceTask(
+        experiment_id=synth.spec.id, table_prefix=published.key, slice=s, specs=specs, treatment="cell",
+        experiment=synth.spec, engine="arrow",
+    )
+    arrow = slicing.compute_arrow(task, published.store)
+    sql = slicing.compute_pipeline(replace(task, engine="duckdb"), published.store)
+    group_keys, plan = slicing.compression_plan(specs, published.schema)
+    table = published.read()
+    cube = compress_moments(table, [*group_keys, "country", "device"], plan, transforms=slicing.table_transforms(published, plan))
+    from_cube = slicing.reaggregate(cube, s, group_keys)
+    whole = table_constants(table, {m: tuple(c) for m, c in plan.items()})
+    for got in (arrow, sql, from_cube):
+        for m in metrics:
+            layout = got.layout.metrics[m]
+            assert layout.transforms == tuple(whole[v] for v in (m, *layout.covariates)), m
+            assert not all(t.is_identity for t in layout.transforms)
+    for name in arrow.table.column_names:
+        if name in group_keys:
+            assert arrow.table.column(name).equals(sql.table.column(name)) and arrow.table.column(name).equals(from_cube.table.column(name))
+            continue
+        want = np.asarray(arrow.table.column(name))
+        np.testing.assert_allclose(np.asarray(sql.table.column(name)), want, rtol=1e-12, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(np.asarray(from_cube.table.column(name)), want, rtol=1e-12, atol=1e-9, err_msg=name)

@@ -170,6 +170,6 @@ def cached_transforms(
     if missing:
         if len(_CACHED) > _CACHE_LIMIT:
             _CACHED.clear()
-        for name, transform in column_transforms(read(missing), missing).items():
-            _CACHED[(table_id, name)] = transform
+        for name in missing:  # one column at a time: the pass never holds more than one column of the table
+            _CACHED[(table_id, name)] = column_transforms(read([name]), [name])[name]
     return {c: _CACHED[(table_id, c)] for c in names}

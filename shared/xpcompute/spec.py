@@ -55,11 +55,10 @@ class CompressSpec(BaseModel):
 
 
 _BUILT_IN = frozenset({"ttest", "proportion", "ols", "cate", "dte", "mannwhitney", "quantile", "ratio"})
-#: Which built-in models read which option (a custom model may read any).
+#: Which built-in models read which option (a custom model may read any). ``segment`` and ``time`` are not here:
+#: the potential-outcomes base reports every model per segment or period.
 _OPTION_MODELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("covariates", "--covariates", ("ols", "cate", "dte")),
-    ("segment", "--segment", ("cate",)),
-    ("time", "--time", ("dte",)),
     ("cluster", "--cluster", ("dte",)),
     ("denominator", "--denominator", ("ratio",)),
 )

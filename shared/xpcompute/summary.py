@@ -23,9 +23,14 @@ def cell_summaries(data: ModelData) -> list[CellSummary]:
             n = float(data.n[sel].sum())
             if n <= 0:
                 continue
-            s1, s2 = float(data.sum_y[sel].sum()), float(data.sum_y2[sel].sum())
-            mean = s1 / n
-            var = max(s2 - n * mean * mean, 0.0) / (n - 1) if n > 1 else None
+            # in the stored units z = (y - shift) / scale, where the sums keep their digits at any location;
+            # the variance scales by scale**2 and the mean is shifted back
+            t = data.y_transform
+            z1, z2 = float(data.sum_z[sel].sum()), float(data.sum_z2[sel].sum())
+            zmean = z1 / n
+            mean = t.shift + t.scale * zmean
+            zvar = max(z2 - n * zmean * zmean, 0.0) / (n - 1) if n > 1 else None
+            var = None if zvar is None else zvar * t.scale * t.scale
             out.append(
                 CellSummary(
                     metric=data.spec.metric, cell=cell, count=n, mean=mean, variance=var,

@@ -45,3 +45,23 @@ def test_cli_summaries(tmp_path: Path) -> None:
                           "--summaries"], capture_output=True, text=True, check=True)
     rows = json.loads(out.stdout)
     assert {r["cell"] for r in rows} == {"control", "a", "b"} and all(r["count"] > 0 for r in rows)
+
+
+def test_summaries_keep_their_digits_far_from_zero() -> None:
+    """Per-cell mean and variance at 1e9 + N(0, 1) equal NumPy's on the rows (the stored sums are shifted)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from xpcompute.models import fit_table, model_data
+    from xpcompute.spec import FitSpec
+    from xpcompute.summary import cell_summaries
+
+    y = 1e9 + np.random.default_rng(3).normal(size=2000)
+    spec = FitSpec(metric="y", treatment="cell")
+    out = fit_table(pa.table({"cell": ["control", "treatment"] * 1000, "y": y}), spec)
+    summaries = cell_summaries(model_data(out.compressed, spec))
+    assert len(summaries) == 2
+    for s in summaries:
+        rows = y[0::2] if s.cell == "control" else y[1::2]
+        assert s.mean == pytest.approx(rows.mean(), rel=1e-14)
+        assert s.variance == pytest.approx(rows.var(ddof=1), rel=1e-8)

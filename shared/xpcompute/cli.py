@@ -199,9 +199,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from xpcompute.runner import run_experiment
-
     from xpcompute.config import Settings
+    from xpcompute.runner import run_experiment
 
     experiment = _load_experiment(args.spec)
     slices = [parse_slice(s, experiment) for s in args.slice] if args.slice else None

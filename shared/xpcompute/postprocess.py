@@ -1,14 +1,18 @@
 """Post-processing across an analysis: multiple-testing corrections and the sample-ratio check.
 
-Corrections run over every record of an analysis at once (metrics x slices x
-cells x segments/periods), which is the family a reader of a scorecard scans.
+By default a correction runs over every record of an analysis at once (metrics x
+slices x cells x segments/periods), which is the family a reader of a scorecard
+scans. A *scope* narrows the families to follow the design: within one metric
+across its cells, across the slices of one comparison, or across the goal metrics
+only (the risk-aware decision rule corrects alpha across goals and nothing else).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,7 +21,15 @@ from scipy import stats
 from xpcompute.errors import InputError
 from xpcompute.records import ResultRecord
 
-Correction = Literal["bh", "holm", "none"]
+Correction = Literal["bh", "holm", "hochberg", "bonferroni", "sidak", "holm-sidak", "none"]
+"""Benjamini-Hochberg (FDR); Holm, Hochberg, Bonferroni, Sidak, Holm-Sidak (family-wise); or none."""
+CORRECTIONS: tuple[str, ...] = get_args(Correction)
+
+CorrectionScope = Literal["analysis", "metric", "slice"]
+"""Which records form one family: the whole analysis; one metric's cells (per slice, model and
+segment/period); or one comparison's slices (per metric, model, cell and segment/period). A set
+of metric names instead of a scope name makes the goal metrics the one family (see ``adjust_pvalues``)."""
+SCOPES: tuple[str, ...] = get_args(CorrectionScope)
 
 
 def benjamini_hochberg(p: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -46,20 +58,119 @@ def holm(p: NDArray[np.float64]) -> NDArray[np.float64]:
     return out
 
 
-def adjust_pvalues(records: Sequence[ResultRecord], method: Correction = "bh") -> list[ResultRecord]:
-    """Records with ``p_value_adjusted`` filled across the whole family; missing p-values stay missing."""
-    if method not in ("bh", "holm", "none"):
-        raise InputError(f"unknown correction {method!r}; use bh, holm or none")
-    p = np.array([np.nan if r.p_value is None else r.p_value for r in records], dtype=np.float64)
-    ok = np.isfinite(p)
-    adjusted = np.full(len(p), np.nan)
-    if method == "none":
-        adjusted[ok] = p[ok]
+def hochberg(p: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Hochberg step-up adjusted p-values (family-wise error under independence or positive dependence).
+
+    As ``multipletests(method='simes-hochberg')``: more powerful than Holm, valid where BH is.
+    """
+    m = len(p)
+    if m == 0:
+        return p.copy()
+    order = np.argsort(p)
+    ranked = p[order] * (m - np.arange(m))
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def bonferroni(p: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Bonferroni adjusted p-values ``min(1, m p)``: family-wise error under any dependence."""
+    return np.minimum(p * float(len(p)), 1.0)
+
+
+def sidak(p: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Sidak adjusted p-values ``1 - (1 - p)^m`` (exact family-wise error for independent tests).
+
+    Computed as ``-expm1(m log1p(-p))`` so small p-values keep their digits (as statsmodels does).
+    """
+    with np.errstate(divide="ignore"):  # p = 1: log1p(-1) = -inf, and the adjusted p-value is 1
+        return np.minimum(-np.expm1(float(len(p)) * np.log1p(-p)), 1.0)
+
+
+def holm_sidak(p: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Holm-Sidak step-down adjusted p-values, as ``multipletests(method='holm-sidak')``."""
+    m = len(p)
+    if m == 0:
+        return p.copy()
+    order = np.argsort(p)
+    with np.errstate(divide="ignore"):  # p = 1 adjusts to 1
+        ranked = -np.expm1((m - np.arange(m)) * np.log1p(-p[order]))
+    adjusted = np.maximum.accumulate(ranked)
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+_ADJUST: dict[str, Callable[[NDArray[np.float64]], NDArray[np.float64]]] = {
+    "bh": benjamini_hochberg,
+    "holm": holm,
+    "hochberg": hochberg,
+    "bonferroni": bonferroni,
+    "sidak": sidak,
+    "holm-sidak": holm_sidak,
+    "none": lambda p: p.copy(),
+}
+
+
+def _family_key(r: ResultRecord, scope: CorrectionScope) -> Hashable:
+    """The family a record belongs to under a named scope (records with equal keys are corrected together)."""
+    if scope == "analysis":
+        return ()
+    if scope == "metric":  # one metric's cells: everything but the cell fixed
+        return (r.slice, r.metric, r.model, r.segment, r.time, r.quantile)
+    return (r.metric, r.model, r.cell, r.segment, r.time, r.quantile)  # "slice": everything but the slice fixed
+
+
+def adjust_pvalues(
+    records: Sequence[ResultRecord],
+    method: Correction = "bh",
+    scope: CorrectionScope | AbstractSet[str] = "analysis",
+) -> list[ResultRecord]:
+    """Records with ``p_value_adjusted`` filled per family; missing p-values stay missing.
+
+    ``scope`` says which records are tested together: ``"analysis"`` (default: one family of
+    every record), ``"metric"`` (one family per metric, slice, model and segment/period: the
+    metric's cells), ``"slice"`` (one family per metric, model, cell and segment/period: its
+    slices), or a set of goal metric names: the goal metrics' records form one family, and
+    every other record is left uncorrected (``p_value_adjusted = p_value``, correction
+    ``"none"``), because guardrails are tested for non-inferiority with their power planned,
+    not their alpha split (Schultzberg et al., 2024).
+    """
+    if method not in _ADJUST:
+        raise InputError(f"unknown correction {method!r}; use one of {', '.join(CORRECTIONS)}")
+    goals: frozenset[str] | None = None
+    named: CorrectionScope = "analysis"
+    if isinstance(scope, str):
+        if scope not in SCOPES:
+            raise InputError(
+                f"unknown correction scope {scope!r}; use one of {', '.join(SCOPES)} or a set of goal metric names"
+            )
+        named = scope
     else:
-        adjusted[ok] = (benjamini_hochberg if method == "bh" else holm)(p[ok])
+        goals = frozenset(scope)
+        if not goals:
+            raise InputError("a goal-metric correction scope needs at least one metric name")
+    p = np.array([np.nan if r.p_value is None else r.p_value for r in records], dtype=np.float64)
+    families: dict[Hashable, list[int]] = {}
+    labels: list[str] = [method] * len(records)
+    for i, r in enumerate(records):
+        if goals is not None:
+            key: Hashable = "goals" if r.metric in goals else ("alone", i)
+            if r.metric not in goals:
+                labels[i] = "none"
+        else:
+            key = _family_key(r, named)
+        families.setdefault(key, []).append(i)
+    adjusted = np.full(len(p), np.nan)
+    for members in families.values():
+        idx = np.asarray(members, dtype=np.intp)
+        idx = idx[np.isfinite(p[idx])]
+        if idx.size:
+            adjusted[idx] = _ADJUST[method](p[idx])
     return [
-        r.model_copy(update={"p_value_adjusted": float(a) if np.isfinite(a) else None, "correction": method})
-        for r, a in zip(records, adjusted, strict=True)
+        r.model_copy(update={"p_value_adjusted": float(a) if np.isfinite(a) else None, "correction": label})
+        for r, a, label in zip(records, adjusted, labels, strict=True)
     ]
 
 

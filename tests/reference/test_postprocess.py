@@ -35,7 +35,7 @@ def test_adjust_pvalues_keeps_missing_and_labels_method() -> None:
     np.testing.assert_allclose([out[i].p_value_adjusted for i in (0, 2, 3)], multipletests([0.01, 0.04, 0.03], method="holm")[1])
     assert {r.correction for r in out} == {"holm"}
     with pytest.raises(InputError):
-        adjust_pvalues(recs, "bonferroni")  # type: ignore[arg-type]
+        adjust_pvalues(recs, "fdr_by")  # type: ignore[arg-type]
 
 
 def test_srm_matches_scipy_and_flags_mismatch() -> None:

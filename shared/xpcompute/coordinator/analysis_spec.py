@@ -12,6 +12,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xpcompute.config import EngineKind
+from xpcompute.inference.settings import InferenceSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.postprocess import Correction
 from xpcompute.spec import ModelName
@@ -98,6 +99,12 @@ class AnalysisSpec(BaseModel):
         default=False,
         description="Rebuild the registered experiment's analysis table (a stage-1 job) before slicing, even when "
         "it is up to date with the spec and the sources. Not allowed with 'table'.",
+    )
+
+    inference: InferenceSpec | None = Field(
+        default=None,
+        description="Sequential testing, Bayesian results and shrinkage for this analysis; default the registered "
+        "experiment's 'inference:' block (fixed horizon for an ad-hoc table). Stored resolved with the analysis.",
     )
 
     @field_validator("metrics")

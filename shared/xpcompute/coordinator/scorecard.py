@@ -62,6 +62,9 @@ class Scorecard:
     created_at: float = 0.0
     finished_at: float | None = None
     version: int = 0
+    #: the inference summary (``inference_pass.InferenceSummary.to_json_dict``): method, look k of K, alpha spent,
+    #: what crossed; ``None`` on scorecards stored before it existed
+    inference: dict[str, Any] | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +81,7 @@ class Scorecard:
             "created_at": self.created_at,
             "finished_at": self.finished_at,
             "version": self.version,
+            "inference": self.inference,
         }
 
 

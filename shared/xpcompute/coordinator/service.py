@@ -320,7 +320,7 @@ class Coordinator:
         keys.experiment_id(experiment_id)
         registered = self.experiment_version(experiment_id)
         experiment = registered.spec if registered is not None else None
-        spec = resolve_request(spec, experiment)
+        spec = resolve_inference(resolve_request(spec, experiment), experiment)
         reason: str | None = None
         if experiment is None and spec.table is None and not self._published(keys.analysis_table(experiment_id)):
             raise NotFoundError(_unregistered(experiment_id))
@@ -571,6 +571,7 @@ class Coordinator:
             updated_at=now, error=_summary(failed),
         )
         card = assemble(replace(done, version=analysis.version + 1), jobs, self.store, complete=True)
+        card = self._with_inference(card, analysis, jobs, record_look=True)
         try:
             self.store.put_bytes(keys.scorecard(analysis_id), json.dumps(card.to_json_dict(), sort_keys=True).encode())
         except StorageError as exc:
@@ -656,7 +657,39 @@ class Coordinator:
             if raw is not None and raw.get("version") == analysis.version:
                 return _scorecard_from_json(raw)
         jobs = self.state.list_jobs(analysis_id)
-        return assemble(analysis, jobs, self.store, complete=analysis.state != AnalysisState.RUNNING)
+        card = assemble(analysis, jobs, self.store, complete=analysis.state != AnalysisState.RUNNING)
+        return self._with_inference(card, analysis, jobs, record_look=False)
+
+    def _with_inference(self, card: Scorecard, analysis: Analysis, jobs: list[Job], record_look: bool) -> Scorecard:
+        """The scorecard after the inference pass (``inference_pass``): sequential, Bayesian and shrinkage fields
+        on the records and the ``inference`` summary. At finalize (``record_look``) the analysis's look is stored
+        (put-if-absent); a partial scorecard only reads the looks. A failure of the pass is reported in the
+        summary's notes and leaves the fixed-horizon records as they are: it never fails the analysis."""
+        from xpcompute.coordinator.inference_pass import InferenceSummary, run_inference_pass
+        from xpcompute.inference.settings import InferenceSpec
+
+        raw = analysis.request.get("inference")
+        settings = InferenceSpec() if raw is None else InferenceSpec.model_validate(raw)
+        experiment = self.experiment_of(analysis)
+        covariates = {m: experiment.covariates_for(m) for m in experiment.metrics} if experiment is not None else {
+            m: tuple(analysis.request.get("covariates") or ()) for m in analysis.request.get("metrics") or ()}
+        counts = {j.slice_id: dict(j.output.get("cell_counts") or {}) for j in jobs
+                  if j.kind == JobKind.SLICE and j.state == JobState.SUCCEEDED}
+        try:
+            records, summary = run_inference_pass(
+                self.store, experiment_id=analysis.experiment_id, analysis_id=analysis.analysis_id,
+                created_at=analysis.created_at, records=card.records, spec=settings,
+                alpha=float(analysis.request.get("alpha", 0.05)), correction=card.correction,  # type: ignore[arg-type]
+                slice_counts=counts, everyone_id=SliceFilter().slice_id,
+                higher_is_better=experiment.higher_is_better() if experiment is not None else None,
+                covariates=covariates, record_look=record_look,
+            )
+        except (ValueError, StorageError) as exc:
+            log.warning("inference pass of analysis %s failed: %s", analysis.analysis_id, exc)
+            records = [r.model_copy(update={"inference": "fixed_horizon"}) for r in card.records]
+            summary = InferenceSummary(notes=[f"the {settings.sequential} inference pass failed ({exc}); "
+                                              "fixed-horizon results shown"])
+        return replace(card, records=records, inference=summary.to_json_dict())
 
 
 @dataclass(frozen=True)
@@ -678,6 +711,23 @@ class RegisteredExperiment:
         """Everything but the spec itself (what the CLI prints after ``experiment register``)."""
         return {"experiment_id": self.experiment_id, "version": self.version, "spec_hash": self.spec_hash,
                 "created_at": self.created_at, "created": self.created}
+
+
+def resolve_inference(spec: AnalysisSpec, experiment: ExperimentSpec | None) -> AnalysisSpec:
+    """The request with its inference settings resolved: its own override, else the experiment's ``inference:``
+    block, else fixed horizon (an ad-hoc table). Stored resolved, so the analysis is reproducible whatever the
+    experiment's spec says later. Priors must name metrics (of the experiment, or of the request when ad hoc)."""
+    from xpcompute.inference.settings import InferenceSpec
+
+    inference = spec.inference
+    if inference is None:
+        inference = experiment.inference if experiment is not None else InferenceSpec()
+    known = set(experiment.metrics) if experiment is not None else set(spec.metrics)
+    unknown = sorted(set(inference.priors) - known)
+    if unknown:
+        raise InputError(f"inference.priors names {unknown}, which are not metrics of this "
+                         f"{'experiment' if experiment is not None else 'analysis'}; use one of {sorted(known)}")
+    return spec.model_copy(update={"inference": inference})
 
 
 def spec_hash(experiment: ExperimentSpec) -> str:
@@ -756,6 +806,7 @@ def _scorecard_from_json(raw: dict[str, object]) -> Scorecard:
         created_at=float(raw["created_at"]),  # type: ignore[arg-type]
         finished_at=None if raw["finished_at"] is None else float(raw["finished_at"]),  # type: ignore[arg-type]
         version=int(raw["version"]),  # type: ignore[call-overload]
+        inference=raw.get("inference"),  # type: ignore[arg-type]
     )
 
 

@@ -10,6 +10,7 @@ Layout under a store root (``XPCOMPUTE_OBJECTS``)::
     experiments/{experiment}/latest.json               pointer to the newest version (a hint; see storage/versions.py)
     experiments/{experiment}/experiment.json           the spec as registered before versions existed (read once, migrated)
     experiments/{experiment}/stage1.building           held by the one stage-1 job building the tables right now
+    experiments/{experiment}/looks/{analysis}.json     one look of a sequential test (put-if-absent at finalize)
     analyses/{analysis}/request.json                   the analysis request, verbatim (reproducibility)
     analyses/{analysis}/slices/{slice}.parquet         one compressed slice of an analysis (a slice job)
     analyses/{analysis}/slices/{slice}/{metric}.{distribution|panel}.parquet   its n-tile / panel forms
@@ -111,6 +112,13 @@ def experiment_pointer(experiment_id: str) -> str:
 def stage1_claim(experiment_id: str) -> str:
     """The marker a stage-1 job holds (put-if-absent) while it builds the experiment's tables."""
     return f"{EXPERIMENTS}/{_part(experiment_id, 'experiment id')}/stage1.building"
+
+
+def experiment_look(experiment_id: str, analysis_id: str = "") -> str:
+    """One analysis's look at a sequential experiment (written once, at its first finalize); with no
+    ``analysis_id``, the prefix under which every look of the experiment lives."""
+    prefix = f"{EXPERIMENTS}/{_part(experiment_id, 'experiment id')}/looks/"
+    return prefix + f"{_part(analysis_id, 'analysis id')}.json" if analysis_id else prefix
 
 
 def experiment_id(value: str) -> str:

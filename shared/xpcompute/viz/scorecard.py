@@ -106,7 +106,15 @@ class ScorecardRow:
 
 
 def decision_p(record: ResultRecord) -> float | None:
-    """``p_value_adjusted`` when present and finite, else ``p_value`` (``None`` if neither is usable)."""
+    """``p_value_adjusted`` when present and finite, else ``p_value`` (``None`` if neither is usable).
+
+    A record of a sequential analysis decides on its sequential p-value (adjusted when corrected): the
+    fixed-horizon one is not valid when the test is looked at more than once.
+    """
+    sequential = clean(record.sequential_p_value)
+    if sequential is not None:
+        seq_adjusted = clean(record.sequential_p_value_adjusted)
+        return seq_adjusted if seq_adjusted is not None else sequential
     adjusted = clean(record.p_value_adjusted)
     return adjusted if adjusted is not None else clean(record.p_value)
 

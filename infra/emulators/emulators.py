@@ -1,19 +1,28 @@
 """Start and stop the local emulators on 127.0.0.1: moto's server (S3, DynamoDB, SQS) and ``npx osls offline``.
 
+With ``--localstack``, LocalStack (``localstack-core``, host mode, no Docker) serves S3 and SQS instead, and moto
+keeps DynamoDB (LocalStack's DynamoDB needs Docker). LocalStack lives in its own environment,
+``build/localstack-venv``, installed on first use from ``infra/emulators/localstack-requirements.txt``: its pins
+would otherwise move the project's boto3 and pydantic.
+
 Each start refuses a port that is already taken (saying which and by what to
 look for), records the process id of what it started under ``--run-dir``,
 and waits until the service answers. ``stop`` ends only the processes whose
 ids it recorded, and only if they are still the command it started.
 
-    python infra/emulators/emulators.py start [--moto-port 5000] [--http-port 3000] [--lambda-port 3002]
+    python infra/emulators/emulators.py start [--localstack] [--moto-port 5000] [--localstack-port 4566]
+                                              [--http-port 3000] [--lambda-port 3002]
     python infra/emulators/emulators.py env      # the XPCOMPUTE_* variables pointing at them
     python infra/emulators/emulators.py stop
+    python infra/emulators/emulators.py install-localstack
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -28,6 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
+LOCALSTACK_REQUIREMENTS = ROOT / "infra" / "emulators" / "localstack-requirements.txt"
+LOCALSTACK_VENV = ROOT / "build" / "localstack-venv"
 
 
 class EmulatorError(RuntimeError):
@@ -80,6 +91,7 @@ class Emulators:
 
     run_dir: str
     moto_port: int = 0
+    localstack_port: int = 0
     http_port: int = 0
     lambda_port: int = 0
     pids: dict[str, int] = field(default_factory=dict)
@@ -90,6 +102,15 @@ class Emulators:
     @property
     def moto_url(self) -> str:
         return f"http://{HOST}:{self.moto_port}"
+
+    @property
+    def localstack_url(self) -> str:
+        return f"http://{HOST}:{self.localstack_port}"
+
+    @property
+    def objects_url(self) -> str:
+        """Where S3 and SQS are served: LocalStack when it runs, else moto."""
+        return self.localstack_url if self.localstack_port else self.moto_url
 
     @property
     def api_url(self) -> str:
@@ -107,8 +128,8 @@ class Emulators:
             out.update({
                 "XPCOMPUTE_DYNAMODB_ENDPOINT": self.moto_url,
                 "XPCOMPUTE_DYNAMODB_TABLE": self.table,
-                "XPCOMPUTE_S3_ENDPOINT": self.moto_url,
-                "XPCOMPUTE_SQS_ENDPOINT": self.moto_url,
+                "XPCOMPUTE_S3_ENDPOINT": self.objects_url,
+                "XPCOMPUTE_SQS_ENDPOINT": self.objects_url,
                 "XPCOMPUTE_OBJECTS": f"s3://{self.bucket}/xp",
                 "XPCOMPUTE_SQS_QUEUE_URL": self.queue_url,
             })
@@ -134,7 +155,8 @@ def _spawn(cmd: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[b
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
 
 
-def start_moto(emu: Emulators, port: int) -> None:
+def start_moto(emu: Emulators, port: int, create: bool = True) -> None:
+    """moto's server on ``port``; ``create``: make the bucket, table and queues now (else call ``bootstrap``)."""
     require_free(port, "moto's server")
     moto = Path(sys.executable).parent / "moto_server"
     cmd = [str(moto) if moto.exists() else "moto_server", "-H", HOST, "-p", str(port)]
@@ -144,25 +166,88 @@ def start_moto(emu: Emulators, port: int) -> None:
     emu.pids["moto"] = proc.pid
     emu.save()
     wait_http(f"http://{HOST}:{port}/moto-api/", 20, proc, log)
-    bootstrap(emu)
+    if create:
+        bootstrap(emu)
+        emu.save()
+
+
+def _requirements_hash() -> str:
+    return hashlib.sha256(LOCALSTACK_REQUIREMENTS.read_bytes()).hexdigest()
+
+
+def ensure_localstack(venv: Path = LOCALSTACK_VENV, timeout: float = 900.0) -> Path:
+    """LocalStack's own environment, installed once per version of its requirements; returns its python.
+
+    A lock file serializes concurrent installs (two test sessions), and a stamp with the requirements' hash says
+    the environment is complete, so an interrupted install is redone rather than half-used.
+    """
+    python = venv / "bin" / "python"
+    stamp = venv / ".xpcompute-requirements-sha256"
+    want = _requirements_hash()
+    if stamp.exists() and stamp.read_text().strip() == want and python.exists():
+        return python
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists() and stamp.read_text().strip() == want and python.exists():
+            return python
+        stamp.unlink(missing_ok=True)
+        base = getattr(sys, "_base_executable", sys.executable)
+        steps = [[base, "-m", "venv", "--clear", str(venv)],
+                 [str(python), "-m", "pip", "install", "--quiet", "--no-cache-dir", "-r", str(LOCALSTACK_REQUIREMENTS)]]
+        for cmd in steps:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                  env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+            if done.returncode != 0:
+                raise EmulatorError(f"installing LocalStack failed at `{' '.join(cmd[:4])} ...` (exit "
+                                    f"{done.returncode}):\n{(done.stderr or done.stdout)[-3000:]}")
+        stamp.write_text(want)
+    return python
+
+
+def start_localstack(emu: Emulators, port: int, timeout: float = 60.0) -> None:
+    """LocalStack in host mode on ``port`` with S3 and SQS only (``localstack.runtime.main``, as its image runs it).
+
+    Its files go under the run folder (``FILESYSTEM_ROOT``; ``OVERRIDE_IN_DOCKER=0`` because this machine looks like
+    a container to it and it would write to /var/lib/localstack); no DNS server, no certificate download, no
+    analytics (none of which is reachable here). SQS queue URLs are path-style on 127.0.0.1, so clients need no DNS.
+    """
+    require_free(port, "LocalStack")
+    python = ensure_localstack()
+    run_dir = Path(emu.run_dir)
+    env = dict(os.environ)
+    env.update({
+        "GATEWAY_LISTEN": f"{HOST}:{port}", "LOCALSTACK_HOST": f"{HOST}:{port}", "SERVICES": "s3,sqs",
+        "OVERRIDE_IN_DOCKER": "0", "FILESYSTEM_ROOT": str(run_dir / "localstack-fs"), "DNS_ADDRESS": "0",
+        "SKIP_SSL_CERT_DOWNLOAD": "1", "DISABLE_EVENTS": "1", "SQS_ENDPOINT_STRATEGY": "path",
+    })
+    log = run_dir / "localstack.log"
+    proc = _spawn([str(python), "-m", "localstack.runtime.main"], log, env)
+    emu.localstack_port = port
+    emu.pids["localstack"] = proc.pid
     emu.save()
+    wait_http(f"http://{HOST}:{port}/_localstack/health", timeout, proc, log)
 
 
 def bootstrap(emu: Emulators) -> None:
-    """Create the bucket, the state table and the queues serverless.yml declares (emulators start empty)."""
+    """Create the bucket, the state table and the queues serverless.yml declares (emulators start empty).
+
+    The table is always on moto; the bucket and the queues on LocalStack when it runs.
+    """
     import boto3
 
     env = emu.env()
     kw = {"endpoint_url": emu.moto_url, "region_name": "us-east-1", "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
           "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"]}
-    boto3.client("s3", **kw).create_bucket(Bucket=emu.bucket)
+    objects_kw = {**kw, "endpoint_url": emu.objects_url}  # S3 and SQS: LocalStack when it runs
+    boto3.client("s3", **objects_kw).create_bucket(Bucket=emu.bucket)
     sys.path.insert(0, str(ROOT / "shared"))
     from xpcompute.coordinator.state.dynamodb_store import table_definition
 
     ddb = boto3.client("dynamodb", **kw)
     if emu.table not in ddb.list_tables()["TableNames"]:
         ddb.create_table(**table_definition(emu.table))
-    sqs = boto3.client("sqs", **kw)
+    sqs = boto3.client("sqs", **objects_kw)
     dlq = sqs.create_queue(QueueName="xpcompute-dev-jobs-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     emu.queue_url = sqs.create_queue(
@@ -217,7 +302,7 @@ def _is_ours(pid: int, marker: str) -> bool:
 def stop(emu: Emulators, timeout: float = 10.0) -> list[str]:
     """End the process groups this tool started (and nothing else); returns what was stopped."""
     stopped = []
-    markers = {"moto": "moto_server", "offline": "offline"}
+    markers = {"moto": "moto_server", "offline": "offline", "localstack": "localstack.runtime.main"}
     for name, pid in list(emu.pids.items()):
         if _is_ours(pid, markers.get(name, name)):
             with contextlib.suppress(ProcessLookupError):
@@ -235,7 +320,10 @@ def stop(emu: Emulators, timeout: float = 10.0) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["start", "stop", "env", "start-moto"])
+    parser.add_argument("action", choices=["start", "stop", "env", "start-moto", "install-localstack"])
+    parser.add_argument("--localstack", action="store_true",
+                        help="S3 and SQS on LocalStack (host mode), DynamoDB on moto")
+    parser.add_argument("--localstack-port", type=int, default=4566)
     parser.add_argument("--run-dir", default=str(ROOT / ".xpcompute" / "emulators"))
     parser.add_argument("--moto-port", type=int, default=5000)
     parser.add_argument("--http-port", type=int, default=3000)
@@ -247,11 +335,18 @@ def main(argv: list[str] | None = None) -> int:
             if emu.pids:
                 raise EmulatorError(f"emulators already started from {args.run_dir} ({emu.pids}); run stop first")
             emu = Emulators(run_dir=args.run_dir)
-            start_moto(emu, args.moto_port)
+            start_moto(emu, args.moto_port, create=not args.localstack)
             print(f"moto: {emu.moto_url}")
+            if args.localstack:
+                start_localstack(emu, args.localstack_port)
+                bootstrap(emu)
+                emu.save()
+                print(f"localstack (S3, SQS): {emu.localstack_url}")
             if args.action == "start":
                 start_offline(emu, args.http_port, args.lambda_port)
                 print(f"api: {emu.api_url}   lambda: http://{HOST}:{emu.lambda_port}")
+        elif args.action == "install-localstack":
+            print(f"localstack: {ensure_localstack()}")
         elif args.action == "stop":
             print("stopped: " + (", ".join(stop(emu)) or "nothing (none recorded)"))
         else:

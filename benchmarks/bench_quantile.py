@@ -20,6 +20,12 @@ bootstrap SE at p50/p99, and the Mann–Whitney p-value, against the exact
 values on the full data (exact QTE: ``np.quantile`` on all rows; exact
 Mann–Whitney: lossless distribution compression).
 
+A third measurement times one quantile fit on the ntile:1000 table (the service's unit of work):
+the bootstrap + grouped interpolation in C++ (``native.bootstrap_grouped_quantiles``, now) against
+the former NumPy route (``native.poisson_weights`` + ``grouped_quantiles`` per cell), with the
+median of ``--fit-repeats`` runs of each, and checks that both give the same replicates.
+``--fit-only`` runs just that.
+
 Run: ``python benchmarks/bench_quantile.py [--rows 10000000]``;
 ``XPCOMPUTE_NATIVE=reference`` selects the NumPy specs of the primitives (slow).
 """
@@ -28,14 +34,20 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
 from common import machine, peak_rss_mb, table
 
 from xpcompute import native
-from xpcompute.compression.distribution import compress_values
+from xpcompute.compression.distribution import DistributionView, compress_values
+from xpcompute.compression.schema import CompressedTable
 from xpcompute.models import fit_compressed
+from xpcompute.models.fit import model_data
+from xpcompute.models.mannwhitney import cell_samples
+from xpcompute.models.quantile import bootstrap_cells
+from xpcompute.native.reference import grouped_quantiles
 from xpcompute.records import ResultRecord
 from xpcompute.spec import CompressSpec, FitSpec
 
@@ -84,13 +96,71 @@ def numpy_bootstrap(data: pa.Table, reps: int, seed: int = 0) -> tuple[np.ndarra
     return out.std(axis=0, ddof=1), time.perf_counter() - t0
 
 
+def numpy_route(ct: CompressedTable, reps: int, seed: int = 0) -> np.ndarray:
+    """The bootstrap as it ran before the C++ port: C++ Poisson weights, NumPy ogive per cell."""
+    data = model_data(ct, spec("ntile:1000", reps))
+    samples = cell_samples(data, DistributionView.of(ct, "y", "quantile"))
+    probs = np.asarray(PROBS)
+    cells = tuple(samples)
+    counts = np.concatenate([samples[c].counts for c in cells])
+    weights = native.poisson_weights(counts, reps, seed)
+    out = np.full((reps, len(cells), len(probs)), np.nan)
+    start = 0
+    for k, c in enumerate(cells):
+        s = samples[c]
+        stop = start + len(s.values)
+        out[:, k, :] = grouped_quantiles(s.values, s.lower, s.upper, weights[:, start:stop], probs)
+        start = stop
+    return out
+
+
+def fit_timing(data: pa.Table, reps: int, repeats: int) -> None:
+    """Median time of one QTE fit (ntile:1000), and of its bootstrap by the C++ and the former NumPy route."""
+    ct = compress_values(data, "y", ["cell"], compress=CompressSpec.parse("ntile:1000"))
+    s = spec("ntile:1000", reps)
+    samples = cell_samples(model_data(ct, s), DistributionView.of(ct, "y", "quantile"))
+    probs = np.asarray(PROBS)
+
+    def median_ms(fn: Callable[[], object]) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return 1000 * float(np.median(times))
+
+    new = bootstrap_cells(samples, probs, reps, 0).values
+    old = numpy_route(ct, reps)
+    same = bool(np.array_equal(new, old, equal_nan=True))
+    fit_ms = median_ms(lambda: fit_compressed(ct, s))
+    cpp_ms = median_ms(lambda: bootstrap_cells(samples, probs, reps, 0))
+    numpy_ms = median_ms(lambda: numpy_route(ct, reps))
+    weights_ms = median_ms(lambda: native.poisson_weights(np.concatenate([x.counts for x in samples.values()]),
+                                                           reps, 0))
+    print(f"\none quantile fit on ntile:1000 ({ct.n_groups} compressed rows), {reps} replicates, quantiles {PROBS}, "
+          f"median of {repeats}; replicates identical to the former NumPy route: {same}")
+    print(table([
+        ("whole fit (fit_compressed), C++ bootstrap", f"{fit_ms:.1f}"),
+        ("bootstrap: C++ bootstrap_grouped_quantiles", f"{cpp_ms:.1f}"),
+        ("bootstrap: former route (C++ poisson_weights + NumPy ogive)", f"{numpy_ms:.1f}"),
+        ("  of which the Poisson weights alone", f"{weights_ms:.1f}"),
+        ("fit minus bootstrap saving (estimated former whole fit)", f"{fit_ms - cpp_ms + numpy_ms:.1f}"),
+    ], ("step", "ms")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--sub", type=int, default=200_000, help="rows in the NumPy-bootstrap subsample")
     parser.add_argument("--numpy-reps", type=int, default=100, help="replicates actually run by NumPy")
     parser.add_argument("--reps", type=int, default=1000)
+    parser.add_argument("--fit-repeats", type=int, default=15, help="runs of one fit for the per-fit timing")
+    parser.add_argument("--fit-only", action="store_true", help="only the per-fit timing")
     args = parser.parse_args()
+    if args.fit_only:
+        fit_timing(make_data(args.rows), args.reps, args.fit_repeats)
+        return
 
     data = make_data(args.rows)
     input_mb = data.nbytes / 2**20
@@ -163,6 +233,7 @@ def main() -> None:
         ))
     print(table(n_rows, ("N", "groups", "compress s", "QTE p50 (vs exact)", "SE p50", "QTE p99 (vs exact)", "SE p99",
                          "MW p", "|Δp| vs exact")))
+    fit_timing(data, args.reps, args.fit_repeats)
 
 
 if __name__ == "__main__":

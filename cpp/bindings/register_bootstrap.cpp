@@ -1,4 +1,5 @@
-// Bindings of poisson_weights and bootstrap_quantiles (xpcompute/bootstrap.hpp).
+// Bindings of poisson_weights and bootstrap_quantiles (xpcompute/bootstrap.hpp) and of
+// bootstrap_grouped_quantiles (xpcompute/grouped_bootstrap.hpp).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -7,6 +8,7 @@
 
 #include "helpers.hpp"
 #include "xpcompute/bootstrap.hpp"
+#include "xpcompute/grouped_bootstrap.hpp"
 
 namespace xpcompute::bindings {
 
@@ -70,6 +72,52 @@ py::array_t<double> bootstrap_quantiles_py(const py::object& values, const py::o
     return out;
 }
 
+py::array_t<double> bootstrap_grouped_quantiles_py(const py::object& values, const py::object& lower,
+                                                   const py::object& upper, const py::object& counts,
+                                                   const py::object& groups, const py::object& n_groups,
+                                                   const py::object& probs, const py::object& reps,
+                                                   const py::object& seed, const py::object& threads) {
+    const std::string fn = "bootstrap_grouped_quantiles: ";
+    const F64Array v = as_f64(values, fn + "values");
+    require_ndim(v, 1, fn + "values");
+    const py::ssize_t g = v.shape(0);
+    const F64Array lo = as_f64(lower, fn + "lower");
+    require_ndim(lo, 1, fn + "lower");
+    require_len(lo, g, fn + "lower", "the length of values");
+    const F64Array hi = as_f64(upper, fn + "upper");
+    require_ndim(hi, 1, fn + "upper");
+    require_len(hi, g, fn + "upper", "the length of values");
+    const F64Array c = as_f64(counts, fn + "counts");
+    require_ndim(c, 1, fn + "counts");
+    require_len(c, g, fn + "counts", "the length of values");
+    const I32Array gr = as_array<I32Array>(groups, fn + "groups", "int32");
+    require_ndim(gr, 1, fn + "groups");
+    require_len(gr, g, fn + "groups", "the length of values");
+    const F64Array p = as_f64(probs, fn + "probs");
+    require_ndim(p, 1, fn + "probs");
+    for (py::ssize_t i = 0; i < p.size(); ++i)
+        if (!(p.data()[i] >= 0.0 && p.data()[i] <= 1.0))
+            throw std::invalid_argument(fn + "probs must lie in [0, 1], got " + std::to_string(p.data()[i]));
+    const std::int64_t k = as_count(n_groups, fn + "n_groups");
+    const std::int64_t n_reps = as_count(reps, fn + "reps");
+    const std::int64_t n_threads = as_count(threads, fn + "threads");
+    const std::uint64_t s = as_seed(seed);
+    const py::ssize_t n_probs = p.size();
+    py::array_t<double> out({static_cast<py::ssize_t>(n_reps), static_cast<py::ssize_t>(k), n_probs});
+    {
+        const double* vp = v.data();
+        const double* lp = lo.data();
+        const double* hp = hi.data();
+        const double* cp = c.data();
+        const std::int32_t* gp = gr.data();
+        const double* pp = p.data();
+        double* op = out.mutable_data();
+        py::gil_scoped_release release;
+        bootstrap_grouped_quantiles(vp, lp, hp, cp, gp, g, k, pp, n_probs, n_reps, s, n_threads, op);
+    }
+    return out;
+}
+
 }  // namespace
 
 void register_bootstrap(py::module_& m) {
@@ -81,6 +129,12 @@ void register_bootstrap(py::module_& m) {
           py::arg("n_groups"), py::arg("probs"), py::arg("reps"), py::arg("seed"), py::arg("threads") = 0,
           "Per-group weighted quantiles under each Poisson replicate [reps, n_groups, n_probs] "
           "(the weights of poisson_weights with the same seed; NaN for a group left empty).");
+    m.def("bootstrap_grouped_quantiles", &bootstrap_grouped_quantiles_py, py::arg("values"), py::arg("lower"),
+          py::arg("upper"), py::arg("counts"), py::arg("groups"), py::arg("n_groups"), py::arg("probs"),
+          py::arg("reps"), py::arg("seed"), py::arg("threads") = 0,
+          "Per-group grouped-data (n-tile) quantiles, linear inside the bucket that holds each, under each "
+          "Poisson replicate [reps, n_groups, n_probs] (the weights of poisson_weights with the same seed; NaN "
+          "for a group left without weight).");
 }
 
 }  // namespace xpcompute::bindings

@@ -59,3 +59,17 @@ def bootstrap_quantiles(
     threads: int = 0,
 ) -> F64:
     """``[reps, n_groups, n_probs]`` weighted quantiles per group under ``poisson_weights(counts, reps, seed)``."""
+
+def bootstrap_grouped_quantiles(
+    values: F64,
+    lower: F64,
+    upper: F64,
+    counts: F64,
+    groups: NDArray[np.int32],
+    n_groups: int,
+    probs: F64,
+    reps: int,
+    seed: int,
+    threads: int = 0,
+) -> F64:
+    """``[reps, n_groups, n_probs]`` n-tile quantiles (linear inside a bucket) per group under ``poisson_weights``."""

@@ -19,8 +19,8 @@ the bootstrap see the sampling variation of the bucket masses.
 Uncertainty (written into every record's ``notes``):
 
 * The Poisson bootstrap runs on the compressed rows (``native.bootstrap_quantiles``
-  on exact rows; ``native.poisson_weights`` + ``grouped_quantiles`` on n-tile
-  rows; ``spec.bootstrap_reps`` replicates, ``spec.seed``): a compressed row standing
+  on exact rows; ``native.bootstrap_grouped_quantiles`` on n-tile rows, both in C++;
+  ``spec.bootstrap_reps`` replicates, ``spec.seed``): a compressed row standing
   for n identical input rows gets weight Poisson(n), which is exactly the sum
   of the n input rows' Poisson(1) weights, so the compressed bootstrap *is*
   the raw-row Poisson bootstrap. Cells are resampled independently.
@@ -51,6 +51,7 @@ from xpcompute.errors import ZeroVarianceError
 from xpcompute.models.base import CausalModel, MeansCovariance, make_record
 from xpcompute.models.data import ModelData, Subgroup, subgroups
 from xpcompute.models.mannwhitney import CellSample, cell_samples, restrict
+from xpcompute.native.reference import grouped_quantiles
 from xpcompute.records import CellSummary, ResultRecord
 
 F64 = NDArray[np.float64]
@@ -82,42 +83,6 @@ class QuantileBootstrap:
         return qc[ok], q0[ok]
 
 
-def grouped_quantiles(values: F64, lower: F64, upper: F64, weights: F64, probs: F64) -> F64:
-    """Quantiles of n-tile data by linear interpolation of the CDF inside each bucket (the grouped-data ogive).
-
-    ``weights`` is ``[G]`` or ``[R, G]`` (R weightings of the same G rows, e.g.
-    bootstrap replicates); rows with the same value are one bucket and are
-    merged. For prob p the bucket j is the first whose cumulative weight reaches
-    ``p * total`` (as in the inverted CDF), and the quantile is
-    ``lower_j + (p * total - F_{j-1}) / w_j * (upper_j - lower_j)``. A
-    single-valued bucket (``lower == upper``) returns its value, so on exact
-    rows this is the inverted-CDF quantile. Returns ``[R, P]`` (NaN where a
-    weighting is all zero).
-    """
-    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    order = np.argsort(values, kind="stable")
-    v_sorted = values[order]
-    starts = np.flatnonzero(np.r_[True, v_sorted[1:] != v_sorted[:-1]])
-    merged = np.add.reduceat(w[:, order], starts, axis=1) if len(order) else np.zeros((len(w), 0))
-    lo, hi = lower[order][starts], upper[order][starts]
-    n_reps, n_b = merged.shape
-    out = np.full((n_reps, len(probs)), np.nan)
-    if n_b == 0:
-        return out
-    cum = np.cumsum(merged, axis=1)
-    total = cum[:, -1]
-    target = total[:, None] * probs[None, :]
-    j = np.minimum((cum[:, :, None] < target[:, None, :]).sum(axis=1), n_b - 1)
-    rows = np.arange(n_reps)[:, None]
-    prev = np.where(j > 0, cum[rows, np.maximum(j - 1, 0)], 0.0)
-    mass = merged[rows, j]
-    frac = np.clip(np.divide(target - prev, mass, out=np.ones_like(target), where=mass > 0), 0.0, 1.0)
-    q = lo[j] + frac * (hi[j] - lo[j])
-    ok = total > 0
-    out[ok] = q[ok]
-    return out
-
-
 def sample_quantiles(sample: CellSample, probs: F64) -> F64:
     """One cell's quantiles: inverted CDF on exact rows, the interpolated ogive on n-tile rows."""
     if sample.n <= 0:
@@ -128,11 +93,15 @@ def sample_quantiles(sample: CellSample, probs: F64) -> F64:
 
 
 def bootstrap_cells(samples: dict[str, CellSample], probs: F64, reps: int, seed: int) -> QuantileBootstrap:
-    """Poisson bootstrap of every cell's quantiles on its compressed rows.
+    """Poisson bootstrap of every cell's quantiles on its compressed rows, in one C++ call.
 
-    Exact rows: one ``native.bootstrap_quantiles`` call. n-tile rows: the same
-    replicate weights (``native.poisson_weights``), with ``grouped_quantiles``
-    taking the interpolated quantiles of every replicate at once.
+    Exact rows: ``native.bootstrap_quantiles`` (inverted CDF per replicate). n-tile rows:
+    ``native.bootstrap_grouped_quantiles`` (the interpolated ogive per replicate). Both draw the
+    weights of ``native.poisson_weights`` with the same seed, so a fit does not depend on which
+    route or how many threads ran it; the grouped route equals ``grouped_quantiles`` applied to
+    those weights draw for draw (tests/native/test_native_quantile.py). Why C++: with 1000
+    replicates of ~2000 n-tile rows, NumPy's [reps, buckets, probs] comparisons took most of a
+    191 ms fit.
     """
     cells = tuple(samples)
     values = np.concatenate([samples[c].values for c in cells])
@@ -141,13 +110,20 @@ def bootstrap_cells(samples: dict[str, CellSample], probs: F64, reps: int, seed:
     if all(samples[c].lower is None for c in cells):
         out = native.bootstrap_quantiles(values, counts, groups, len(cells), probs, reps, seed)
         return QuantileBootstrap(cells=cells, values=np.asarray(out, dtype=np.float64).reshape(reps, len(cells), len(probs)))
-    weights = native.poisson_weights(counts, reps, seed)
-    result = np.full((reps, len(cells), len(probs)), np.nan)
-    for k, c in enumerate(cells):
+    lower: list[F64] = []
+    upper: list[F64] = []
+    for c in cells:
         s = samples[c]
-        assert s.lower is not None and s.upper is not None
-        result[:, k, :] = grouped_quantiles(s.values, s.lower, s.upper, weights[:, groups == k], probs)
-    return QuantileBootstrap(cells=cells, values=result)
+        if s.lower is None or s.upper is None:  # mixed exact and n-tile cells: exact rows are single-valued buckets
+            lower.append(s.values)
+            upper.append(s.values)
+        else:
+            lower.append(s.lower)
+            upper.append(s.upper)
+    out = native.bootstrap_grouped_quantiles(
+        values, np.concatenate(lower), np.concatenate(upper), counts, groups, len(cells), probs, reps, seed
+    )
+    return QuantileBootstrap(cells=cells, values=np.asarray(out, dtype=np.float64))
 
 
 def distribution_summaries(data: ModelData, probs: tuple[float, ...] | None = None) -> list[CellSummary]:

@@ -24,6 +24,7 @@ __all__ = [
     "GroupMoments",
     "SolveResult",
     "backend",
+    "bootstrap_grouped_quantiles",
     "bootstrap_quantiles",
     "cholesky_solve",
     "cluster_meat",
@@ -122,4 +123,27 @@ def bootstrap_quantiles(
         _impl.bootstrap_quantiles,
         _f64(values), _f64(counts), np.ascontiguousarray(groups, dtype=np.int32), int(n_groups), _f64(probs),
         int(reps), int(seed), int(threads),
+    )
+
+
+def bootstrap_grouped_quantiles(
+    values: F64,
+    lower: F64,
+    upper: F64,
+    counts: F64,
+    groups: NDArray[np.int32],
+    n_groups: int,
+    probs: F64,
+    reps: int,
+    seed: int,
+    threads: int = 0,
+) -> F64:
+    """Per-group n-tile quantiles (linear inside a bucket) under each Poisson replicate ``[reps, n_groups, n_probs]``.
+
+    See ``reference.bootstrap_grouped_quantiles``; the weights are ``poisson_weights(counts, reps, seed)``.
+    """
+    return _call(
+        _impl.bootstrap_grouped_quantiles,
+        _f64(values), _f64(lower), _f64(upper), _f64(counts), np.ascontiguousarray(groups, dtype=np.int32),
+        int(n_groups), _f64(probs), int(reps), int(seed), int(threads),
     )

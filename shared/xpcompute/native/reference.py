@@ -180,3 +180,67 @@ def bootstrap_quantiles(
             if w[b, sel].sum() > 0:
                 out[b, k] = weighted_quantiles(values[sel], w[b, sel], probs)
     return out
+
+
+def grouped_quantiles(values: F64, lower: F64, upper: F64, weights: F64, probs: F64) -> F64:
+    """Quantiles of n-tile data by linear interpolation of the CDF inside each bucket (the grouped-data ogive).
+
+    ``weights`` is ``[G]`` or ``[R, G]`` (R weightings of the same G rows, e.g.
+    bootstrap replicates); rows with the same value are one bucket and are
+    merged. For prob p the bucket j is the first whose cumulative weight reaches
+    ``p * total`` (as in the inverted CDF), and the quantile is
+    ``lower_j + (p * total - F_{j-1}) / w_j * (upper_j - lower_j)``. A
+    single-valued bucket (``lower == upper``) returns its value, so on exact
+    rows this is the inverted-CDF quantile. Returns ``[R, P]`` (NaN where a
+    weighting is all zero).
+    """
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if len(values) == 0 or len(w) == 0:
+        return np.full((len(w), len(probs)), np.nan)
+    order = np.argsort(values, kind="stable")
+    v_sorted = values[order]
+    starts = np.flatnonzero(np.r_[True, v_sorted[1:] != v_sorted[:-1]])
+    merged = np.add.reduceat(w[:, order], starts, axis=1)
+    lo, hi = lower[order][starts], upper[order][starts]
+    n_reps, n_b = merged.shape
+    out = np.full((n_reps, len(probs)), np.nan)
+    cum = np.cumsum(merged, axis=1)
+    total = cum[:, -1]
+    target = total[:, None] * probs[None, :]
+    j = np.minimum((cum[:, :, None] < target[:, None, :]).sum(axis=1), n_b - 1)
+    rows = np.arange(n_reps)[:, None]
+    prev = np.where(j > 0, cum[rows, np.maximum(j - 1, 0)], 0.0)
+    mass = merged[rows, j]
+    frac = np.clip(np.divide(target - prev, mass, out=np.ones_like(target), where=mass > 0), 0.0, 1.0)
+    q = lo[j] + frac * (hi[j] - lo[j])
+    ok = total > 0
+    out[ok] = q[ok]
+    return out
+
+
+def bootstrap_grouped_quantiles(
+    values: F64,
+    lower: F64,
+    upper: F64,
+    counts: F64,
+    groups: NDArray[np.int32],
+    n_groups: int,
+    probs: F64,
+    reps: int,
+    seed: int,
+    threads: int = 0,
+) -> F64:
+    """Grouped-data (n-tile) quantiles per group under each Poisson replicate: ``out[b, k, j]``.
+
+    Equals ``grouped_quantiles(values[sel], lower[sel], upper[sel], poisson_weights(counts, reps, seed)[:, sel],
+    probs)`` with ``sel = groups == k`` (NaN where a replicate leaves a group without weight). Rows
+    whose group is outside ``[0, n_groups)`` belong to no group.
+    """
+    w = poisson_weights(counts, reps, seed, threads)
+    out = np.full((reps, n_groups, len(probs)), np.nan)
+    if reps == 0:
+        return out
+    for k in range(n_groups):
+        sel = groups == k
+        out[:, k, :] = grouped_quantiles(values[sel], lower[sel], upper[sel], w[:, sel], probs)
+    return out

@@ -325,6 +325,72 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_power(args: argparse.Namespace) -> int:
+    """Power, sample size or MDE of one metric from the experiment's pre-period data (``inference.planning``).
+
+    The variance comes from the experiment's analysis table in the store (``--home``/``XPCOMPUTE_HOME``); when
+    there is none yet, or it is older than the spec or its sources, stage 1 builds it here first (DuckDB).
+    """
+    from pathlib import Path
+
+    from xpcompute.config import Settings
+    from xpcompute.coordinator.runtime import build_coordinator
+    from xpcompute.inference.planning import plan_power
+    from xpcompute.pipeline.stage1 import run_stage1
+
+    experiment = _load_experiment(args.spec)
+    settings = Settings.from_env()
+    if args.home:
+        settings = Settings(home=Path(args.home))
+    coordinator = build_coordinator(settings, dispatcher=None)
+    try:
+        reason = coordinator.stage1_reason(experiment)
+        if reason is not None:
+            print(f"building the analysis table first ({reason})", file=sys.stderr)
+            run_stage1(experiment, coordinator.store)
+        plan = plan_power(
+            experiment, args.metric, mde=args.mde, users=args.users, days=args.days, relative=args.relative,
+            alpha=args.alpha, power=args.power, sequential=args.sequential, looks=args.looks,
+            spending=args.spending, daily_units=args.daily_units, store=coordinator.store,
+        )
+    finally:
+        coordinator.state.close()
+    if args.json:
+        print(json.dumps(plan.to_json_dict(), indent=2, sort_keys=True))
+        return 0
+    print(power_text(plan.to_json_dict()))
+    return 0
+
+
+def power_text(plan: dict[str, Any]) -> str:
+    """The plan as a few lines for a terminal: inputs, variance (raw and CUPED), the answer, sequential, progress."""
+    lines = [f"{plan['experiment_id']} / {plan['metric']} ({plan['kind']}), alpha {plan['alpha']:g}, "
+             f"target power {plan['target_power']:g}"]
+    lines.append(f"  variance: raw {plan['variance_raw']:.6g}, CUPED {plan['variance_cuped']:.6g} "
+                 f"(R^2 {plan['r_squared']:.4f} on {', '.join(plan['covariates']) or 'no covariates'}); "
+                 f"planning with the {plan['variance_used']} variance")
+    lines.append(f"  from: {plan['variance_source']}")
+    rel = "" if plan["mde_relative"] is None else f" ({plan['mde_relative']:+.2%} of {plan['baseline_mean']:.6g})"
+    days = "" if plan["days"] is None else f", {plan['days']:.1f} days at {plan['daily_units']:,.0f} units/day"
+    if plan["solve_for"] == "users":
+        lines.append(f"  needed: {plan['users']:,} units in all cells{days} to detect MDE "
+                     f"{plan['mde_absolute']:+.6g}{rel} with power {plan['power']:.3f}")
+    else:
+        lines.append(f"  MDE {plan['mde_absolute']:+.6g}{rel} with {plan['users']:,} units{days}, "
+                     f"power {plan['power']:.3f}")
+    seq = plan.get("sequential")
+    if seq:
+        lines.append(f"  sequential {seq['method']} ({seq['looks']} looks): power {seq['power']:.3f} "
+                     f"+- {seq['mc_se']:.3f}, simulated ({seq['n_sims']:,} seeded experiments)")
+    run = plan.get("running")
+    if run:
+        lines.append(f"  running (data through {run['data_through']}): power now {run['power_now']:.3f} with "
+                     f"{run['n_now']:,.0f} units; {run['days_remaining']} more day(s) to the target")
+    lines += [f"  note: {n}" for n in plan["notes"]]
+    lines.append(f"  method: {plan['method']}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xpcompute", description="Analyse A/B tests on compressed statistics.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -404,6 +470,26 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("spec")
     register.set_defaults(func=cmd_experiment_register)
 
+    power = sub.add_parser("power", help="power, sample size or MDE of a metric from the experiment's pre-period")
+    power.add_argument("spec", help="experiment YAML (docs/experiment-yaml.md)")
+    power.add_argument("--metric", required=True, help="one of the spec's metrics (not a ratio)")
+    size = power.add_mutually_exclusive_group()
+    size.add_argument("--mde", type=float, default=None, help="effect to detect -> units and days needed")
+    size.add_argument("--users", type=int, default=None, help="units in all cells -> the MDE")
+    size.add_argument("--days", type=float, default=None, help="days at the current enrollment rate -> the MDE")
+    power.add_argument("--relative", action="store_true", help="--mde is relative to the baseline mean (0.02 = 2%%)")
+    power.add_argument("--alpha", type=float, default=0.05)
+    power.add_argument("--power", type=float, default=0.8, help="target power")
+    power.add_argument("--sequential", choices=["none", "always_valid", "group_sequential"], default=None,
+                       help="simulate the power of a sequential test (default: the spec's inference.sequential)")
+    power.add_argument("--looks", type=int, default=None, help="looks of the sequential test (default: the spec's)")
+    power.add_argument("--spending", choices=["obrien_fleming", "pocock"], default=None)
+    power.add_argument("--daily-units", type=float, default=None,
+                       help="enrollment per day (default: units in the table / days it covers)")
+    power.add_argument("--home", default=None, help="state and object store folder (default $XPCOMPUTE_HOME)")
+    power.add_argument("--json", action="store_true", help="print the plan as JSON")
+    power.set_defaults(func=cmd_power)
+
     serve = sub.add_parser("serve", help="serve the HTTP API on 127.0.0.1")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -436,6 +522,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ValueError as exc:
         print(f"xpcompute: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # a bug or an input no check foresaw: a one-line typed message and exit code 2, never a traceback
+        print(f"xpcompute: error: unexpected {type(exc).__name__}: {exc}"[:2000], file=sys.stderr)
         return 2
 
 

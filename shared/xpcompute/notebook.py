@@ -27,7 +27,7 @@ import datetime as dt
 import pprint
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -78,6 +78,10 @@ class AnalysisExport:
     failures: tuple[str, ...]
     records: tuple[ResultRecord, ...]
     higher_is_better: Mapping[str, bool]
+    #: what the inference pass was given (``Coordinator._with_inference``): directions and covariates per metric
+    inference_directions: Mapping[str, bool] = field(default_factory=dict)
+    covariates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    created_at: float = 0.0
 
 
 def collect(coordinator: Coordinator, analysis_id: str) -> AnalysisExport:
@@ -127,6 +131,10 @@ def collect(coordinator: Coordinator, analysis_id: str) -> AnalysisExport:
         analysis_id=analysis_id, experiment_id=analysis.experiment_id, state=analysis.state.value,
         store_uri=coordinator.store.uri, correction=str(analysis.request.get("correction", "bh")),
         slices=slices, failures=failures, records=tuple(card.records), higher_is_better=higher,
+        inference_directions=experiment.higher_is_better() if experiment is not None else {},
+        covariates={m: tuple(experiment.covariates_for(m)) for m in experiment.metrics} if experiment is not None
+        else {m: tuple(analysis.request.get("covariates") or ()) for m in analysis.request.get("metrics") or ()},
+        created_at=analysis.created_at,
     )
 
 
@@ -192,6 +200,11 @@ for k, record in mine.items():
             assert a == b, f"{{k}} {{field}}: {{a!r}} here, {{b!r}} stored"
 print(f"all {{len(mine)}} records equal the stored scorecard (largest relative difference {{worst:.1e}})")
 '''
+
+
+def _inference_line(export: AnalysisExport) -> str:
+    methods = sorted({r.inference for r in export.records if r.inference})
+    return ", ".join(methods) if methods else "no inference fields (stored before the inference pass existed)"
 
 
 def build_notebook(export: AnalysisExport, *, generated: dt.datetime | None = None) -> NotebookNode:
@@ -289,6 +302,23 @@ HIGHER_IS_BETTER = {pprint.pformat(dict(export.higher_is_better), width=110, com
 
 records = adjust_pvalues(records, request.get("correction", "bh"))
 viz.print_scorecard(records, higher_is_better=HIGHER_IS_BETTER)
+"""),
+        _md(f"""
+### Inference
+
+Each record says which inference produced its decision (`inference`: fixed_horizon, always_valid or
+group_sequential). The coordinator's inference pass (`xpcompute.coordinator.inference_pass`) adds the sequential,
+Bayesian and shrinkage fields from the records alone, with this analysis's look among the experiment's stored
+looks; it runs again here. Stored: {_inference_line(export)}
+"""),
+        _code(f"""
+from xpcompute.coordinator.inference_pass import reapply
+
+records = reapply(store, records, experiment_id={export.experiment_id!r}, analysis_id=ANALYSIS_ID,
+                  created_at={export.created_at!r}, request=request, summary=stored.get("inference"),
+                  higher_is_better={dict(export.inference_directions)!r},
+                  covariates={ {k: tuple(v) for k, v in export.covariates.items()}!r})
+print(sorted({{r.inference or "-" for r in records}}), (stored.get("inference") or {{}}).get("description", ""))
 """),
     ]
     cells += _figure_cells(export.records)

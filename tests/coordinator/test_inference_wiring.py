@@ -31,7 +31,9 @@ from xpcompute.inference.settings import InferenceSpec, PriorSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.records import ResultRecord
 from xpcompute.storage import keys
-from xpcompute.viz.scorecard import decision_p
+from xpcompute.viz.headline import headlines, metric_infos
+from xpcompute.viz.scorecard import decision_p, to_row
+from xpcompute.viz.terminal import scorecard_text
 
 US = SliceFilter.where(country="US")
 CA = SliceFilter.where(country="CA")
@@ -150,7 +152,7 @@ def test_group_sequential_looks_boundaries_posterior_and_shrinkage(runtime: Embe
     runtime.coordinator.request_slice(ids[2], SliceFilter.where(country="MX"))
     assert runtime.coordinator.state.get_analysis(ids[2]).state == AnalysisState.SUCCEEDED
     after = runtime.coordinator.results(ids[2])
-    assert len(_looks(runtime)) == 3
+    assert len(_looks(runtime)) == 3 and after.inference is not None
     assert after.inference["look"] == 3 and after.inference["boundary_z"] == before["boundary_z"]
     assert {r.slice for r in after.records} >= {"country=MX"}
 
@@ -191,6 +193,16 @@ def test_always_valid_records_equal_the_confidence_sequence_and_priors_apply(run
     assert checked == 2 * 2 * len(SLICES)
     assert len(_looks(runtime)) == 1
 
+    # the terminal says which inference decided, and shows the sequential interval and p (the deciding ones)
+    heads = headlines(card.records, metric_infos(["hours", "is_streamer"]))
+    text = scorecard_text(heads, width=200, inference=card.inference)
+    assert "look 1: always-valid intervals" in text and "anytime p-values" in text
+    for h in heads:
+        assert h.record.inference == "always_valid" and h.p == h.record.sequential_p_value_adjusted
+        row = to_row(h.record)
+        assert row.ci == (h.record.sequential_ci_low, h.record.sequential_ci_high)
+        assert row.p == h.record.sequential_p_value and row.p_adjusted == h.record.sequential_p_value_adjusted
+
 
 def test_fixed_horizon_is_the_default_and_says_so(runtime: EmbeddedRuntime) -> None:
     (aid,) = _ids(1)
@@ -208,3 +220,21 @@ def test_a_prior_for_a_metric_not_analysed_is_refused(runtime: EmbeddedRuntime) 
     bad = InferenceSpec(bayesian=True, priors={"revenue": PriorSpec(sd=0.1)})
     with pytest.raises(InputError, match=r"inference\.priors names"):
         runtime.coordinator.submit("exp", _spec(bad))
+
+
+def test_the_notebook_reproduces_a_sequential_bayesian_shrunk_analysis(runtime: EmbeddedRuntime,
+                                                                       tmp_path: Path) -> None:
+    """The exported notebook runs the pass again (looks read from the store) and its final check passes."""
+    nbformat = pytest.importorskip("nbformat", reason="the notebook export needs nbformat")
+    from xpcompute.notebook import execute_notebook, write_notebook
+
+    inference = InferenceSpec(sequential="group_sequential", planned_units=3000, planned_looks=2, bayesian=True,
+                              shrinkage=True, priors={"hours": PriorSpec(sd=0.1)})
+    ids = _ids(2)
+    _analyse(runtime, 1500, _spec(inference), ids[0])
+    card = _analyse(runtime, 3000, _spec(inference), ids[1])
+    assert card.inference["look"] == 2
+    path = write_notebook(runtime.coordinator, ids[1], tmp_path / "nb" / "analysis.ipynb")
+    nb = nbformat.read(str(path), as_version=4)
+    execute_notebook(nb, path.parent, timeout_s=120)
+    assert "records equal the stored scorecard" in nb.cells[-1].outputs[0]["text"]

@@ -43,6 +43,8 @@ from xpcompute.api.models import (
     FailureBody,
     Health,
     LiveSliceAccepted,
+    PowerBody,
+    PowerRequest,
     ProgressBody,
     ScorecardBody,
     SliceStateBody,
@@ -231,6 +233,27 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             jobs=sum(total.values()), stage1=coord.stage1_job(analysis.analysis_id) is not None,
             status_path=f"analyses/{analysis.analysis_id}", results_path=f"analyses/{analysis.analysis_id}/results",
         )
+
+    @app.post("/experiments/{experiment_id}/power", response_model=PowerBody, responses=ERRORS, dependencies=auth,
+              tags=["experiments"])
+    def plan_power(experiment_id: str, body: PowerRequest, coord: Coordinator = Depends(coordinator)) -> PowerBody:
+        """Power, sample size or MDE of one metric, with its variance from the experiment's pre-period data.
+
+        Reads the metric's pre-period and covariate columns of the experiment's analysis table (built by the
+        stage-1 job of its first analysis; 409 until then), reports the raw and the CUPED variance, and, with a
+        sequential method, the simulated power (marked ``simulated``). While the test runs: power now and the
+        days still needed.
+        """
+        from xpcompute.inference.planning import plan_power as plan
+
+        experiment = coord.experiment(experiment_id)
+        if experiment is None:
+            raise NotFoundError(f"experiment {experiment_id!r} is not registered: PUT /experiments/{experiment_id} "
+                                "with its spec first, then submit an analysis so stage 1 builds its table")
+        result = plan(experiment, body.metric, mde=body.mde, users=body.users, days=body.days,
+                      relative=body.relative, alpha=body.alpha, power=body.power, sequential=body.sequential,
+                      looks=body.looks, spending=body.spending, daily_units=body.daily_units, store=coord.store)
+        return PowerBody.model_validate(result.to_json_dict())
 
     @app.get("/analyses/{analysis_id}", response_model=AnalysisStatusBody, responses=ERRORS, dependencies=auth,
              tags=["analyses"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -146,6 +146,90 @@ class ScorecardBody(BaseModel):
     spec: dict[str, Any]
     created_at: float
     finished_at: float | None
+    inference: InferenceSummaryBody | None = Field(
+        default=None, description="Which inference produced the decisions: method, look k of K, alpha spent, crossings."
+    )
+
+
+class InferenceSummaryBody(BaseModel):
+    """The scorecard's inference summary (``coordinator.inference_pass.InferenceSummary``)."""
+
+    method: str = Field(description="fixed_horizon, always_valid or group_sequential.")
+    look: int | None = Field(default=None, description="This analysis's look at the experiment (1-based).")
+    planned_looks: int | None = None
+    label: str | None = Field(default=None, description="'look k of K'.")
+    n: float | None = Field(default=None, description="Units of this look (all-users slice, all cells).")
+    planned_units: int | None = None
+    information_fraction: float | None = None
+    spending: str | None = None
+    boundary_z: float | None = Field(default=None, description="Critical |z| at this look (group-sequential).")
+    alpha_spent: float | None = Field(default=None, description="Cumulative alpha spent by this look.")
+    alpha_spent_before: float | None = None
+    crossed: list[str] = Field(default_factory=list, description="Records that crossed: 'slice|metric|model|cell'.")
+    any_crossed: bool = False
+    bayesian: bool = False
+    shrinkage: bool = False
+    shrinkage_prior_sd: dict[str, float] = Field(default_factory=dict, description="Fitted prior SD per cell.")
+    notes: list[str] = Field(default_factory=list)
+    description: str = Field(default="", description="One line, as the terminal and the page show it.")
+
+
+ScorecardBody.model_rebuild()
+
+
+class PowerRequest(BaseModel):
+    """``POST /experiments/{id}/power``: exactly one of mde, users or days."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field(description="One of the experiment's metrics (not a ratio).")
+    mde: float | None = Field(default=None, description="Effect to detect -> units and days needed.")
+    users: int | None = Field(default=None, gt=3, description="Units in all cells -> the MDE.")
+    days: float | None = Field(default=None, gt=0, description="Days at the enrollment rate -> the MDE.")
+    relative: bool = Field(default=False, description="mde is relative to the baseline mean (0.02 = +2%).")
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    power: float = Field(default=0.8, gt=0, lt=1, description="Target power.")
+    sequential: Literal["none", "always_valid", "group_sequential"] | None = Field(
+        default=None, description="Simulate a sequential test's power; default the experiment's inference.sequential."
+    )
+    looks: int | None = Field(default=None, ge=1, le=1000, description="Looks of the sequential test.")
+    spending: Literal["obrien_fleming", "pocock"] | None = None
+    daily_units: float | None = Field(default=None, gt=0, description="Enrollment per day; default from the table.")
+
+
+class PowerBody(BaseModel):
+    """The plan (``inference.planning.PowerPlan``): variances raw and CUPED, sizes, power, how it was computed."""
+
+    experiment_id: str
+    metric: str
+    kind: str = Field(description="mean or proportion.")
+    solve_for: str = Field(description="'users' (mde given) or 'mde' (users or days given).")
+    alpha: float
+    target_power: float
+    relative: bool
+    baseline_mean: float
+    variance_raw: float = Field(description="Per-unit variance of the metric in the pre-period.")
+    variance_cuped: float = Field(description="variance_raw * (1 - r_squared): what CUPED leaves.")
+    r_squared: float
+    covariates: list[str]
+    variance_source: str
+    variance_used: str = Field(description="'cuped' when the metric has covariates, else 'raw'.")
+    mde_absolute: float
+    mde_relative: float | None
+    users: int = Field(description="Units in all cells (needed, or given).")
+    n_control: float
+    n_treatment: float
+    days: float | None
+    daily_units: float | None
+    power: float = Field(description="Analytic (fixed-horizon) power at these sizes.")
+    method: str
+    sequential: dict[str, Any] | None = Field(
+        default=None, description="Simulated power of the sequential test ('simulated': true, n_sims, mc_se)."
+    )
+    running: dict[str, Any] | None = Field(
+        default=None, description="While the test runs: power now at the current n and days still needed."
+    )
+    notes: list[str] = Field(default_factory=list)
 
 
 class LiveSliceAccepted(BaseModel):
@@ -163,3 +247,4 @@ class Health(BaseModel):
     state_store: str
     dispatch: str
     plugins: list[str] = Field(default_factory=list, description="Metrics-repo modules loaded in this process.")
+    reason: str | None = Field(default=None, description="Why the status is 'degraded' (503), e.g. a failing pool.")

@@ -443,6 +443,20 @@ def meta_of(data: PageData) -> dict[str, Any]:
     return meta
 
 
+def render_inference(summary: Mapping[str, Any] | None) -> str:
+    """Which inference decided: 'look k of K (group-sequential, ...): boundary ...; crossed for ...' and what else the
+    records carry (posteriors, shrinkage); nothing for a fixed-horizon analysis."""
+    if not summary or summary.get("method", "fixed_horizon") == "fixed_horizon":
+        return ""
+    extra = [name for flag, name in ((summary.get("bayesian"), "Bayesian posteriors"),
+                                     (summary.get("shrinkage"), "empirical-Bayes shrinkage")) if flag]
+    tail = f" Records also carry {' and '.join(extra)} (JSON results)." if extra else ""
+    notes = "".join(f"<li>{escape(str(n))}</li>" for n in summary.get("notes") or ())
+    return (f'<p class="intro inference"><b>Inference:</b> {escape(str(summary.get("description", "")))}. '
+            f"Intervals and p-values in the table are the sequential ones.{escape(tail)}</p>"
+            + (f'<ul class="muted">{notes}</ul>' if notes else ""))
+
+
 def render_live(data: PageData, between: str = "") -> str:
     """The two parts the script swaps in: ``#live-top`` (status, slices, counts) and ``#live-results`` (table, figures).
 
@@ -465,6 +479,7 @@ def render_live(data: PageData, between: str = "") -> str:
     top = [
         render_header(title, meta, rows, srm),
         f'<p class="intro">{intro}</p>',
+        render_inference(meta.get("inference")),
         render_slices(data.slices),
         render_cards(rows, srm) if rows else "",
         render_failures(meta.get("failures")),

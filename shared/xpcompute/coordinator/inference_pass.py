@@ -400,7 +400,39 @@ def run_inference_pass(
     return out, summary
 
 
+def reapply(
+    store: ObjectStore,
+    records: Sequence[ResultRecord],
+    *,
+    experiment_id: str,
+    analysis_id: str,
+    created_at: float,
+    request: Mapping[str, Any],
+    summary: Mapping[str, Any] | None,
+    higher_is_better: Mapping[str, bool] | None = None,
+    covariates: Mapping[str, Sequence[str]] | None = None,
+) -> list[ResultRecord]:
+    """The pass again, from a stored analysis (its request and its scorecard's ``inference`` summary): what the
+    reproduction notebook calls. It reads the experiment's looks and writes nothing; a scorecard stored before
+    the pass existed (no summary) gets its records back untouched."""
+    if summary is None:
+        return list(records)
+    spec = InferenceSpec.model_validate(request.get("inference") or {})
+    n = summary.get("n")
+    look = None
+    if spec.sequential != "none":
+        if not n:
+            return [r.model_copy(update={"inference": "fixed_horizon"}) for r in records]
+        assert spec.planned_units is not None
+        look = plan_look(read_looks(store, experiment_id), analysis_id, created_at, float(n), spec.planned_units)
+    out, _ = apply_inference(records, spec, alpha=float(request.get("alpha", 0.05)),
+                             correction=request.get("correction", "bh"), look=look,
+                             look_n=None if n is None else float(n), higher_is_better=higher_is_better,
+                             covariates=covariates)
+    return out
+
+
 __all__ = [
     "MOMENTS_MODELS", "InferenceSummary", "LookPlan", "LookState", "apply_inference", "look_units", "plan_look",
-    "read_looks", "record_key", "run_inference_pass", "sequential_applies",
+    "read_looks", "reapply", "record_key", "run_inference_pass", "sequential_applies",
 ]

@@ -333,13 +333,16 @@ class Headline:
             effect = f"{effect} pp" if self.info.in_points else _affix(effect, fmt)
         rel = clean(r.relative_effect)
         relative = "—" if rel is None else fixed(rel * 100, self.relative_decimals, sign=True) + "%"
-        has_ci = clean(r.ci_low) is not None and clean(r.ci_high) is not None
+        # a sequential analysis shows its always-valid / repeated interval: the fixed one is not valid at a look
+        low, high = ((r.sequential_ci_low, r.sequential_ci_high) if clean(r.sequential_ci_low) is not None
+                     else (r.ci_low, r.ci_high))
+        has_ci = clean(low) is not None and clean(high) is not None
         return Shown(
             mean_control=fmt.value(r.mean_control),
             mean_cell=fmt.value(r.mean_cell),
             effect=effect,
-            ci_low=effect_text(r.ci_low, False) if has_ci else "—",
-            ci_high=effect_text(r.ci_high, False) if has_ci else "—",
+            ci_low=effect_text(low, False) if has_ci else "—",
+            ci_high=effect_text(high, False) if has_ci else "—",
             relative=relative,
             p=format_p(self.p),
         )
@@ -455,6 +458,15 @@ def headline_dict(h: Headline) -> dict[str, Any]:
         "p_value": clean(r.p_value),
         "p_value_adjusted": clean(r.p_value_adjusted),
         "correction": r.correction,
+        "inference": r.inference,
+        "sequential_ci_low": clean(r.sequential_ci_low),
+        "sequential_ci_high": clean(r.sequential_ci_high),
+        "sequential_p_value": clean(r.sequential_p_value),
+        "sequential_p_value_adjusted": clean(r.sequential_p_value_adjusted),
+        "look": r.look,
+        "boundary_crossed": r.boundary_crossed,
+        "chance_to_beat_control": clean(r.chance_to_beat_control),
+        "shrunk_effect": clean(r.shrunk_effect),
         "verdict": h.verdict,
         "effect_unit": h.effect_unit,
         "shown_mean_control": shown.mean_control,

@@ -159,10 +159,37 @@ def interval(low: float | None, high: float | None) -> tuple[float, float] | Non
     return None if lo is None or hi is None else (lo, hi)
 
 
+def _sequential_view(record: ResultRecord) -> tuple[tuple[float, float] | None, tuple[float, float] | None,
+                                                    float | None, float | None] | None:
+    """(interval, relative interval, p, p adjusted) of a sequential record, else ``None``.
+
+    The relative interval is the fixed one widened by the same factor as the absolute one (both are the estimate
+    +- a multiple of its standard error, and the sequential multiple depends only on the look), so the row never
+    pairs a sequential absolute interval with a fixed-horizon relative one.
+    """
+    low, high = clean(record.sequential_ci_low), clean(record.sequential_ci_high)
+    if low is None or high is None:
+        return None
+    rel, rlo, rhi = clean(record.relative_effect), clean(record.relative_ci_low), clean(record.relative_ci_high)
+    flo, fhi = clean(record.ci_low), clean(record.ci_high)
+    rel_ci = None
+    if rel is not None and rlo is not None and rhi is not None and flo is not None and fhi is not None and fhi > flo:
+        k = (high - low) / (fhi - flo)
+        rel_ci = (rel - k * (rel - rlo), rel + k * (rhi - rel))
+    return (low, high), rel_ci, clean(record.sequential_p_value), clean(record.sequential_p_value_adjusted)
+
+
 def to_row(record: ResultRecord, higher_is_better: Mapping[str, bool] | None = None) -> ScorecardRow:
-    """One record as a scorecard row (missing or non-finite numbers become ``None``)."""
+    """One record as a scorecard row (missing or non-finite numbers become ``None``); a sequential record shows
+    its sequential interval and p-values (the ones that decide)."""
     p_adj = clean(record.p_value_adjusted)
     verdict = verdict_of(record, higher_is_better)
+    ci = interval(record.ci_low, record.ci_high)
+    rel_ci = interval(record.relative_ci_low, record.relative_ci_high)
+    p = clean(record.p_value)
+    seq = _sequential_view(record)
+    if seq is not None:
+        ci, rel_ci, p, p_adj = seq
     return ScorecardRow(
         metric=record.metric,
         model=record.model,
@@ -171,10 +198,10 @@ def to_row(record: ResultRecord, higher_is_better: Mapping[str, bool] | None = N
         control=record.control,
         detail=record_detail(record),
         effect=clean(record.effect),
-        ci=interval(record.ci_low, record.ci_high),
+        ci=ci,
         relative=clean(record.relative_effect),
-        relative_ci=interval(record.relative_ci_low, record.relative_ci_high),
-        p=clean(record.p_value),
+        relative_ci=rel_ci,
+        p=p,
         p_adjusted=p_adj,
         correction=record.correction,
         alpha=record.alpha,

@@ -341,8 +341,10 @@ def scorecard_footer(
     correction: str | None = None,
     dropped: Sequence[ColumnKey] = (),
     width: int | None = None,
+    inference: Mapping[str, Any] | None = None,
 ) -> Text:
-    """What a reader needs to trust the table: the window, how fresh the data is, the p-value rule, CUPED, legend."""
+    """What a reader needs to trust the table: the window, how fresh the data is, which inference decided (look k
+    of K, boundary, crossings), the p-value rule, CUPED, legend."""
     text = Text()
     if window is not None:
         start, end = window
@@ -350,6 +352,8 @@ def scorecard_footer(
     else:
         text.append("Window not given")
     text.append(f"; data through {data_through.isoformat()}.\n" if data_through else "; data date not given.\n")
+    for line in inference_lines(chosen, inference):
+        text.append(line + "\n")
     corrections = [correction] if correction else first_seen(h.record.correction for h in chosen if h.record.correction)
     adjusted = any(clean(h.record.p_value_adjusted) is not None for h in chosen)
     alphas = first_seen(h.record.alpha for h in chosen)
@@ -375,6 +379,38 @@ def scorecard_footer(
     return text
 
 
+def inference_lines(chosen: Sequence[Headline], inference: Mapping[str, Any] | None = None) -> list[str]:
+    """The footer's inference lines: the scorecard's summary when given (``Scorecard.inference``), else what the
+    headline records say (look, boundary, crossings); nothing for a fixed-horizon scorecard."""
+    lines: list[str] = []
+    records = [h.record for h in chosen]
+    if inference is not None and inference.get("method", "fixed_horizon") != "fixed_horizon":
+        lines.append(str(inference.get("description", "")) + ".")
+    else:
+        seq = [r for r in records if r.inference in ("always_valid", "group_sequential")]
+        if seq:
+            r0 = seq[0]
+            where = f"look {r0.look} of {r0.planned_looks}" if r0.planned_looks else f"look {r0.look}"
+            crossed = first_seen(r.metric for r in seq if r.boundary_crossed)
+            if r0.inference == "group_sequential":
+                bound = "—" if r0.boundary_z is None else f"{r0.boundary_z:.2f}"
+                text = f"{where} (group-sequential): boundary |z| >= {bound}"
+            else:
+                text = f"{where}: always-valid intervals (confidence sequences)"
+            text += f"; crossed for {', '.join(crossed)}." if crossed else "; no boundary crossed."
+            lines.append(text)
+    kinds = first_seen(r.inference for r in records if r.inference in ("always_valid", "group_sequential"))
+    if kinds:
+        what = "always-valid intervals and anytime p-values" if kinds == ["always_valid"] else \
+            "repeated intervals and p on the boundary's scale (p <= alpha exactly when crossed)"
+        lines.append(f"Sequential: the interval and p columns are {what}.")
+    if any(r.posterior_mean is not None for r in records):
+        lines.append("Bayesian posteriors (chance to beat control, expected loss) are in --format json/csv.")
+    if any(r.shrunk_effect is not None for r in records):
+        lines.append("Empirical-Bayes shrunken lifts (shrunk_effect) are in --format json/csv.")
+    return lines
+
+
 def render_scorecard(
     headlines: Sequence[Headline],
     *,
@@ -384,6 +420,7 @@ def render_scorecard(
     window: tuple[date, date] | None = None,
     data_through: date | None = None,
     correction: str | None = None,
+    inference: Mapping[str, Any] | None = None,
 ) -> None:
     """Print the headline scorecard: one table per slice sized to ``width``, then the footer.
 
@@ -411,7 +448,7 @@ def render_scorecard(
             console.print(_table(chosen, widths, slice_title), width=width)
     order = [k for k in DROP_ORDER if k in all_dropped]
     console.print(scorecard_footer(headlines, window=window, data_through=data_through, correction=correction,
-                                   dropped=order, width=width), width=width)
+                                   dropped=order, width=width, inference=inference), width=width)
 
 
 def scorecard_text(headlines: Sequence[Headline], *, width: int = 80, **options: Any) -> str:
@@ -427,7 +464,8 @@ CSV_FIELDS: tuple[str, ...] = (
     "slice", "metric", "unit", "kind", "cell", "control", "model", "estimator", "covariates", "se_reduction",
     "se_unadjusted", "n_control", "n_cell", "mean_control", "mean_cell", "effect", "se", "ci_low", "ci_high",
     "alpha", "relative_effect", "relative_ci_low", "relative_ci_high", "p_value", "p_value_adjusted", "correction",
-    "verdict", "effect_unit", "shown_mean_control", "shown_mean_cell", "shown_effect", "shown_ci",
+    "inference", "sequential_ci_low", "sequential_ci_high", "sequential_p_value", "sequential_p_value_adjusted",
+    "look", "boundary_crossed", "chance_to_beat_control", "shrunk_effect", "verdict", "effect_unit", "shown_mean_control", "shown_mean_cell", "shown_effect", "shown_ci",
     "shown_relative", "shown_p",
 )
 

@@ -1,0 +1,307 @@
+"""Power for a registered experiment's metric: variance from its pre-period data, then ``inference.power``.
+
+Why from the experiment's own table: the variance that decides power is the metric's variance over the
+experiment's units, and CUPED shrinks it by the R^2 of the metric on the covariates the experiment declares for
+it. Stage 1 already writes, per unit, the metric's pre-period value (a covariate whose ``metric`` is this metric)
+next to the metric itself, so one streaming pass over those few columns of the published analysis table gives
+every sum needed (no per-unit data is kept; ``preperiod_variance`` works on sums):
+
+* raw variance: the sample variance of the metric's pre-period column over every unit (all cells: the
+  pre-period is before exposure, so no cell is treated yet). Without a pre-period column of the metric, the
+  variance of the metric itself in the control cell is used, and the result says so.
+* CUPED: R^2 of the metric on its declared covariates (with an intercept) in the control cell (untreated), and
+  ``cuped_variance = variance * (1 - R^2)``. The plan uses the CUPED variance when the metric has covariates
+  (the analysis' headline is then CUPED); both are reported.
+* daily units: units in the table over the days it covers (window start to the last day with data, from the
+  sources' Parquet footers), for ``days`` and for "days still needed"; a caller may pass its own rate.
+
+Exactly one of ``mde`` (-> units and days needed), ``users`` or ``days`` (-> the MDE at that size) is given.
+The split between control and one treatment cell follows the experiment's shares. With a sequential method the
+power of that design is simulated (``power.simulated_sequential_power``, looks equally spaced up to the planned
+size) and the result says ``simulated``. While the test runs (the table has units in both cells and data inside
+the window) the result adds the power reached at the current n and the days still needed (``power.progress``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from xpcompute.errors import ConflictError, InputError, NotFoundError
+from xpcompute.experiment import ExperimentSpec
+from xpcompute.inference.power import (
+    MetricDesign,
+    PrePeriodVariance,
+    SequentialMethod,
+    minimum_detectable_effect,
+    power_at,
+    preperiod_variance,
+    progress,
+    sample_size,
+    simulated_sequential_power,
+)
+from xpcompute.inference.sequential import Spending
+from xpcompute.storage import keys
+from xpcompute.storage.objects import ObjectStore
+
+PlanSequential = Literal["none", "always_valid", "group_sequential"]
+CELL = "cell"
+
+
+@dataclass(frozen=True)
+class TableMoments:
+    """The sums one pass over the analysis table gives (see the module docstring)."""
+
+    pre: PrePeriodVariance  # raw: the pre-period column over all units (R^2 unused here)
+    cuped: PrePeriodVariance  # the metric on its covariates in the control cell
+    cell_counts: dict[str, float]
+    variance_source: str
+
+
+def table_moments(
+    experiment: ExperimentSpec, metric: str, store: ObjectStore, batch_rows: int = 1 << 20
+) -> TableMoments:
+    """Stream the metric's columns of the published analysis table once and reduce them to sums."""
+    from xpcompute.pipeline.tables import open_table
+
+    m = experiment.metric(metric)
+    try:
+        table = open_table(keys.analysis_table(experiment.id), store)
+    except NotFoundError:
+        raise ConflictError(
+            f"experiment {experiment.id!r} has no analysis table yet: power reads the metric's pre-period values "
+            "from it; submit an analysis (stage 1 builds it) or run `xpcompute power` locally, which builds it"
+        ) from None
+    names = set(table.schema.names)
+    y_col = m.columns()[0].name
+    pre_cols = [c for c in experiment.covariates if experiment.covariate(c).metric.name == metric]
+    covs = [experiment.covariate(c).columns()[0].name for c in experiment.covariates_for(metric)]
+    pre_col = experiment.covariate(pre_cols[0]).columns()[0].name if pre_cols else None
+    needed = list(dict.fromkeys([CELL, y_col, *covs, *([pre_col] if pre_col else [])]))
+    missing = [c for c in needed if c not in names]
+    if missing:
+        raise InputError(f"the analysis table of {experiment.id!r} lacks column(s) {missing}; re-run stage 1 "
+                         "(submit an analysis with refresh) so it matches the spec")
+    k = len(covs)
+    n_all = s_pre = s_pre2 = 0.0
+    n_c = s_y = s_y2 = 0.0
+    s_x, s_xx, s_xy = np.zeros(k), np.zeros((k, k)), np.zeros(k)
+    counts: dict[str, float] = {}
+    control = experiment.control
+
+    def col(batch: pa.RecordBatch, name: str) -> np.ndarray:
+        return np.asarray(pc.fill_null(batch.column(name), 0.0).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+    for batch in table.dataset().to_batches(columns=needed, batch_size=batch_rows):
+        cells = batch.column(CELL)
+        for value, cnt in zip(*np.unique(np.asarray(cells.to_numpy(zero_copy_only=False), dtype=object),
+                                         return_counts=True), strict=True):
+            counts[str(value)] = counts.get(str(value), 0.0) + float(cnt)
+        if pre_col is not None:
+            x_pre = col(batch, pre_col)
+            n_all += x_pre.size
+            s_pre += float(x_pre.sum())
+            s_pre2 += float(x_pre @ x_pre)
+        mask = np.asarray(pc.equal(cells, control).to_numpy(zero_copy_only=False), dtype=bool)
+        if not mask.any():
+            continue
+        y = col(batch, y_col)[mask]
+        n_c += y.size
+        s_y += float(y.sum())
+        s_y2 += float(y @ y)
+        if k:
+            x = np.column_stack([col(batch, c)[mask] for c in covs])
+            s_x += x.sum(axis=0)
+            s_xx += x.T @ x
+            s_xy += x.T @ y
+    if n_c < 2:
+        raise InputError(f"the analysis table of {experiment.id!r} has fewer than 2 units in the control cell "
+                         f"{control!r}: no variance to plan from")
+    cuped = preperiod_variance(n_c, s_y, s_y2, s_x if k else None, s_xx if k else None, s_xy if k else None)
+    if pre_col is not None and n_all >= 2:
+        pre = preperiod_variance(n_all, s_pre, s_pre2)
+        source = f"pre-period column {pre_col!r} of the analysis table, all {n_all:,.0f} units"
+    else:
+        pre = preperiod_variance(n_c, s_y, s_y2)
+        source = (f"metric {metric!r} in the control cell ({n_c:,.0f} units): the experiment declares no "
+                  "pre-period covariate of it")
+    return TableMoments(pre, cuped, counts, source)
+
+
+@dataclass
+class PowerPlan:
+    """The answer of ``plan_power``: inputs, variances (raw and CUPED), sizes, power, and how it was computed."""
+
+    experiment_id: str
+    metric: str
+    kind: str
+    solve_for: str  # "users" (mde given) or "mde" (users or days given)
+    alpha: float
+    target_power: float
+    relative: bool
+    baseline_mean: float
+    variance_raw: float
+    variance_cuped: float
+    r_squared: float
+    covariates: list[str]
+    variance_source: str
+    variance_used: str  # "cuped" or "raw"
+    mde_absolute: float
+    mde_relative: float | None
+    users: int
+    n_control: float
+    n_treatment: float
+    days: float | None
+    daily_units: float | None
+    power: float
+    method: str
+    sequential: dict[str, Any] | None = None
+    running: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                out[key] = None
+        return out
+
+
+def _days_covered(experiment: ExperimentSpec) -> tuple[int, date | None]:
+    """Days from the window start to the last day with data (footers only), and that day (None: no data)."""
+    from xpcompute.pipeline.stage1 import data_through
+
+    try:
+        last = data_through(experiment)
+    except (NotFoundError, OSError, InputError):
+        last = None
+    if last is None or last < experiment.window.start:
+        return experiment.window.days, None
+    return (last - experiment.window.start).days + 1, last
+
+
+def plan_power(
+    experiment: ExperimentSpec,
+    metric: str,
+    *,
+    mde: float | None = None,
+    users: int | None = None,
+    days: float | None = None,
+    relative: bool = False,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    sequential: PlanSequential | None = None,
+    looks: int | None = None,
+    spending: Spending | None = None,
+    daily_units: float | None = None,
+    store: ObjectStore,
+    n_sims: int = 20_000,
+    seed: int = 0,
+) -> PowerPlan:
+    """Power, sample size or MDE of ``metric`` with variance from the experiment's table (module docstring).
+
+    ``sequential`` defaults to the experiment's ``inference.sequential`` (``looks`` and ``spending`` likewise);
+    ``InputError`` names what to fix (no or several of mde/users/days, a ratio metric, an unknown metric);
+    ``ConflictError`` when the experiment has no analysis table yet.
+    """
+    given = [name for name, v in (("mde", mde), ("users", users), ("days", days)) if v is not None]
+    if len(given) != 1:
+        raise InputError(f"give exactly one of mde, users or days (got {given or 'none'})")
+    if metric not in experiment.metrics:
+        raise InputError(f"metric {metric!r} is not a metric of {experiment.id!r}; choose one of "
+                         f"{list(experiment.metrics)}")
+    if not 0 < alpha < 1 or not 0 < power < 1:
+        raise InputError(f"alpha and power must be in (0, 1), got alpha={alpha}, power={power}")
+    info = experiment.metric_info(metric)
+    if info.get("kind") == "ratio":
+        raise InputError(f"metric {metric!r} is a ratio: power for ratio metrics is not supported; plan on its "
+                         "numerator and denominator metrics")
+    moments = table_moments(experiment, metric, store)
+    covariates = list(experiment.covariates_for(metric))
+    r2 = moments.cuped.r_squared if covariates else 0.0
+    raw = moments.pre
+    reduction = max(1.0 - r2, 1e-12)
+    notes: list[str] = []
+    proportion = info.get("kind") == "proportion" and 0 < raw.mean < 1
+    design = (MetricDesign.proportion(raw.mean, reduction) if proportion
+              else MetricDesign(raw.mean, raw.variance, "mean", reduction))
+    shares = experiment.shares or {c: 1.0 for c in experiment.cells}
+    total_share = sum(shares.values())
+    treated = next(c for c in experiment.cells if c != experiment.control)
+    share_c, share_t = shares[experiment.control] / total_share, shares[treated] / total_share
+    ratio = share_t / share_c
+    if len(experiment.cells) > 2:
+        notes.append(f"{len(experiment.cells)} cells: sizes are for the whole test, power for control vs "
+                     f"{treated!r} (each treatment cell is compared with control)")
+    days_covered, last_day = _days_covered(experiment)
+    n_table = sum(moments.cell_counts.values())
+    rate = daily_units if daily_units is not None else (n_table / days_covered if days_covered else None)
+    if days is not None and not rate:
+        raise InputError("days needs a daily enrollment rate: the table has no units yet; pass daily_units")
+
+    if mde is not None:
+        if mde == 0:
+            raise InputError("mde must be non-zero")
+        need = sample_size(design, mde, relative=relative, power=power, ratio=ratio, alpha=alpha)
+        n_c, n_t = need.n_control, need.n_treatment
+        total = math.ceil(n_c / share_c - 1e-9)
+        achieved, mde_abs = need.detail.power, need.detail.effect
+        solve_for = "users"
+    else:
+        total = int(users) if users is not None else math.floor((rate or 0.0) * float(days or 0.0))
+        if total < 4:
+            raise InputError(f"{total} users are too few to plan a test; give more users or days")
+        n_c, n_t = total * share_c, total * share_t
+        found = minimum_detectable_effect(design, n_c, power=power, ratio=ratio, alpha=alpha)
+        mde_abs, achieved = found.mde_absolute, found.detail.power
+        solve_for = "mde"
+    plan = PowerPlan(
+        experiment_id=experiment.id, metric=metric, kind=design.kind, solve_for=solve_for, alpha=alpha,
+        target_power=power, relative=relative, baseline_mean=raw.mean, variance_raw=raw.variance,
+        variance_cuped=raw.variance * (1.0 - r2), r_squared=r2, covariates=covariates,
+        variance_source=moments.variance_source, variance_used="cuped" if covariates else "raw",
+        mde_absolute=mde_abs, mde_relative=mde_abs / raw.mean if raw.mean else None, users=total,
+        n_control=n_c, n_treatment=n_t, days=(total / rate) if rate else None, daily_units=rate, power=achieved,
+        method="analytic: two-sample z-test, normal approximation", notes=notes,
+    )
+    if covariates:
+        notes.append(f"CUPED R^2 {r2:.4f} from the metric on {covariates} in the control cell "
+                     f"({moments.cuped.n:,.0f} units)")
+
+    method = sequential if sequential is not None else experiment.inference.sequential
+    if method != "none":
+        k = looks or experiment.inference.planned_looks or 1
+        sim_method: SequentialMethod = ("confidence_sequence" if method == "always_valid"
+                                        else (spending or experiment.inference.spending))
+        se = power_at(design, mde_abs, n_c, ratio=ratio, alpha=alpha).se
+        fractions = [(i + 1) / k for i in range(k)]
+        sim = simulated_sequential_power(abs(mde_abs) / se, fractions, sim_method, alpha=alpha, n_sims=n_sims,
+                                         seed=seed)
+        plan.sequential = {
+            "method": method, "simulated_method": sim_method, "looks": k, "power": sim.power, "mc_se": sim.mc_se,
+            "n_sims": sim.n_sims, "seed": sim.seed, "simulated": True, "note": sim.note,
+            "fixed_horizon_power": achieved,
+        }
+        notes.append(f"sequential ({method}, {k} look(s)): power simulated with {n_sims:,} seeded experiments, "
+                     f"{sim.power:.3f} +- {sim.mc_se:.3f} at the same size (fixed horizon: {achieved:.3f})")
+
+    n_c_now = moments.cell_counts.get(experiment.control, 0.0)
+    n_t_now = moments.cell_counts.get(treated, 0.0)
+    if last_day is not None and n_c_now > 0 and n_t_now > 0 and rate:
+        prog = progress(design, mde_abs, n_c_now, n_t_now, rate, power=power, alpha=alpha)
+        plan.running = {
+            "data_through": last_day.isoformat(), "n_now": n_table, "power_now": prog.power_now,
+            "units_required": math.ceil((prog.n_total_required) / (share_c + share_t) - 1e-9),
+            "units_remaining": prog.units_remaining / (share_c + share_t), "daily_units": rate,
+            "days_remaining": math.ceil(prog.units_remaining / (share_c + share_t) / rate - 1e-12),
+        }
+    return plan
+
+
+__all__ = ["PlanSequential", "PowerPlan", "TableMoments", "plan_power", "table_moments"]

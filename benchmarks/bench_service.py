@@ -2,6 +2,7 @@
 
     python benchmarks/bench_service.py throughput [--slices 200] [--workers 1,2,max]
     python benchmarks/bench_service.py targets [--users 10000000] [--slices 100] [--engine duckdb]
+        [--inference off|on|both]
 
 ``throughput`` runs one analysis of many small slices (two jobs per slice)
 through the local worker pool with 1, 2 and the maximum number of workers
@@ -13,6 +14,10 @@ same job inline in one process.
 embedded default measures: every catalog metric the service fits x 100
 slices (target < 60 s), the time until the first slice's results are
 readable (< 5 s), and a live slice requested afterwards (< 3 s).
+``--inference on`` analyses with group-sequential looks, Bayesian posteriors and empirical-Bayes shrinkage
+(``InferenceSpec``); ``both`` runs the same analysis fixed-horizon and then with them, in the same warm pool,
+reports both times and their ratio, and times the inference pass alone on the analysis's records (what
+``Coordinator.finalize`` adds), so the overhead can be read side by side.
 Results print as a table and, with ``--json PATH``, are written for BENCHMARKS.md.
 """
 
@@ -153,7 +158,33 @@ def _job_seconds(jobs: list[Any]) -> dict[str, dict[str, float]]:
             for k, v in sorted(by.items())}
 
 
-def targets(users: int, n_slices: int, engine: str, workers: int) -> dict[str, Any]:
+def _inference(users: int) -> Any:
+    """Everything the inference pass can add: group-sequential (14 planned looks), posteriors, shrinkage."""
+    from xpcompute.inference.settings import InferenceSpec
+
+    return InferenceSpec(sequential="group_sequential", planned_units=2 * users, planned_looks=14, bayesian=True,
+                         shrinkage=True)
+
+
+def _pass_seconds(coord: Any, aid: str, users: int) -> dict[str, float]:
+    """The inference pass alone on the finished analysis's records (no look stored), best of three."""
+    from xpcompute.coordinator.inference_pass import run_inference_pass
+    from xpcompute.pipeline.slices import SliceFilter
+
+    card = coord.results(aid)
+    analysis = coord.state.get_analysis(aid)
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        run_inference_pass(coord.store, experiment_id=analysis.experiment_id, analysis_id=aid,
+                           created_at=analysis.created_at, records=card.records, spec=_inference(users), alpha=0.05,
+                           correction=card.correction, slice_counts={}, everyone_id=SliceFilter().slice_id,
+                           record_look=False)
+        best = min(best, time.perf_counter() - t)
+    return {"inference_pass_s": best, "records": float(len(card.records))}
+
+
+def targets(users: int, n_slices: int, engine: str, workers: int, inference: str = "off") -> dict[str, Any]:
     from xpcompute import synthetic
     from xpcompute.config import Settings
     from xpcompute.coordinator.analysis_spec import AnalysisSpec
@@ -186,6 +217,15 @@ def targets(users: int, n_slices: int, engine: str, workers: int) -> dict[str, A
             warm = rt.coordinator.submit("bench", AnalysisSpec(metrics=metrics[:1], slices=(SliceFilter(),)))
             _wait(rt.coordinator, warm.analysis_id)
 
+            if inference == "both":
+                t0 = time.perf_counter()
+                fixed = rt.coordinator.submit("bench", spec).analysis_id
+                _wait(rt.coordinator, fixed)
+                out["analysis_fixed_s"] = time.perf_counter() - t0
+                out.update(_pass_seconds(rt.coordinator, fixed, users))
+            if inference != "off":
+                spec = spec.model_copy(update={"inference": _inference(users)})
+            out["inference"] = inference
             t0 = time.perf_counter()
             aid = rt.coordinator.submit("bench", spec).analysis_id
             first = None
@@ -195,6 +235,9 @@ def targets(users: int, n_slices: int, engine: str, workers: int) -> dict[str, A
                 time.sleep(0.02)
             out["analysis_s"] = time.perf_counter() - t0
             out["first_results_s"] = first if first is not None else out["analysis_s"]
+            if inference == "both":
+                out["inference_ratio"] = out["analysis_s"] / out["analysis_fixed_s"]
+                out["inference_pass_share"] = out["inference_pass_s"] / out["analysis_fixed_s"]
             status = rt.coordinator.status(aid, with_records=False)
             out["job_seconds"] = _job_seconds(rt.coordinator.state.list_jobs(aid))
             out["jobs"] = status.progress.total
@@ -213,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2,max")
     parser.add_argument("--users", type=int, default=10_000_000)
     parser.add_argument("--engine", default="duckdb", choices=["duckdb", "arrow", "cube"])
+    parser.add_argument("--inference", default="off", choices=["off", "on", "both"],
+                        help="group-sequential + Bayesian + shrinkage: off, on, or both (side by side)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     backend = _native_backend()
@@ -230,12 +275,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['workers']!s:>8} {r['jobs']:>6} {r['seconds']:>8.2f} {r['jobs_per_s']:>8.1f} "
                   f"{r['overhead_ms_per_job']:>16.2f}")
     if args.what in ("targets", "all"):
-        res = targets(args.users, args.slices or 100, args.engine, cores)
+        res = targets(args.users, args.slices or 100, args.engine, cores, args.inference)
         report["targets"] = res
         print(json.dumps(res, indent=1))
         print(f"{res['metrics']} metrics x {res['slices']} slices ({res['jobs']} jobs): {res['analysis_s']:.1f}s "
               f"(target < 60 s); first results {res['first_results_s']:.2f}s (< 5 s); "
               f"live slice {res['live_slice_s']:.2f}s (< 3 s)")
+        if args.inference == "both":
+            print(f"inference: fixed {res['analysis_fixed_s']:.2f}s, with inference {res['analysis_s']:.2f}s "
+                  f"(x{res['inference_ratio']:.3f}); the pass alone {res['inference_pass_s']:.3f}s on "
+                  f"{res['records']:.0f} records = {res['inference_pass_share']:.1%} of the analysis (target < 5%)")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0

@@ -7,7 +7,7 @@ from typing import Any
 
 from xpcompute.config import Settings
 from xpcompute.coordinator.events import handle_job_event
-from xpcompute.coordinator.runtime import FunctionRuntime
+from xpcompute.coordinator.runtime import FunctionRuntime, error_reply
 from xpcompute.plugins import load_plugins
 
 # the team's metrics repo (entry points, XPCOMPUTE_PLUGINS) registers its metrics and models before any job
@@ -21,4 +21,8 @@ def runtime() -> FunctionRuntime:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return handle_job_event(runtime(), event, worker=getattr(context, "aws_request_id", None) or "fit")
+    """Any exception becomes a typed JSON reply (``runtime.error_reply``): no traceback leaves the function."""
+    try:
+        return handle_job_event(runtime(), event, worker=getattr(context, "aws_request_id", None) or "fit")
+    except Exception as exc:
+        return error_reply(exc, "the fit function")

@@ -524,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xpcompute: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        # a bug or an input no check foresaw: a one-line typed message and exit code 2, never a traceback
+        # a bug or an unforeseen input: a one-line typed message and exit code 2, never a traceback
         print(f"xpcompute: error: unexpected {type(exc).__name__}: {exc}"[:2000], file=sys.stderr)
         return 2
 

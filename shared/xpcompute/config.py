@@ -40,6 +40,16 @@ object store under ``.xpcompute/``, a local worker pool, no API key.
 | ``XPCOMPUTE_API_KEYS`` | unset | comma-separated accepted API keys |
 | ``XPCOMPUTE_API_KEY_HEADER`` | ``X-API-Key`` | header that carries the key |
 | ``XPCOMPUTE_MAX_BODY_BYTES`` | ``1048576`` | largest accepted request body |
+| ``XPCOMPUTE_JOB_TIMEOUT_S`` | ``110`` | local pool: a slice or fit job running longer is killed (its worker terminated and replaced) and recorded as a failed attempt; stage-1 jobs are bounded by ``XPCOMPUTE_STAGE1_LEASE_S``. Below the lease, so a hung job is stopped before it is leased again |
+| ``XPCOMPUTE_SHUTDOWN_GRACE_S`` | ``10`` | on shutdown, running jobs get this long before their workers are terminated (then killed); jobs left RUNNING are reclaimed by the next start |
+| ``XPCOMPUTE_MAX_CELLS`` | ``20`` | an analysis whose treatment column has more distinct values is refused before any job exists (a unit id as treatment makes one cell per unit) |
+| ``XPCOMPUTE_MAX_SEGMENTS`` | ``50`` | a ``cate`` segment column with more distinct values is refused |
+| ``XPCOMPUTE_MAX_METRICS`` | ``100`` | metrics per analysis request (422 above it) |
+| ``XPCOMPUTE_MAX_SLICES`` | ``500`` | slices per analysis request (422 above it) |
+| ``XPCOMPUTE_MAX_JOBS`` | ``20000`` | jobs per analysis, live slices included (422 above it) |
+| ``XPCOMPUTE_MAX_ANALYSES_PER_KEY`` | ``20`` | with API keys on: analyses one key may have running at once in this server process (429 above it) |
+| ``XPCOMPUTE_RATE_PER_KEY`` | ``1200`` | with API keys on: requests per minute per key in this server process, in bursts up to the same number (429 above it) |
+| ``XPCOMPUTE_TABLE_ALLOW`` | unset | comma-separated key prefixes a request's ``table`` may name besides its own experiment's ``{experiment}/...`` |
 """
 
 from __future__ import annotations
@@ -101,8 +111,18 @@ class Settings(BaseModel):
     api_keys: tuple[str, ...] = ()
     api_key_header: str = "X-API-Key"
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    job_timeout_s: float = Field(default=110.0, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    max_cells: int = Field(default=20, ge=2)
+    max_segments: int = Field(default=50, ge=1)
+    max_metrics: int = Field(default=100, ge=1)
+    max_slices: int = Field(default=500, ge=1)
+    max_jobs: int = Field(default=20_000, ge=1)
+    max_analyses_per_key: int = Field(default=20, ge=1)
+    rate_per_key: int = Field(default=1200, ge=1)
+    table_allow: tuple[str, ...] = ()
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "table_allow", mode="before")
     @classmethod
     def _keys(cls, v: object) -> object:
         if isinstance(v, str):

@@ -94,3 +94,14 @@ class NativeError(XPError):
     """A C++ primitive reported a failure (translated from a C++ exception)."""
 
     code = "native"
+
+
+class CorruptObjectError(XPError):
+    """A stored object's bytes do not decode (truncated or damaged); the message names its key.
+
+    Derived objects (compressed slices, cubes) are recomputed from the analysis table when this is raised
+    while reading them; anything else reports it.
+    """
+
+    status = 500
+    code = "corrupt_object"

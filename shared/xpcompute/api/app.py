@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request, Response
@@ -51,7 +52,13 @@ from xpcompute.api.models import (
     Stage1Body,
 )
 from xpcompute.api.scorecard_page import Part, scorecard_response
-from xpcompute.api.security import BodyLimitMiddleware, api_key_checker
+from xpcompute.api.security import (
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    KeyQuota,
+    api_key_checker,
+    redact_paths,
+)
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import AnalysisState, Job
@@ -62,7 +69,7 @@ from xpcompute.pipeline.slices import SliceFilter
 log = logging.getLogger(__name__)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 503)
+    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 429, 500, 503)
 }
 
 
@@ -97,6 +104,11 @@ class Backend:
 
             self._runtime = FunctionRuntime(self.settings)
             self._coordinator = self._runtime.coordinator
+
+    def health(self) -> str | None:
+        """Why the backend cannot make progress (a dead local pool), or ``None``."""
+        check = getattr(self._runtime, "health", None)
+        return check() if callable(check) else None
 
     def stop(self) -> None:
         if self._runtime is not None and hasattr(self._runtime, "stop"):
@@ -137,11 +149,20 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     app.state.backend = backend
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiKeyMiddleware, settings=settings)  # outermost: no key, no body read
+    quota = KeyQuota(settings.max_analyses_per_key)
+    roots: list[str | Path] = [settings.objects_root, settings.home]
     auth = [Depends(api_key_checker(settings))]
 
     @app.exception_handler(XPError)
     async def _xp_error(_: Request, exc: XPError) -> JSONResponse:
-        return _error(exc.status, exc.code, str(exc))
+        return _error(exc.status, exc.code, redact_paths(str(exc), roots))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # a bug or an unforeseen input: the log keeps the traceback, the client gets a typed body without it
+        log.error("unhandled %s in a request", type(exc).__name__, exc_info=exc)
+        return _error(500, "internal", f"internal error ({type(exc).__name__}); the server log has the details")
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -159,11 +180,21 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     def coordinator() -> Coordinator:
         return backend.coordinator
 
-    @app.get("/healthz", response_model=Health, tags=["service"])
-    def healthz() -> Health:
-        """Liveness: the process is up and configured (does not touch the stores)."""
+    @app.get("/healthz", response_model=Health, tags=["service"], responses={
+        503: {"model": Health, "description": "Degraded: the worker pool cannot schedule work (with the reason)."}})
+    def healthz() -> Any:
+        """Liveness: the process is up and configured, and (embedded) its worker pool schedules work.
+
+        503 with status ``degraded`` and the reason when the pool's scheduler is dead or failing. The stores
+        are not touched.
+        """
         from xpcompute.plugins import loaded
 
+        reason = backend.health()
+        if reason is not None:
+            return JSONResponse(status_code=503, content=Health(
+                status="degraded", reason=reason, version=__version__, mode=settings.mode, state_store=settings.state,
+                dispatch=settings.dispatch, plugins=sorted(loaded())).model_dump(mode="json"))
         return Health(status="ok", version=__version__, mode=settings.mode, state_store=settings.state,
                       dispatch=settings.dispatch, plugins=sorted(loaded()))
 
@@ -218,14 +249,19 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         responses=ERRORS, dependencies=auth, tags=["analyses"],
     )
     def create_analysis(
-        experiment_id: str, spec: AnalysisSpec, coord: Coordinator = Depends(coordinator)
+        experiment_id: str, spec: AnalysisSpec, request: Request, coord: Coordinator = Depends(coordinator)
     ) -> AnalysisCreated:
         """Plan metrics x pre-computed slices x models and fan them out; poll the returned status URL.
 
         A registered experiment is analysed at its current version; stage 1 runs first as a job when its
         analysis table is missing, older than the spec or the sources, or ``refresh`` is set.
         """
+        key = request.headers.get(settings.api_key_header, "") if settings.auth_enabled else None
+        if key is not None:
+            quota.check(key, lambda a: coord.state.get_analysis(a).state == AnalysisState.RUNNING)
         analysis = coord.submit(experiment_id, spec)
+        if key is not None:
+            quota.add(key, analysis.analysis_id)
         total = coord.state.job_counts(analysis.analysis_id)
         return AnalysisCreated(
             analysis_id=analysis.analysis_id, experiment_id=experiment_id,

@@ -1,18 +1,32 @@
-"""Edge protections: the API-key check and the request body size limit.
+"""Edge protections: the API-key check, per-key quotas, the request body size limit, and path redaction.
 
 The body limit is an ASGI middleware so it also stops a chunked upload that
 sends no Content-Length: it counts bytes as they arrive and answers 413 as
 soon as the limit is passed, before the JSON parser sees anything.
+
+The API key is checked twice: by an ASGI middleware before routing (so a
+request without a key gets 401 even when its body is malformed JSON, which
+FastAPI would otherwise parse and refuse with 422 first) and by the routes'
+dependency, which is also what declares the key's security scheme in
+``/openapi.json``. The middleware also holds each key to a request rate
+(``XPCOMPUTE_RATE_PER_KEY``); ``KeyQuota`` bounds the analyses one key may
+have running (``XPCOMPUTE_MAX_ANALYSES_PER_KEY``). Both are per server
+process: behind several processes, each enforces its own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from pathlib import Path
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
 
 from xpcompute.config import Settings
 from xpcompute.errors import XPError
@@ -27,6 +41,136 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class UnauthorizedError(XPError):
     status = 401
     code = "unauthorized"
+
+
+class QuotaError(XPError):
+    """A per-key quota is used up (429); the message names the limit and its variable."""
+
+    status = 429
+    code = "quota_exceeded"
+
+
+#: paths anyone may read without a key: liveness and the API's own description
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+def _json_response(status: int, code: str, message: str) -> tuple[Message, Message]:
+    body = json.dumps({"error": code, "message": message}).encode()
+    start = {"type": "http.response.start", "status": status,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+    return start, {"type": "http.response.body", "body": body}
+
+
+def key_id(key: str) -> str:
+    """A short digest that names a key in logs and quota tables without keeping the key itself."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+class RateLimiter:
+    """A token bucket per key: ``per_minute`` requests a minute, in bursts of up to ``per_minute``."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, last refill)
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.per_minute), now))
+            tokens = min(float(self.per_minute), tokens + (now - last) * self.per_minute / 60.0)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, now)
+                return False
+            self._buckets[key] = (tokens - 1.0, now)
+            if len(self._buckets) > 10_000:  # keys are configured, so this only bounds memory against junk
+                self._buckets.pop(next(iter(self._buckets)))
+            return True
+
+
+class ApiKeyMiddleware:
+    """401 before routing and body parsing for a missing or wrong key; 429 past the key's request rate."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.keys = [k.encode() for k in settings.api_keys]
+        self.header = settings.api_key_header.lower().encode()
+        self.rate = RateLimiter(settings.rate_per_key)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.settings.auth_enabled or scope.get("path") in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        given = b""
+        for name, value in scope.get("headers", []):
+            if name == self.header:
+                given = value
+                break
+        problem = check_key(given, self.keys, self.settings)
+        if problem is None and not self.rate.allow(key_id(given.decode("latin-1"))):
+            start, body = _json_response(429, QuotaError.code, (
+                f"this API key sent more than {self.settings.rate_per_key} requests in the last minute "
+                "(XPCOMPUTE_RATE_PER_KEY); wait and retry"))
+            await send(start)
+            await send(body)
+            return
+        if problem is not None:
+            start, body = _json_response(401, UnauthorizedError.code, problem)
+            await send(start)
+            await send(body)
+            return
+        await self.app(scope, receive, send)
+
+
+def check_key(given: bytes, keys: list[bytes], settings: Settings) -> str | None:
+    """Why ``given`` is not an accepted key (``None`` when it is); constant-time comparison."""
+    if not keys:
+        return "API-key authentication is on but no key is configured; set XPCOMPUTE_API_KEYS (or XPCOMPUTE_AUTH=off)"
+    if not any(hmac.compare_digest(given, k) for k in keys):
+        return f"missing or wrong API key: send it in the {settings.api_key_header} header"
+    return None
+
+
+class KeyQuota:
+    """Analyses each key has running in this process, held to ``XPCOMPUTE_MAX_ANALYSES_PER_KEY``.
+
+    ``is_running(analysis_id)`` is asked (of the state store) only when a key is at its limit, to drop the
+    analyses that have finished since.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._running: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str, is_running: Callable[[str], bool]) -> None:
+        kid = key_id(key)
+        with self._lock:
+            held = self._running.setdefault(kid, set())
+            if len(held) >= self.limit:
+                held.difference_update({a for a in held if not is_running(a)})
+            if len(held) >= self.limit:
+                raise QuotaError(
+                    f"this API key has {len(held)} analyses running; at most {self.limit} may run at once per key "
+                    "(XPCOMPUTE_MAX_ANALYSES_PER_KEY): wait for one to finish"
+                )
+
+    def add(self, key: str, analysis_id: str) -> None:
+        with self._lock:
+            self._running.setdefault(key_id(key), set()).add(analysis_id)
+
+
+def redact_paths(message: str, roots: Iterable[str | Path]) -> str:
+    """``message`` with the server's own folders (store root, home) cut out, so keys read relative to the store.
+
+    Why: an error a client sees must not disclose where the server keeps its data.
+    """
+    for root in sorted({str(Path(r).resolve()) for r in roots if str(r) and "://" not in str(r)}, key=len, reverse=True):
+        if root not in ("/", ""):
+            message = message.replace(root + "/", "").replace(root, "<store>")
+    return message
 
 
 def _too_large_message(max_bytes: int) -> str:
@@ -89,19 +233,21 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def api_key_checker(settings: Settings) -> Callable[[Request], None]:
-    """A FastAPI dependency that accepts a request only with a configured key in the configured header."""
-    keys = [k.encode() for k in settings.api_keys]
+def api_key_checker(settings: Settings) -> Callable[..., None]:
+    """A FastAPI dependency that accepts a request only with a configured key in the configured header.
 
-    def check(request: Request) -> None:
+    Declared through ``APIKeyHeader``, so ``/openapi.json`` lists the scheme and every route that needs it.
+    """
+    keys = [k.encode() for k in settings.api_keys]
+    scheme = APIKeyHeader(name=settings.api_key_header, auto_error=False, scheme_name="ApiKey",
+                          description="An accepted API key (XPCOMPUTE_API_KEYS); required unless XPCOMPUTE_AUTH "
+                          "is off.")
+
+    def check(request: Request, key: str | None = Security(scheme)) -> None:
         if not settings.auth_enabled:
             return
-        if not keys:
-            raise UnauthorizedError(
-                "API-key authentication is on but no key is configured; set XPCOMPUTE_API_KEYS (or XPCOMPUTE_AUTH=off)"
-            )
-        given = request.headers.get(settings.api_key_header, "").encode()
-        if not any(hmac.compare_digest(given, k) for k in keys):
-            raise UnauthorizedError(f"missing or wrong API key: send it in the {settings.api_key_header} header")
+        problem = check_key((key or "").encode("latin-1", "replace"), keys, settings)
+        if problem is not None:
+            raise UnauthorizedError(problem)
 
     return check

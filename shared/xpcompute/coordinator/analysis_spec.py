@@ -8,6 +8,7 @@ after a restart and reproduced later.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -155,6 +156,11 @@ class AnalysisSpec(BaseModel):
         if len(set(ids)) != len(ids):
             dup = sorted({s.label() for s in self.slices if ids.count(s.slice_id) > 1})
             raise ValueError(f"slices {dup} are listed more than once (same conditions); list each slice once")
+        labels = Counter(s.label() for s in self.slices)
+        taken = sorted(label for label, n in labels.items() if n > 1)
+        if taken:
+            raise ValueError(f"slice label(s) {taken} would name more than one slice (a 'name' may not take another "
+                             "slice's label); give each slice its own 'name'")
         if "cate" in self.models and not self.segment:
             raise ValueError("model 'cate' needs a segment column: set segment")
         if self.segment and "cate" not in self.models:

@@ -16,7 +16,11 @@ the same way at a lower priority, so it queues behind them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import (
@@ -33,6 +37,10 @@ from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.spec import CompressSpec, FitSpec
 from xpcompute.storage import keys
+
+if TYPE_CHECKING:
+    from xpcompute.config import Settings
+    from xpcompute.pipeline.tables import PublishedTable
 
 #: The user-by-day table's period and user columns, as stage 1 names them (``sql.stage1.DAY`` / ``USER``).
 DAY_COLUMN = "day"
@@ -285,3 +293,127 @@ def plan(
         return jobs
     slices = [j.job_id for j in jobs if j.kind == JobKind.SLICE]
     return [replace(stage1, children=slices), *jobs]
+
+
+# ---- limits: designs that cannot be sensible are refused before any job exists -------------------------------------
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one analysis may ask for (``XPCOMPUTE_MAX_*``, ``XPCOMPUTE_TABLE_ALLOW``; see ``config.py``).
+
+    Why: one cheap request (a unit id as the treatment column, 10,000 slices) would otherwise plan work that
+    holds every worker for hours and gives nothing anyone can read; refusing it up front, with the limit
+    named, costs nothing and says what to change.
+    """
+
+    max_cells: int = 20
+    max_segments: int = 50
+    max_metrics: int = 100
+    max_slices: int = 500
+    max_jobs: int = 20_000
+    table_allow: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Limits:
+        return cls(s.max_cells, s.max_segments, s.max_metrics, s.max_slices, s.max_jobs, tuple(s.table_allow))
+
+
+class LimitError(InputError):
+    """A request exceeds a configured limit (422); the message names the limit and its variable."""
+
+    code = "limit_exceeded"
+
+
+def check_request_limits(experiment_id: str, spec: AnalysisSpec, limits: Limits) -> None:
+    """Metrics and slices per request, and which tables a request may name: refuse with the limit named.
+
+    A request may name only its own experiment's tables (keys under ``{experiment_id}/``) or a prefix on
+    ``XPCOMPUTE_TABLE_ALLOW``: an analysis of one experiment must not read another experiment's data.
+    """
+    if len(spec.metrics) > limits.max_metrics:
+        raise LimitError(f"the request names {len(spec.metrics)} metrics; at most {limits.max_metrics} are allowed per "
+                         "analysis (XPCOMPUTE_MAX_METRICS): split it into several analyses")
+    if len(spec.slices) > limits.max_slices:
+        raise LimitError(f"the request names {len(spec.slices)} slices; at most {limits.max_slices} are allowed per "
+                         "analysis (XPCOMPUTE_MAX_SLICES): split it, or request more slices live later")
+    if spec.table is not None:
+        own = keys.join_key(experiment_id) + "/"
+        allowed = [own, *(p.rstrip("/") + "/" for p in limits.table_allow if p)]
+        if not any(spec.table.startswith(p) for p in allowed):
+            raise LimitError(
+                f"table {spec.table!r} is not a table of experiment {experiment_id!r}: a request may name only keys "
+                f"under {own!r}" + (f" or the allowed prefixes {list(limits.table_allow)}" if limits.table_allow else "")
+                + " (XPCOMPUTE_TABLE_ALLOW lists more prefixes)"
+            )
+
+
+def check_job_limit(planned: int, existing: int, limits: Limits) -> None:
+    """Jobs per analysis (live slices included): refuse a plan that would pass ``XPCOMPUTE_MAX_JOBS``."""
+    if planned + existing > limits.max_jobs:
+        raise LimitError(
+            f"this would give the analysis {planned + existing} jobs (slices x (1 + metrics x models)); at most "
+            f"{limits.max_jobs} are allowed (XPCOMPUTE_MAX_JOBS): ask for fewer slices, metrics or models"
+        )
+
+
+def distinct_at_most(table: PublishedTable, column: str, limit: int) -> int:
+    """Distinct non-null values of ``column``, counted only up to ``limit + 1`` (one column read in batches)."""
+    seen: set[object] = set()
+    for batch in table.dataset().to_batches(columns=[column]):
+        arr = batch.column(0)
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.dictionary_decode()
+        seen.update(pc.unique(arr.drop_null()).to_pylist())
+        if len(seen) > limit:
+            break
+    return len(seen)
+
+
+def check_design(
+    spec: AnalysisSpec, experiment: ExperimentSpec | None, table: PublishedTable | None, limits: Limits
+) -> None:
+    """Refuse a treatment with more cells than ``XPCOMPUTE_MAX_CELLS`` and a segment with more values than
+    ``XPCOMPUTE_MAX_SEGMENTS``, before any job exists.
+
+    A registered experiment's cells are declared; its segment's values are declared too when the dimension
+    lists them, else counted in the table. An ad-hoc table's treatment is counted (one column read, stopping at
+    the limit). ``table`` is ``None`` while stage 1 has yet to build it: only declared values are checked.
+    """
+    if experiment is not None:
+        cells = len(experiment.cells)
+    elif table is not None and spec.treatment in table.schema.names:
+        cells = distinct_at_most(table, spec.treatment, limits.max_cells)
+    else:
+        cells = 0
+    if cells > limits.max_cells:
+        raise LimitError(
+            f"treatment column {spec.treatment!r} has more than {limits.max_cells} distinct values "
+            f"({cells if experiment is not None else 'at least ' + str(cells)}); an experiment compares a few cells, "
+            f"and a column with one value per unit (an id) makes every unit a cell. Name the column that holds each "
+            f"unit's cell, or raise XPCOMPUTE_MAX_CELLS"
+        )
+    if spec.segment is None:
+        return
+    declared = None
+    if experiment is not None and spec.segment in experiment.dimensions:
+        declared = experiment.dimension(spec.segment).values
+    if declared is not None:
+        segments = len(declared)
+    elif table is not None and spec.segment in table.schema.names:
+        segments = distinct_at_most(table, spec.segment, limits.max_segments)
+    else:
+        segments = 0
+    if segments > limits.max_segments:
+        raise LimitError(
+            f"segment column {spec.segment!r} has more than {limits.max_segments} distinct values; 'cate' reports one "
+            f"effect per segment and cell, and so many segments give estimates too noisy to read. Choose a coarser "
+            f"dimension, or raise XPCOMPUTE_MAX_SEGMENTS"
+        )
+
+
+def check_live_label(existing: Sequence[Job], slice_filter: SliceFilter) -> None:
+    """A live slice's label must not be another slice's of the same analysis (its rows would be read as that one)."""
+    label = slice_filter.label()
+    for job in existing:
+        if job.kind == JobKind.SLICE and job.slice_label == label and job.slice_id != slice_filter.slice_id:
+            raise InputError(f"slice label {label!r} is already the label of another slice of this analysis; give "
+                             "this slice another 'name'")

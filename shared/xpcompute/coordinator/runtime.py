@@ -19,6 +19,7 @@ from types import TracebackType
 from xpcompute.config import Settings
 from xpcompute.coordinator.dispatch.base import Dispatcher
 from xpcompute.coordinator.messages import JobFinished, RunJob, Tick
+from xpcompute.coordinator.planner import Limits
 from xpcompute.coordinator.service import Coordinator, RetryPolicy
 from xpcompute.coordinator.state import open_state_store
 from xpcompute.coordinator.worker import Outcome, run_job
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 def build_coordinator(settings: Settings, dispatcher: Dispatcher | None) -> Coordinator:
     """A coordinator over the state and object stores the settings name."""
     return Coordinator(
-        open_state_store(settings), open_store(settings.objects_root, endpoint_url=settings.s3_endpoint), dispatcher, RetryPolicy.from_settings(settings)
+        open_state_store(settings), open_store(settings.objects_root, endpoint_url=settings.s3_endpoint), dispatcher,
+        RetryPolicy.from_settings(settings), limits=Limits.from_settings(settings),
     )
 
 
@@ -51,7 +53,8 @@ class EmbeddedRuntime:
             from xpcompute.coordinator.dispatch.local_pool import LocalPoolDispatcher
 
             return LocalPoolDispatcher(
-                s.model_dump(mode="json"), self._on_report, self._on_died, s.workers, s.worker_idle_s
+                s.model_dump(mode="json"), self._on_report, self._on_died, s.workers, s.worker_idle_s,
+                job_timeout_s=s.job_timeout_s, stage1_timeout_s=s.stage1_lease_s, grace_s=s.shutdown_grace_s,
             )
         if s.dispatch == "inline":
             from xpcompute.coordinator.dispatch.inline import InlineDispatcher
@@ -97,7 +100,17 @@ class EmbeddedRuntime:
             except Exception:
                 log.exception("coordinator tick failed; retrying next tick")
 
+    def health(self) -> str | None:
+        """``None`` while the runtime can make progress, else why not (a dead or failing local pool, a dead loop)."""
+        if self._loop is not None and not self._loop.is_alive() and not self._stop.is_set():
+            return "the coordinator's housekeeping loop has stopped"
+        check = getattr(self.dispatcher, "health", None)
+        return check() if callable(check) else None
+
     def stop(self) -> None:
+        """Stop the loop, then the dispatcher: running jobs get ``XPCOMPUTE_SHUTDOWN_GRACE_S``, then their workers
+        are terminated (their jobs stay RUNNING under a lease the next start reclaims), and every helper process
+        this process started (forkserver, resource tracker) is stopped and reaped."""
         self._stop.set()
         if self._loop is not None:
             self._loop.join(10)
@@ -136,3 +149,20 @@ class FunctionRuntime:
             self.coordinator.on_job_finished(event.job_id)
         else:
             self.coordinator.tick(sweep=True)
+
+
+def error_reply(exc: BaseException, where: str) -> dict[str, object]:
+    """What a function handler answers for an exception: a typed JSON body, never a traceback.
+
+    ``XPError``s keep their status and code; anything else is logged with its traceback here and answered as
+    a 500 ``internal`` error naming only its type. A job that failed inside ``run_job`` is already recorded
+    by then; this covers what comes before it (a malformed event) and the stores failing around it.
+    """
+    from xpcompute.errors import XPError
+
+    if isinstance(exc, XPError):
+        log.warning("%s refused an event: %s", where, exc)
+        return {"error": exc.code, "status": exc.status, "message": str(exc)[:2000]}
+    log.error("%s failed on an event", where, exc_info=exc)
+    return {"error": "internal", "status": 500,
+            "message": f"internal error in {where} ({type(exc).__name__}); its log has the details"}

@@ -36,12 +36,24 @@ from xpcompute.coordinator.jobs import (
 )
 from xpcompute.coordinator.lru import LRU
 from xpcompute.coordinator.messages import RunJob
-from xpcompute.coordinator.planner import fit_specs, plan, plan_slice, plan_stage1, resolve_request
+from xpcompute.coordinator.planner import (
+    Limits,
+    check_design,
+    check_job_limit,
+    check_live_label,
+    check_request_limits,
+    fit_specs,
+    plan,
+    plan_slice,
+    plan_stage1,
+    resolve_request,
+)
 from xpcompute.coordinator.scorecard import Failure, Scorecard, assemble, failure_of, records_of
 from xpcompute.coordinator.state.base import StateStore
 from xpcompute.errors import ConflictError, InputError, NotFoundError, StorageError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
+from xpcompute.pipeline.tables import PublishedTable
 from xpcompute.records import ResultRecord
 from xpcompute.spec import FitSpec
 from xpcompute.storage import keys
@@ -102,11 +114,13 @@ class Coordinator:
         dispatcher: Dispatcher | None = None,
         policy: RetryPolicy | None = None,
         clock: Clock = time.time,
+        limits: Limits | None = None,
     ) -> None:
         self.state = state
         self.store = store
         self.dispatcher = dispatcher
         self.policy = policy or RetryPolicy()
+        self.limits = limits or Limits()
         self.clock = clock
         #: parsed spec versions by (id, version, hash): a version's object never changes, so this cannot go stale
         self._parsed: LRU[tuple[str, int, str], ExperimentSpec] = LRU(64)
@@ -321,6 +335,7 @@ class Coordinator:
         registered = self.experiment_version(experiment_id)
         experiment = registered.spec if registered is not None else None
         spec = resolve_inference(resolve_request(spec, experiment), experiment)
+        check_request_limits(experiment_id, spec, self.limits)
         reason: str | None = None
         if experiment is None and spec.table is None and not self._published(keys.analysis_table(experiment_id)):
             raise NotFoundError(_unregistered(experiment_id))
@@ -329,6 +344,7 @@ class Coordinator:
             if reason is not None:
                 _check_sources(experiment)
         self._check_request(experiment_id, spec, spec.slices, experiment, table_pending=reason is not None)
+        check_design(spec, experiment, None if reason is not None else self._table(spec, experiment_id), self.limits)
         specs = fit_specs(spec, experiment)
         if reason is None or experiment is None or not experiment.daily:
             self._check_panel(experiment_id, specs)
@@ -343,12 +359,18 @@ class Coordinator:
         if reason is not None:
             gate = plan_stage1(aid, experiment_id, version, reason, (), now, self.policy.max_attempts)
         jobs = plan(aid, spec, specs, now, self.policy.max_attempts, stage1=gate)
+        check_job_limit(len(jobs), 0, self.limits)
         request = {**analysis.request, "experiment_version": version}
         self.store.put_bytes(keys.analysis_request(aid), json.dumps(request, sort_keys=True).encode())
         if not self.state.create_analysis(analysis, jobs):
             return self.state.get_analysis(aid)
         self.dispatch_due()
         return analysis
+
+    def _table(self, spec: AnalysisSpec, experiment_id: str) -> PublishedTable:
+        from xpcompute.pipeline.tables import open_table
+
+        return open_table(spec.table or keys.analysis_table(experiment_id), self.store)
 
     def _published(self, table_key: str) -> bool:
         return self.store.exists(keys.manifest(table_key))
@@ -369,9 +391,13 @@ class Coordinator:
                                 f"({gate.last_error}); fix the sources or the spec and submit a new analysis")
         self._check_request(analysis.experiment_id, spec, [slice_filter], experiment, table_pending=pending)
         specs: list[FitSpec] = fit_specs(spec, experiment)
+        existing = self.state.list_jobs(analysis_id)
+        check_live_label(existing, slice_filter)
         now = self.clock()
         jobs = plan_slice(analysis_id, slice_filter, specs, now, PRIORITY_LIVE, self.policy.max_attempts,
                           depends_on=gate.job_id if pending and gate is not None else None)
+        if not any(j.job_id == jobs[0].job_id for j in existing):
+            check_job_limit(len(jobs), len(existing), self.limits)
         if self.state.add_jobs(jobs):
             if pending and gate is not None:
                 # the stage-1 job may have finished after it was read: settle the new slice now if so

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -53,7 +55,7 @@ from xpcompute.compression.lossless import compress_moments
 from xpcompute.compression.schema import COUNT_COLUMN, CompressedLayout, CompressedTable
 from xpcompute.compression.transform import ColumnTransform, cached_transforms
 from xpcompute.coordinator.lru import LRU
-from xpcompute.errors import InputError, MissingValuesError, NotFoundError
+from xpcompute.errors import CorruptObjectError, InputError, MissingValuesError, NotFoundError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable, open_table
@@ -224,9 +226,17 @@ def _cube(
     if key in _CUBES:  # decoded here before, or found not to apply
         return _CUBES.get(key)
     try:
-        return _CUBES.put(key, from_parquet_bytes(store.get_bytes(key)))
+        return _CUBES.put(key, decode_derived(store, key))
     except NotFoundError:
         pass
+    except CorruptObjectError as exc:
+        # derived from the analysis table: rebuild it once, replace the damaged bytes, and say so
+        log.warning("%s; rebuilding it from the analysis table", exc)
+        cube = build()
+        if cube is not None:
+            store.put_bytes(key, to_parquet_bytes(cube))
+        note_healed(key)
+        return _CUBES.put(key, cube)
     if not may_build():
         return None
     claim = keys.cube_claim(analysis_id, signature)
@@ -243,6 +253,41 @@ def _cube(
     # also a cube that does not apply (a continuous metric): it never will for this table, and asking again
     # would cost the next slice jobs the claim round-trips, and a rebuild check once the claim is stale
     return _CUBES.put(key, cube)
+
+
+log = logging.getLogger(__name__)
+_HEALED = threading.local()
+
+
+def decode_derived(store: ObjectStore, key: str) -> CompressedTable:
+    """Read and decode a stored compressed table; ``CorruptObjectError`` naming ``key`` when its bytes do not decode.
+
+    Why: a truncated or damaged slice or cube otherwise fails every job that reads it ("Unexpected end of
+    stream") on every retry; as a typed error, the reader can recompute it from the analysis table instead.
+    ``NotFoundError`` (nothing stored) passes through.
+    """
+    raw = store.get_bytes(key)
+    try:
+        return from_parquet_bytes(raw)
+    except Exception as exc:
+        raise CorruptObjectError(
+            f"stored object {key!r} ({len(raw)} bytes) is damaged and cannot be decoded: {type(exc).__name__}: "
+            f"{str(exc)[:300]}"
+        ) from exc
+
+
+def note_healed(key: str) -> None:
+    """Record that this thread's job recomputed the damaged object at ``key`` (``take_healed`` reports it)."""
+    healed: list[str] = getattr(_HEALED, "keys", [])
+    healed.append(key)
+    _HEALED.keys = healed
+
+
+def take_healed() -> list[str]:
+    """The keys this thread's job recomputed since the last call (for the job's output and the log)."""
+    healed: list[str] = getattr(_HEALED, "keys", [])
+    _HEALED.keys = []
+    return healed
 
 
 #: cubes this (warm) worker decoded or found not to apply (``None``), by key: a stored cube never changes

@@ -9,17 +9,23 @@ result), then completes the job; any exception becomes a recorded
 failure. Data problems (``InputError``: a missing column, an empty slice, a
 metric with no variance) fail at once, since retrying cannot fix them;
 anything else (the object store down, a crash) is retried with backoff.
+
+Compressed slices and cubes are derived from the analysis table, so a damaged
+one (its bytes do not decode) is recomputed once by the job that finds it,
+written over the damaged bytes, logged, and listed in the job's output
+(``healed``), instead of failing every fit that reads it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import traceback
 from dataclasses import dataclass
 from typing import Literal
 
-from xpcompute.compression.io import from_parquet_bytes, to_parquet_bytes
+from xpcompute.compression.io import to_parquet_bytes
 from xpcompute.compression.schema import CompressedTable
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
@@ -32,9 +38,12 @@ from xpcompute.coordinator.slicing import (
     cell_counts,
     compute_artifacts,
     compute_slice,
+    decode_derived,
     moments_specs,
+    note_healed,
+    take_healed,
 )
-from xpcompute.errors import InputError, NotFoundError, XPError
+from xpcompute.errors import CorruptObjectError, InputError, NotFoundError, XPError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable
@@ -42,6 +51,7 @@ from xpcompute.spec import FitSpec
 from xpcompute.storage import keys
 
 Status = Literal["succeeded", "retrying", "failed", "skipped", "lost"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,9 @@ def describe(exc: BaseException) -> str:
     return text[:2000]
 
 
-def run_slice(coordinator: Coordinator, settings: Settings, job: Job) -> dict[str, object]:
+def run_slice(
+    coordinator: Coordinator, settings: Settings, job: Job, replace_key: str | None = None
+) -> dict[str, object]:
     """Stage 2 for one slice: compress it and store the compressed tables its fits read.
 
     The moments table goes to the job's ``result_key``; metrics with rank or
@@ -74,7 +86,16 @@ def run_slice(coordinator: Coordinator, settings: Settings, job: Job) -> dict[st
     a key fixed by the job, so a repeated delivery stores nothing new. A data
     problem with one metric's extra table is recorded in the output
     (``artifact_errors``) and fails only the fits that read it.
+
+    ``replace_key``: the one object to write over (it was found damaged; see ``heal_input``).
     """
+
+    def put(key: str, data: bytes) -> None:
+        if key == replace_key:
+            coordinator.store.put_bytes(key, data)
+        else:
+            coordinator.store.put_if_absent(key, data)
+
     analysis = coordinator.state.get_analysis(job.analysis_id)
     spec = AnalysisSpec.model_validate(analysis.request)
     experiment = coordinator.experiment_of(analysis)
@@ -101,11 +122,11 @@ def run_slice(coordinator: Coordinator, settings: Settings, job: Job) -> dict[st
         tables, failed = compute_artifacts(task, coordinator.store, specs, layout, source, job.analysis_id, cube_rows)
         for metric, table in tables.items():
             key = keys.analysis_distribution(job.analysis_id, job.slice_id, metric, layout)
-            coordinator.store.put_if_absent(key, to_parquet_bytes(table))
+            put(key, to_parquet_bytes(table))
             artifacts[f"{metric}.{layout}"] = key
         errors.update({f"{metric}.{layout}": reason for metric, reason in failed.items()})
     assert job.result_key is not None
-    coordinator.store.put_if_absent(job.result_key, to_parquet_bytes(compressed))
+    put(job.result_key, to_parquet_bytes(compressed))
     output: dict[str, object] = {
         "cell_counts": cell_counts(compressed, spec.treatment),
         "groups": compressed.n_groups,
@@ -250,28 +271,53 @@ def fit_input_key(job: Job) -> tuple[str, str]:
 _DECODED: LRU[str, CompressedTable] = LRU(8)
 
 
-def run_fit(coordinator: Coordinator, job: Job) -> dict[str, object]:
-    """Read ("decompress") the slice's table for the model, fit one model to one metric, store the records."""
+def run_fit(coordinator: Coordinator, job: Job, settings: Settings | None = None) -> dict[str, object]:
+    """Read ("decompress") the slice's table for the model, fit one model to one metric, store the records.
+
+    A damaged compressed table is recomputed once (``heal_input``; needs ``settings``) before the fit.
+    """
     from xpcompute.models import fit_compressed
 
     layout, key = fit_input_key(job)
     compressed = _DECODED.get(key)
     if compressed is None:
         try:
-            raw = coordinator.store.get_bytes(key)
+            decoded = decode_derived(coordinator.store, key)
         except NotFoundError:
             reason = _artifact_error(coordinator, job, layout)
             if reason is None:
                 raise
             raise InputError(f"the {layout} table of metric {job.metric!r} in slice {job.slice_label!r} "
                              f"could not be built: {reason}") from None
-        compressed = _DECODED.put(key, from_parquet_bytes(raw))
+        except CorruptObjectError as exc:
+            if settings is None:
+                raise
+            decoded = heal_input(coordinator, settings, job, key, exc)
+        compressed = _DECODED.put(key, decoded)
     spec = FitSpec.model_validate(job.spec)
     records = [r.model_copy(update={"slice": job.slice_label}) for r in fit_compressed(compressed, spec)]
     assert job.result_key is not None
     body = json.dumps([r.to_json_dict() for r in records], sort_keys=True).encode()
     coordinator.store.put_if_absent(job.result_key, body)
     return {"records": len(records), "input": layout}
+
+
+def heal_input(
+    coordinator: Coordinator, settings: Settings, job: Job, key: str, damage: CorruptObjectError
+) -> CompressedTable:
+    """Recompute a fit's damaged input by re-running its slice's computation, once, writing over ``key``.
+
+    The compressed slice (and its n-tile/panel tables) is a pure function of the analysis table and the
+    request, so recomputing it gives the bytes that should have been there. A second failure to decode is
+    raised, not retried here.
+    """
+    if job.depends_on is None:
+        raise damage
+    log.warning("%s; recomputing it from the analysis table (fit %s)", damage, job.job_id)
+    parent = coordinator.state.get_job(job.depends_on)
+    run_slice(coordinator, settings, parent, replace_key=key)
+    note_healed(key)
+    return decode_derived(coordinator.store, key)
 
 
 def _artifact_error(coordinator: Coordinator, job: Job, layout: str) -> str | None:
@@ -293,13 +339,18 @@ def run_job(coordinator: Coordinator, settings: Settings, job_id: str, worker: s
     if job is None:
         analysis_id = job_id.split(".", 1)[0]
         return Outcome(job_id, analysis_id, "skipped")
+    take_healed()  # nothing left over from an earlier job of this thread
     try:
         if job.kind == JobKind.STAGE1:
             output = run_stage1_job(coordinator, settings, job)
         elif job.kind == JobKind.SLICE:
             output = run_slice(coordinator, settings, job)
         else:
-            output = run_fit(coordinator, job)
+            output = run_fit(coordinator, job, settings)
+        healed = take_healed()
+        if healed:
+            log.warning("job %s recomputed damaged stored object(s): %s", job.job_id, ", ".join(healed))
+            output = {**output, "healed": healed}
     except Exception as exc:
         error = describe(exc)
         new = coordinator.fail(job, error, retryable=not isinstance(exc, InputError))

@@ -12,6 +12,13 @@ empty, at least one of its conditions holds. A condition is ``column IN
 (values)`` (one value: equality), negated with ``negate``. A user whose
 dimension is null matches no condition, negated or not, in SQL and in
 ``to_arrow_mask`` alike.
+
+Equivalent filters are one slice: a filter is normalised when it is built
+(each condition's values without repeats, each condition once, an ``any_of``
+of one condition moved to ``all_of``) and its id hashes the normalised,
+order-independent form, so ``values: [US, US]``, ``any_of: [country=US]`` and
+``all_of: [country=US]`` share one id and one label, and cannot enter the
+multiple-testing family twice.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 from sqlglot import exp
 
 from xpcompute.errors import ColumnTypeError, InputError, UnsafeIdentifierError
@@ -49,6 +56,14 @@ class Condition(BaseModel):
     column: str
     values: tuple[Scalar, ...] = Field(min_length=1, max_length=MAX_VALUES)
     negate: bool = False
+
+    @model_validator(mode="after")
+    def _unique_values(self) -> Condition:
+        """A repeated value changes nothing in ``IN``: keep each once (first-seen order, for the label)."""
+        unique = tuple(_first_seen(self.values))
+        if len(unique) != len(self.values):
+            object.__setattr__(self, "values", unique)
+        return self
 
     def label(self) -> str:
         vals = [str(v) for v in self.values]
@@ -92,6 +107,25 @@ class SliceFilter(BaseModel):
     all_of: tuple[Condition, ...] = ()
     any_of: tuple[Condition, ...] = ()
 
+    @model_validator(mode="after")
+    def _normalise(self) -> SliceFilter:
+        """Each condition once; an ``any_of`` of a single condition is that condition, so it joins ``all_of``.
+
+        Why: equivalent filters must get one slice id (``canonical``) and one label, or the same users are
+        computed twice and counted twice in the Benjamini-Hochberg family.
+        """
+        all_of = tuple(dict.fromkeys(self.all_of))
+        any_of = tuple(dict.fromkeys(self.any_of))
+        if len(any_of) == 1:
+            all_of, any_of = tuple(dict.fromkeys((*all_of, any_of[0]))), ()
+        if all_of != self.all_of:
+            object.__setattr__(self, "all_of", all_of)
+        if any_of != self.any_of:
+            object.__setattr__(self, "any_of", any_of)
+        if self.name is not None and self.name.strip() == "":
+            object.__setattr__(self, "name", None)
+        return self
+
     # -- constructors ---------------------------------------------------------
     @classmethod
     def everyone(cls) -> SliceFilter:
@@ -116,10 +150,11 @@ class SliceFilter(BaseModel):
         """Order-independent JSON of the conditions (the name is display only)."""
         def norm(conds: Sequence[Condition]) -> list[Any]:
             items = [
-                {"column": c.column, "negate": c.negate, "values": sorted(c.values, key=lambda v: (type(v).__name__, v))}
+                {"column": c.column, "negate": c.negate, "values": sorted(_first_seen(c.values), key=_value_key)}
                 for c in conds
             ]
-            return sorted(items, key=lambda d: json.dumps(d, sort_keys=True))
+            unique = {json.dumps(d, sort_keys=True): d for d in items}
+            return [unique[k] for k in sorted(unique)]
         return json.dumps({"all_of": norm(self.all_of), "any_of": norm(self.any_of)}, sort_keys=True)
 
     @property
@@ -189,6 +224,21 @@ class SliceFilter(BaseModel):
         if mask is None:  # all users (no Python list of 10M booleans)
             return pa.array(np.ones(table.num_rows, dtype=np.bool_))
         return mask
+
+
+def _value_key(value: object) -> tuple[str, object]:
+    """A sort and identity key that keeps ``True`` and ``1`` apart (they are equal in Python)."""
+    return type(value).__name__, value
+
+
+def _first_seen(values: Sequence[Scalar]) -> list[Scalar]:
+    seen: set[tuple[str, object]] = set()
+    out = []
+    for v in values:
+        if _value_key(v) not in seen:
+            seen.add(_value_key(v))
+            out.append(v)
+    return out
 
 
 def _conditions(conditions: Mapping[str, Any]) -> tuple[Condition, ...]:

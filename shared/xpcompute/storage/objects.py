@@ -14,6 +14,7 @@ The S3 endpoint comes from ``XPCOMPUTE_S3_ENDPOINT`` (e.g. moto's server on
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -61,9 +62,16 @@ def storage_errors(what: str) -> Iterator[None]:
     except (NotFoundError, StorageError, InputError):
         raise
     except FileNotFoundError as exc:
-        raise NotFoundError(f"{what}: not found ({exc})") from exc
+        raise NotFoundError(f"{what}: not found") from exc
     except OSError as exc:
-        raise StorageError(f"{what} failed: {exc}") from exc
+        raise StorageError(f"{what} failed: {_reason(exc)}") from exc
+
+
+def _reason(exc: OSError) -> str:
+    """An OS error's reason without the file name it carries (an absolute server path the client must not see)."""
+    if exc.strerror:
+        return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno is not None else exc.strerror
+    return type(exc).__name__
 
 
 @runtime_checkable
@@ -132,7 +140,7 @@ class LocalObjectStore:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         target = self._file(key)
-        with storage_errors(f"writing {target}"):
+        with storage_errors(f"writing key {key!r}"):
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
             try:
@@ -148,10 +156,12 @@ class LocalObjectStore:
         target = self._file(key)
         try:
             return target.read_bytes()
-        except (FileNotFoundError, IsADirectoryError) as exc:
-            raise NotFoundError(f"no object at {target}") from exc
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise NotFoundError(f"no object at key {key!r}") from exc
         except OSError as exc:
-            raise StorageError(f"reading {target} failed: {exc}") from exc
+            if exc.errno == errno.ENAMETOOLONG:
+                raise NotFoundError(f"no object at key {key!r} (the name is too long to exist)") from exc
+            raise StorageError(f"reading key {key!r} failed: {_reason(exc)}") from exc
 
     def exists(self, key: str) -> bool:
         return self._file(key).is_file()
@@ -162,7 +172,7 @@ class LocalObjectStore:
             return [check_key(prefix)]
         if not base.is_dir():
             return []
-        with storage_errors(f"listing {base}"):
+        with storage_errors(f"listing prefix {prefix!r}"):
             return sorted(
                 p.relative_to(self.root).as_posix()
                 for p in base.rglob("*")
@@ -172,7 +182,7 @@ class LocalObjectStore:
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Atomic: the bytes go to a temporary file that is hard-linked into place (link fails if taken)."""
         target = self._file(key)
-        with storage_errors(f"writing {target}"):
+        with storage_errors(f"writing key {key!r}"):
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
             try:
@@ -199,7 +209,7 @@ class LocalObjectStore:
         if not base.is_dir() or (base == self.root and not prefix):
             return 0
         n = sum(1 for p in base.rglob("*") if p.is_file())
-        with storage_errors(f"deleting {base}"):
+        with storage_errors(f"deleting prefix {prefix!r}"):
             shutil.rmtree(base)
         return n
 

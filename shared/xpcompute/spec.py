@@ -58,14 +58,13 @@ _BUILT_IN = frozenset({"ttest", "proportion", "ols", "cate", "dte", "mannwhitney
 #: Which built-in models read which option (a custom model may read any). ``segment`` and ``time`` are not here:
 #: the potential-outcomes base reports every model per segment or period.
 _OPTION_MODELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("covariates", "--covariates", ("ols", "cate", "dte")),
+    ("covariates", "--covariates", ("ols", "cate", "dte", "ratio")),
     ("cluster", "--cluster", ("dte",)),
     ("denominator", "--denominator", ("ratio",)),
 )
 _WHY: dict[tuple[str, str], str] = {
     ("covariates", "ttest"): "for a regression-adjusted (CUPED) estimate use model 'ols'",
     ("covariates", "proportion"): "for a regression-adjusted (CUPED) estimate use model 'ols'",
-    ("covariates", "ratio"): "the delta method here is unadjusted; drop --covariates",
     ("covariates", "quantile"): "quantile effects here are marginal (unadjusted); drop --covariates",
     ("covariates", "mannwhitney"): "the rank test is unadjusted; drop --covariates",
     ("cluster", "quantile"): "the quantile bootstrap resamples rows, not clusters; drop --cluster",

@@ -265,9 +265,16 @@ class RatioMetric(Metric, ABC):
     ``{name}__den``; stage 2 keeps the denominator as the metric's first
     continuous covariate, so the compressed row has ``sum y``, ``sum d``,
     ``sum y^2``, ``sum y d`` and ``sum d^2``: what the delta method needs.
+    ``part_covariates`` (optional) adds CUPED: the numerator's and the denominator's
+    pre-period covariates, kept next to the denominator with all their cross-moments.
     """
 
     models: ClassVar[tuple[ModelName, ...]] = ("ratio",)
+    #: CUPED for the ratio: the covariates (pre-period values) of its numerator and of its
+    #: denominator, by name, e.g. ``("pre_revenue", "pre_orders")``. Both must be declared
+    #: covariates that adjust this metric; the ratio model then regression-adjusts each part by
+    #: its own covariate and carries that through the delta method (``models/ratio.py``).
+    part_covariates: ClassVar[tuple[str, str] | None] = None
 
     @abstractmethod
     def numerator(self) -> Part:
@@ -301,16 +308,45 @@ class RatioMetric(Metric, ABC):
         num = self.numerator()
         return Aggregate(num.source, num.value, num.aggregation, num.condition)
 
+    def covariates_for_parts(self, covariates: Sequence[str] = ()) -> tuple[str, str] | None:
+        """(numerator covariate, denominator covariate) for CUPED, or None when the ratio names none.
+
+        ``covariates`` are the experiment's covariates that adjust this metric: a part covariate
+        missing from them would be absent from the compressed data, so that is refused with what
+        to declare. Covariates that adjust a ratio without being its part covariates are not used
+        (a ratio is adjusted part by part, not by arbitrary columns).
+        """
+        parts = self.part_covariates
+        if parts is None:
+            return None
+        if len(parts) != 2 or parts[0] == parts[1]:
+            raise InputError(
+                f"ratio metric {self.name!r}: part_covariates must name two different covariates, "
+                f"(numerator's, denominator's), got {parts!r}"
+            )
+        missing = [c for c in parts if c not in covariates]
+        if missing:
+            raise InputError(
+                f"ratio metric {self.name!r}: its part covariate(s) {', '.join(missing)} do not adjust it; declare "
+                f"each under the experiment's covariates with adjusts: [{self.name}] (or drop the ratio's covariates)"
+            )
+        return (parts[0], parts[1])
+
     def compressed_covariates(self, covariates: Sequence[str] = ()) -> tuple[str, ...]:
-        """Only the denominator: the ratio model reads it as the one covariate (no CUPED on ratios)."""
-        return (self.denominator_column,)
+        """The denominator first (the ratio model reads it as the first covariate), then the part covariates.
+
+        With part covariates the compressed rows keep every cross-moment of numerator, denominator
+        and the two pre-period values up to degree two, which is what ratio CUPED needs.
+        """
+        return (self.denominator_column, *(self.covariates_for_parts(covariates) or ()))
 
     def fit_specs(self, covariates: Sequence[str] = (), treatment: str = "cell", control: str | None = None) -> list[FitSpec]:
+        parts = self.covariates_for_parts(covariates)
         return [
             FitSpec(
                 metric=self.name, treatment=treatment, control=control, model=model,
                 denominator=self.denominator_column if model == "ratio" else None,
-                covariates=tuple(covariates) if model == "ols" else (),
+                covariates=tuple(covariates) if model == "ols" else tuple(parts or ()) if model == "ratio" else (),
             )
             for model in self.models
         ]

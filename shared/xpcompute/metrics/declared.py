@@ -188,6 +188,11 @@ class DeclaredRatio(_Display):
     kind: Literal["ratio"] = "ratio"
     numerator: str
     denominator: str
+    covariates: tuple[str, str] | None = Field(
+        default=None,
+        description="CUPED for the ratio: [numerator's pre-period covariate, denominator's], e.g. "
+        "[pre_revenue, pre_orders]; each must be a declared covariate that adjusts this ratio.",
+    )
 
 
 class DeclaredCovariate(_Declared):
@@ -254,6 +259,7 @@ def build_ratio(decl: DeclaredRatio, numerator: Metric, denominator: Metric) -> 
         "description": decl.description or f"{numerator.name} per {denominator.name} (ratio of totals)",
         "unit": decl.unit, "format": decl.format or "{:,.4f}", "higher_is_better": decl.higher_is_better,
         "numerator": lambda self: num_part, "denominator": lambda self: den_part,
+        "part_covariates": decl.covariates,
     }
     cls = type(f"Declared_{decl.name}", (RatioMetric,), attrs)
     return cls()

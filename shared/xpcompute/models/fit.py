@@ -57,9 +57,9 @@ def prepare(table: pa.Table, spec: FitSpec) -> CompressedTable:
             "needs --compress lossless or none"
         )
     discrete, continuous = split_covariates(table, spec)
-    if spec.model == "ratio":
+    if spec.model == "ratio":  # the denominator first, then the numerator's and denominator's covariates (CUPED)
         assert spec.denominator is not None
-        continuous = (spec.denominator,)
+        continuous = (spec.denominator, *spec.covariates)
     keys = [spec.treatment, *discrete]
     for extra in (spec.segment, spec.time):
         if extra and extra not in keys:

@@ -119,7 +119,7 @@ def test_trino_golden_files_cover_every_metric_and_shape() -> None:
     trino = {n: t for n, (d, t) in CASES.items() if d == "trino" and n.startswith("stage2_") and "distribution" not in n}
     assert len(trino) == len(SHAPES) == 5
     for name, text in trino.items():
-        for metric in metric_names():
+        for metric in metric_names(builtin_only=True):  # a plugin loaded by another test is not in the example
             assert f'"{metric}__m_0' in text, (name, metric)
     assert "NOT (" in trino["stage2_negated_and_mixed.trino.sql"]
     assert " OR " in trino["stage2_disjunction_across_columns.trino.sql"]

@@ -11,14 +11,15 @@ them for one analysis.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from xpcompute.inference.bayes import NormalPrior
-from xpcompute.inference.sequential import Spending
+if TYPE_CHECKING:  # the spec is imported by every function; scipy (the math modules) only where a result is computed
+    from xpcompute.inference.bayes import NormalPrior
 
 Sequential = Literal["none", "always_valid", "group_sequential"]
+Spending = Literal["obrien_fleming", "pocock"]  # as xpcompute.inference.sequential.Spending
 
 
 class PriorSpec(BaseModel):
@@ -31,6 +32,8 @@ class PriorSpec(BaseModel):
     scale: Literal["relative", "absolute"] = "relative"
 
     def prior(self) -> NormalPrior:
+        from xpcompute.inference.bayes import NormalPrior
+
         return NormalPrior(mean=self.mean, variance=self.sd**2, scale=self.scale)
 
 

@@ -16,7 +16,7 @@ from service_helpers import FakeClock, analysis_table, publish
 
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
-from xpcompute.coordinator.inference_pass import record_key
+from xpcompute.coordinator.inference_pass import apply_inference, record_key
 from xpcompute.coordinator.jobs import AnalysisState
 from xpcompute.coordinator.runtime import EmbeddedRuntime
 from xpcompute.errors import InputError
@@ -238,3 +238,26 @@ def test_the_notebook_reproduces_a_sequential_bayesian_shrunk_analysis(runtime: 
     nb = nbformat.read(str(path), as_version=4)
     execute_notebook(nb, path.parent, timeout_s=120)
     assert "records equal the stored scorecard" in nb.cells[-1].outputs[0]["text"]
+
+
+def _record(metric: str, slice_: str, effect: float, se: float, rel_se: float) -> ResultRecord:
+    return ResultRecord(metric=metric, model="ttest", cell="b", control="a", effect=effect, se=se,
+                        ci_low=effect - 1.96 * se, ci_high=effect + 1.96 * se, p_value=0.5,
+                        relative_effect=effect / 10.0, relative_se=rel_se, relative_ci_low=None,
+                        relative_ci_high=None, n_cell=500.0, n_control=500.0, mean_cell=10.0 + effect,
+                        mean_control=10.0, slice=slice_)
+
+
+def test_records_without_a_usable_lift_are_left_out_of_shrinkage_not_the_pass() -> None:
+    """A lift with a non-finite or zero se (a zero control mean, a constant metric) must not sink the analysis."""
+    records = [_record("m", f"s{i}", 0.1 * i, 0.2, 0.02) for i in range(4)]
+    records.append(_record("m", "bad", 0.3, 0.2, float("nan")))
+    records.append(_record("m", "zero", 0.3, 0.2, 0.0))
+    out, summary = apply_inference(records, InferenceSpec(shrinkage=True, bayesian=True), alpha=0.05,
+                                   correction="bh", covariates={})
+    assert all(r.shrunk_effect is not None for r in out[:4])
+    assert out[4].shrunk_effect is None and out[5].shrunk_effect is None
+    assert all(r.posterior_mean is not None for r in out)  # the absolute posterior still applies
+    ref = empirical_bayes_shrinkage([r.relative_effect or 0.0 for r in records[:4]], [0.02] * 4, alpha=0.05)
+    assert [r.shrunk_effect for r in out[:4]] == pytest.approx(list(ref.posterior_mean), rel=1e-12)
+    assert summary.shrinkage_prior_sd["b"] == pytest.approx(math.sqrt(ref.prior_variance), rel=1e-12)

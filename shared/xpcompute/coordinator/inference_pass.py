@@ -229,8 +229,10 @@ def _headline_keys(records: Sequence[ResultRecord], covariates: Mapping[str, Seq
     """Indexes of the headline record per (slice, metric, cell): CUPED when the metric has covariates."""
     best: dict[tuple[str | None, str, str], tuple[int, int]] = {}
     for i, r in enumerate(records):
-        if not sequential_applies(r) or r.relative_effect is None or r.relative_se is None:
-            continue
+        rel, rel_se = r.relative_effect, r.relative_se
+        if (not sequential_applies(r) or rel is None or rel_se is None or not math.isfinite(rel)
+                or not (math.isfinite(rel_se) and rel_se > 0)):
+            continue  # no lift to shrink (a zero control mean, a constant metric)
         rank = -1 if (r.model == "ols" and covariates.get(r.metric)) else _PRIMARY.get(r.model, 9)
         k = (r.slice, r.metric, r.cell)
         if k not in best or rank < best[k][0]:
@@ -336,7 +338,11 @@ def apply_inference(
                 continue
             y = np.array([records[i].relative_effect for i in idx], dtype=np.float64)
             s = np.array([records[i].relative_se for i in idx], dtype=np.float64)
-            res = empirical_bayes_shrinkage(y, s, labels=[record_key(records[i]) for i in idx], alpha=alpha)
+            try:
+                res = empirical_bayes_shrinkage(y, s, labels=[record_key(records[i]) for i in idx], alpha=alpha)
+            except ValueError as exc:
+                summary.notes.append(f"shrinkage of cell {cell!r} failed: {exc}")
+                continue
             tau = math.sqrt(res.prior_variance)
             summary.shrinkage_prior_sd[cell] = tau
             for j, i in enumerate(idx):

@@ -100,9 +100,8 @@ def table_moments(
 
     for batch in table.dataset().to_batches(columns=needed, batch_size=batch_rows):
         cells = batch.column(CELL)
-        for value, cnt in zip(*np.unique(np.asarray(cells.to_numpy(zero_copy_only=False), dtype=object),
-                                         return_counts=True), strict=True):
-            counts[str(value)] = counts.get(str(value), 0.0) + float(cnt)
+        for item in pc.value_counts(cells).to_pylist():
+            counts[str(item["values"])] = counts.get(str(item["values"]), 0.0) + float(item["counts"])
         if pre_col is not None:
             x_pre = col(batch, pre_col)
             n_all += x_pre.size

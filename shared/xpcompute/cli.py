@@ -514,19 +514,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except XPError as exc:
-        print(f"xpcompute: error: {exc}", file=sys.stderr)
+        print(f"xpcompute: error: {_elide(str(exc))}", file=sys.stderr)
         return 2
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors())
         print(f"xpcompute: invalid options: {problems}", file=sys.stderr)
         return 2
     except ValueError as exc:
-        print(f"xpcompute: error: {exc}", file=sys.stderr)
+        print(f"xpcompute: error: {_elide(str(exc))}", file=sys.stderr)
         return 2
     except Exception as exc:
         # a bug or an unforeseen input: a one-line typed message and exit code 2, never a traceback
-        print(f"xpcompute: error: unexpected {type(exc).__name__}: {exc}"[:2000], file=sys.stderr)
+        print(f"xpcompute: error: unexpected {type(exc).__name__}: {_elide(str(exc))}", file=sys.stderr)
         return 2
+
+
+
+def _elide(message: str, limit: int = 2000) -> str:
+    """A message cut in the middle (an echoed 200,000-character name), keeping its end: what to fix."""
+    from xpcompute.api.security import elide
+
+    return elide(message, limit)
 
 
 if __name__ == "__main__":

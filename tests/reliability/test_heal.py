@@ -18,12 +18,12 @@ from xpcompute.coordinator.runtime import build_coordinator
 from xpcompute.coordinator.worker import run_job
 from xpcompute.errors import CorruptObjectError
 from xpcompute.pipeline.slices import SliceFilter
-from xpcompute.storage.objects import LocalObjectStore
+from xpcompute.storage.objects import LocalObjectStore, ObjectStore
 
 SLICES = tuple(SliceFilter.where(country=c) for c in ("US", "CA", "MX"))
 
 
-def _damage(store: LocalObjectStore, key: str) -> None:
+def _damage(store: ObjectStore, key: str) -> None:
     raw = store.get_bytes(key)
     store.put_bytes(key, raw[: len(raw) // 2])  # truncated, as a crashed copy or a bad disk leaves it
 

@@ -57,6 +57,7 @@ from xpcompute.api.security import (
     BodyLimitMiddleware,
     KeyQuota,
     api_key_checker,
+    elide,
     redact_paths,
 )
 from xpcompute.config import Settings
@@ -117,7 +118,7 @@ class Backend:
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": code, "message": message})
+    return JSONResponse(status_code=status, content={"error": code, "message": elide(message)})
 
 
 def _validation_message(errors: list[Any]) -> str:

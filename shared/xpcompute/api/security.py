@@ -162,6 +162,15 @@ class KeyQuota:
             self._running.setdefault(key_id(key), set()).add(analysis_id)
 
 
+def elide(message: str, limit: int = 2000) -> str:
+    """``message`` cut in the middle to at most about ``limit`` characters: a 200,000-character name sent in a
+    request is not echoed back whole, while the end of the message (what to fix) stays."""
+    if len(message) <= limit:
+        return message
+    head, tail = limit // 2, limit // 2 - 40
+    return f"{message[:head]} ... [{len(message) - head - tail} characters left out] ... {message[-tail:]}"
+
+
 def redact_paths(message: str, roots: Iterable[str | Path]) -> str:
     """``message`` with the server's own folders (store root, home) cut out, so keys read relative to the store.
 

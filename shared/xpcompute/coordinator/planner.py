@@ -358,13 +358,19 @@ def check_job_limit(planned: int, existing: int, limits: Limits) -> None:
 def distinct_at_most(table: PublishedTable, column: str, limit: int) -> int:
     """Distinct non-null values of ``column``, counted only up to ``limit + 1`` (one column read in batches)."""
     seen: set[object] = set()
-    for batch in table.dataset().to_batches(columns=[column]):
-        arr = batch.column(0)
-        if pa.types.is_dictionary(arr.type):
-            arr = arr.dictionary_decode()
-        seen.update(pc.unique(arr.drop_null()).to_pylist())
-        if len(seen) > limit:
-            break
+    try:
+        for batch in table.dataset().to_batches(columns=[column]):
+            arr = batch.column(0)
+            if pa.types.is_dictionary(arr.type):
+                arr = arr.dictionary_decode()
+            seen.update(pc.unique(arr.drop_null()).to_pylist())
+            if len(seen) > limit:
+                break
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(
+            f"the analysis table at {table.key!r} cannot be read ({type(exc).__name__}: {str(exc)[:300]}); "
+            "publish it again (re-run stage 1) before analysing it"
+        ) from exc
     return len(seen)
 
 

@@ -4,7 +4,8 @@ Why from the experiment's own table: the variance that decides power is the metr
 experiment's units, and CUPED shrinks it by the R^2 of the metric on the covariates the experiment declares for
 it. Stage 1 already writes, per unit, the metric's pre-period value (a covariate whose ``metric`` is this metric)
 next to the metric itself, so one streaming pass over those few columns of the published analysis table gives
-every sum needed (no per-unit data is kept; ``preperiod_variance`` works on sums):
+every sum needed (one DuckDB aggregate, ``_moment_query``; no per-unit data leaves it; ``preperiod_variance``
+works on sums):
 
 * raw variance: the sample variance of the metric's pre-period column over every unit (all cells: the
   pre-period is before exposure, so no cell is treated yet). Without a pre-period column of the metric, the
@@ -30,8 +31,6 @@ from datetime import date
 from typing import Any, Literal
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from xpcompute.errors import ConflictError, InputError, NotFoundError
 from xpcompute.experiment import ExperimentSpec
@@ -64,10 +63,36 @@ class TableMoments:
     variance_source: str
 
 
-def table_moments(
-    experiment: ExperimentSpec, metric: str, store: ObjectStore, batch_rows: int = 1 << 20
-) -> TableMoments:
-    """Stream the metric's columns of the published analysis table once and reduce them to sums."""
+def _moment_query(view: str, y: str, pre: str | None, covs: list[str]) -> str:
+    """One aggregate over the table, grouped by cell (sqlglot): per cell, the count, the pre-period column's sums
+    and the metric's and covariates' sums and cross-products. Grouping is the cheapest scan (no per-row CASE);
+    ``fsum`` (Kahan-Babuska) keeps the sums of squares exact enough for the centred moments."""
+    from sqlglot import exp
+
+    def value(name: str) -> exp.Expr:
+        return exp.Coalesce(this=exp.cast(exp.column(name, quoted=True), "DOUBLE"),
+                            expressions=[exp.Literal.number(0)])
+
+    def fsum(e: exp.Expr) -> exp.Expr:
+        return exp.Anonymous(this="fsum", expressions=[e])
+
+    def product(a: str, b: str) -> exp.Expr:
+        return exp.Mul(this=value(a), expression=value(b))
+
+    cols: list[exp.Expr] = [exp.column(CELL, quoted=True), exp.alias_(exp.Count(this=exp.Star()), "n")]
+    if pre is not None:
+        cols += [exp.alias_(fsum(value(pre)), "s_pre"), exp.alias_(fsum(product(pre, pre)), "s_pre2")]
+    cols += [exp.alias_(fsum(value(y)), "s_y"), exp.alias_(fsum(product(y, y)), "s_y2")]
+    for j, a in enumerate(covs):
+        cols += [exp.alias_(fsum(value(a)), f"s_x{j}"), exp.alias_(fsum(product(a, y)), f"s_xy{j}")]
+        cols += [exp.alias_(fsum(product(a, b)), f"s_xx{j}_{k}") for k, b in enumerate(covs) if k >= j]
+    return exp.select(*cols).from_(exp.to_table(view)).group_by(exp.column(CELL, quoted=True)).sql(dialect="duckdb")
+
+
+def table_moments(experiment: ExperimentSpec, metric: str, store: ObjectStore) -> TableMoments:
+    """The metric's moments from the published analysis table: one DuckDB aggregate over its few columns."""
+    import duckdb
+
     from xpcompute.pipeline.tables import open_table
 
     m = experiment.metric(metric)
@@ -88,46 +113,45 @@ def table_moments(
     if missing:
         raise InputError(f"the analysis table of {experiment.id!r} lacks column(s) {missing}; re-run stage 1 "
                          "(submit an analysis with refresh) so it matches the spec")
-    k = len(covs)
-    n_all = s_pre = s_pre2 = 0.0
-    n_c = s_y = s_y2 = 0.0
-    s_x, s_xx, s_xy = np.zeros(k), np.zeros((k, k)), np.zeros(k)
-    counts: dict[str, float] = {}
     control = experiment.control
+    con = duckdb.connect(":memory:")
+    try:
+        if table.is_local:
+            con.read_parquet(table.paths()).create_view("analysis_table")
+        else:
+            con.register("analysis_table", table.dataset())
+        cursor = con.execute(_moment_query("analysis_table", y_col, pre_col, covs))
+        names_out = [d[0] for d in cursor.description]
+        groups: list[dict[str, Any]] = [dict(zip(names_out, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        con.close()
+    k = len(covs)
+    by_cell = {str(g[CELL]): g for g in groups}
+    counts = {str(c): float(g["n"]) for c, g in by_cell.items()}
+    ctl = by_cell.get(control, {})
 
-    def col(batch: pa.RecordBatch, name: str) -> np.ndarray:
-        return np.asarray(pc.fill_null(batch.column(name), 0.0).to_numpy(zero_copy_only=False), dtype=np.float64)
+    def f(key: str, group: dict[str, Any] = ctl) -> float:
+        v = group.get(key)
+        return 0.0 if v is None else float(v)
 
-    for batch in table.dataset().to_batches(columns=needed, batch_size=batch_rows):
-        cells = batch.column(CELL)
-        for item in pc.value_counts(cells).to_pylist():
-            counts[str(item["values"])] = counts.get(str(item["values"]), 0.0) + float(item["counts"])
-        if pre_col is not None:
-            x_pre = col(batch, pre_col)
-            n_all += x_pre.size
-            s_pre += float(x_pre.sum())
-            s_pre2 += float(x_pre @ x_pre)
-        mask = np.asarray(pc.equal(cells, control).to_numpy(zero_copy_only=False), dtype=bool)
-        if not mask.any():
-            continue
-        y = col(batch, y_col)[mask]
-        n_c += y.size
-        s_y += float(y.sum())
-        s_y2 += float(y @ y)
-        if k:
-            x = np.column_stack([col(batch, c)[mask] for c in covs])
-            s_x += x.sum(axis=0)
-            s_xx += x.T @ x
-            s_xy += x.T @ y
+    n_c = f("n")
     if n_c < 2:
         raise InputError(f"the analysis table of {experiment.id!r} has fewer than 2 units in the control cell "
                          f"{control!r}: no variance to plan from")
-    cuped = preperiod_variance(n_c, s_y, s_y2, s_x if k else None, s_xx if k else None, s_xy if k else None)
+    s_x = np.array([f(f"s_x{j}") for j in range(k)])
+    s_xy = np.array([f(f"s_xy{j}") for j in range(k)])
+    s_xx = np.zeros((k, k))
+    for j in range(k):
+        for i in range(j, k):
+            s_xx[j, i] = s_xx[i, j] = f(f"s_xx{j}_{i}")
+    cuped = preperiod_variance(n_c, f("s_y"), f("s_y2"), s_x if k else None, s_xx if k else None,
+                               s_xy if k else None)
+    n_all = float(sum(counts.values()))
     if pre_col is not None and n_all >= 2:
-        pre = preperiod_variance(n_all, s_pre, s_pre2)
+        pre = preperiod_variance(n_all, sum(f("s_pre", g) for g in groups), sum(f("s_pre2", g) for g in groups))
         source = f"pre-period column {pre_col!r} of the analysis table, all {n_all:,.0f} units"
     else:
-        pre = preperiod_variance(n_c, s_y, s_y2)
+        pre = preperiod_variance(n_c, f("s_y"), f("s_y2"))
         source = (f"metric {metric!r} in the control cell ({n_c:,.0f} units): the experiment declares no "
                   "pre-period covariate of it")
     return TableMoments(pre, cuped, counts, source)

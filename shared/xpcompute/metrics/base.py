@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import ClassVar, Literal, get_args
@@ -115,6 +115,69 @@ class PerUserColumn:
     dtype: ColumnType = "double"
 
 
+CapKind = Literal["percentile", "absolute"]
+
+
+@dataclass(frozen=True)
+class Cap:
+    """Outlier capping (winsorization) of a metric's per-unit values, applied in stage 1 before compression.
+
+    ``kind="percentile"``: ``upper``/``lower`` are probabilities in (0, 1) and the limits are the
+    linearly interpolated quantiles (``numpy.quantile(..., method="linear")``) of the per-unit
+    values pooled over every analysed unit of every cell, so they do not depend on the treatment.
+    ``kind="absolute"``: ``upper``/``lower`` are the limits themselves. Either side may be None
+    (not capped). Why in stage 1: every slice, model and compression then reads the same capped
+    values, and compression stays lossless on them.
+    """
+
+    upper: float | None = None
+    lower: float | None = None
+    kind: CapKind = "percentile"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("percentile", "absolute"):
+            raise InputError(f"cap kind {self.kind!r} is not known; use 'percentile' or 'absolute'")
+        if self.upper is None and self.lower is None:
+            raise InputError("a cap needs an upper or a lower limit (or both), e.g. {upper: 0.99}")
+        for side, v in (("upper", self.upper), ("lower", self.lower)):
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float) or v != v or v in (float("inf"), float("-inf")):
+                raise InputError(f"cap {side} must be a finite number, got {v!r}")
+            if self.kind == "percentile" and not 0.0 < float(v) < 1.0:
+                raise InputError(
+                    f"percentile cap {side}={v!r} must be a probability strictly between 0 and 1, e.g. 0.99 for p99 "
+                    "(for a limit in the metric's units use kind: absolute)"
+                )
+        if self.upper is not None and self.lower is not None and not float(self.lower) < float(self.upper):
+            raise InputError(f"cap lower ({self.lower!r}) must be below upper ({self.upper!r})")
+
+    def side_label(self, side: Literal["upper", "lower"]) -> str:
+        """``p99`` for a percentile limit, the value for an absolute one (for notes)."""
+        v = self.upper if side == "upper" else self.lower
+        assert v is not None
+        return f"p{round(float(v) * 100, 10):g}" if self.kind == "percentile" else f"{float(v):.10g}"
+
+
+def cap_note(metric: str, limits: Mapping[str, object]) -> str:
+    """The note a fit of a capped metric carries, from the limits stage 1 recorded (``pipeline.stage1.cap_limits``).
+
+    E.g. ``revenue: capped at p99 = 1234.5 (pooled over all cells; 41 units at the limit)``.
+    """
+    kind = limits.get("kind")
+    parts: list[str] = []
+    for side, word in (("upper", "at"), ("lower", "below at")):
+        value = limits.get(side)
+        if value is None:
+            continue
+        q = limits.get(f"{side}_q")
+        at = limits.get(f"units_at_{side}")
+        label = f"p{round(float(q) * 100, 10):g} = {float(value):.10g}" if isinstance(q, int | float) else f"{float(value):.10g}"  # type: ignore[arg-type]
+        parts.append(f"{word} {label}" + (f" ({at} units at the limit)" if at is not None else ""))
+    how = "percentiles pooled over all cells" if kind == "percentile" else "absolute limits"
+    return f"{metric}: capped {' and '.join(parts) or '(no limit recorded)'} ({how}, per unit before compression)"
+
+
 @dataclass(frozen=True)
 class SqlContext:
     """What an expression may depend on besides its source's columns: the analysis window."""
@@ -143,11 +206,15 @@ class Metric:
     higher_is_better: ClassVar[bool | None] = True
     divisor: ClassVar[float] = 1.0
     dtype: ClassVar[ColumnType] = "double"
+    #: Outlier capping of the per-unit values (``Cap``); None: not capped.
+    cap: ClassVar[Cap | None] = None
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
             check_identifier(cls.name, "metric")
+        if cls.__dict__.get("cap") is not None and not isinstance(cls.cap, Cap):
+            raise InputError(f"metric {cls.__name__}: cap must be a xpcompute.metrics.base.Cap, got {cls.cap!r}")
             bad = [m for m in cls.models if m not in PER_METRIC_MODELS]
             if bad:
                 raise InputError(
@@ -275,6 +342,14 @@ class RatioMetric(Metric, ABC):
     #: covariates that adjust this metric; the ratio model then regression-adjusts each part by
     #: its own covariate and carries that through the delta method (``models/ratio.py``).
     part_covariates: ClassVar[tuple[str, str] | None] = None
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.cap is not None:
+            raise InputError(
+                f"ratio metric {cls.__name__}: cap applies to per-unit values of a simple metric; cap the numerator "
+                "or denominator metric instead"
+            )
 
     @abstractmethod
     def numerator(self) -> Part:

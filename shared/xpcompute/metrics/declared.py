@@ -29,6 +29,7 @@ from xpcompute.errors import InputError
 from xpcompute.metrics.base import (
     PER_METRIC_MODELS,
     Aggregation,
+    Cap,
     ColumnType,
     Covariate,
     Dimension,
@@ -147,6 +148,19 @@ class _Display(_Declared):
         return v
 
 
+class DeclaredCap(BaseModel):
+    """Outlier capping of a metric's per-unit values (``metrics.base.Cap``): ``{upper: 0.99}``, ``{lower: 0, kind: absolute}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    upper: float | None = Field(default=None, description="Upper limit: a probability (percentile) or a value (absolute).")
+    lower: float | None = Field(default=None, description="Lower limit, likewise; None: that side is not capped.")
+    kind: Literal["percentile", "absolute"] = "percentile"
+
+    def to_cap(self) -> Cap:
+        return Cap(upper=self.upper, lower=self.lower, kind=self.kind)
+
+
 class DeclaredMetric(_Display):
     """A per-unit metric: ``aggregation`` of ``value`` over the rows of ``source`` that match ``where``."""
 
@@ -156,6 +170,17 @@ class DeclaredMetric(_Display):
     where: str | None = Field(default=None, description="Row-level condition; only matching rows count.")
     aggregation: Aggregation = "sum"
     divisor: float = Field(default=1.0, gt=0, description="Divide the per-unit value by this (unit conversion).")
+    cap: DeclaredCap | None = Field(default=None, description="Outlier capping (winsorization) of the per-unit values.")
+
+    @field_validator("cap")
+    @classmethod
+    def _cap(cls, v: DeclaredCap | None) -> DeclaredCap | None:
+        if v is not None:
+            try:
+                v.to_cap()
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+        return v
 
     @field_validator("source")
     @classmethod
@@ -237,7 +262,7 @@ def build_metric(decl: DeclaredMetric) -> Metric:
         "models": decl.models or _default_models(decl.aggregation), "description": decl.description,
         "unit": decl.unit or ("share" if decl.aggregation in ("any", "none") else ""),
         "format": decl.format or _default_format(decl.aggregation), "higher_is_better": decl.higher_is_better,
-        "divisor": decl.divisor, "dtype": dtype,
+        "divisor": decl.divisor, "dtype": dtype, "cap": None if decl.cap is None else decl.cap.to_cap(),
         "value": lambda self: value.copy(),
         "condition": lambda self: None if where is None else where.copy(),
     }
@@ -290,6 +315,7 @@ def build_dimension(decl: DeclaredDimension, default_source: str) -> Dimension:
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
+    "DeclaredCap",
     "DeclaredCovariate",
     "DeclaredDimension",
     "DeclaredMetric",

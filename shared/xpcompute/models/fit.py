@@ -16,6 +16,7 @@ from xpcompute.compression.lossless import compress_moments
 from xpcompute.compression.schema import CompressedTable
 from xpcompute.compression.transform import column_transforms
 from xpcompute.errors import InputError, MissingValuesError, ZeroVarianceError
+from xpcompute.metrics.base import cap_note
 from xpcompute.models.data import ModelData
 from xpcompute.models.registry import model_class
 from xpcompute.records import ResultRecord
@@ -124,6 +125,9 @@ def check_variance(data: ModelData) -> None:
 def fit_compressed(compressed: CompressedTable, spec: FitSpec) -> list[ResultRecord]:
     """Train the spec's model on compressed data and return its records."""
     notes = check_missing(compressed, spec)
+    limits = (compressed.layout.extra.get("caps") or {}).get(spec.metric)
+    if limits:  # capped in stage 1: every record says at what (metrics.base.cap_note)
+        notes.append(cap_note(spec.metric, limits))
     data = model_data(compressed, spec)
     check_variance(data)
     model = model_class(spec.model)()

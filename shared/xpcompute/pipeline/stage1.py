@@ -16,11 +16,13 @@ from datetime import date, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from xpcompute.errors import ColumnTypeError, InputError, MissingColumnError
 from xpcompute.experiment import ExperimentSpec
+from xpcompute.metrics.base import Cap
 from xpcompute.pipeline.engines import EngineLike, engine_scope
 from xpcompute.pipeline.engines.base import Engine, ParquetFiles, resolve_parquet
 from xpcompute.pipeline.tables import PublishedTable, publish_table
@@ -130,8 +132,8 @@ def run_stage1(
         seconds["resolve"] = time.perf_counter() - started
         meta: dict[str, object] = {"experiment": experiment.id, "engine": eng.dialect.name, "spec": experiment.model_dump(mode="json")}
 
-        analysis = _publish(eng, store, keys.analysis_table(experiment.id), q.analysis_plan(experiment, refs, kinds), meta,
-                            seconds, sql, "analysis")
+        analysis = _publish(eng, store, keys.analysis_table(experiment.id), q.analysis_plan(experiment, refs, kinds),
+                            meta, seconds, sql, "analysis", caps=q.metric_caps(experiment))
         user_day = None
         if make_daily:
             user_day = _publish(eng, store, keys.user_day_table(experiment.id), q.daily_plan(experiment, refs, kinds), meta,
@@ -148,8 +150,13 @@ def _publish(
     seconds: dict[str, float],
     sql: dict[str, str],
     label: str,
+    caps: Mapping[str, Cap] | None = None,
 ) -> PublishedTable:
-    """Run ``plan`` the way the engine prefers (its steps as temporary tables, or inline) and publish it."""
+    """Run ``plan`` the way the engine prefers (its steps as temporary tables, or inline) and publish it.
+
+    With ``caps`` the manifest records the limits each capped metric was held to (``cap_limits``),
+    which every compressed slice of the table carries on to the fits' notes.
+    """
     started = time.perf_counter()
     name = eng.dialect.name
     steps: list[tuple[str, str]] = []
@@ -160,12 +167,47 @@ def _publish(
     else:
         final = sql[label] = render(plan.inline(), name)
 
-    def write(fs: pafs.FileSystem, directory: str) -> pa.Schema:
-        return eng.write(final, fs, directory, steps)
+    table_meta: dict[str, object] = {**meta, "table_kind": label}
 
-    table = publish_table(store, key, write, {**meta, "table_kind": label})
+    def write(fs: pafs.FileSystem, directory: str) -> pa.Schema:
+        schema = eng.write(final, fs, directory, steps)
+        if caps:  # read before publish_table writes the manifest from table_meta
+            table_meta["caps"] = cap_limits(fs, directory, caps)
+        return schema
+
+    table = publish_table(store, key, write, table_meta)
     seconds[label] = time.perf_counter() - started
     return table
+
+
+def cap_limits(fs: pafs.FileSystem, directory: str, caps: Mapping[str, Cap]) -> dict[str, dict[str, object]]:
+    """The limits each capped metric of a freshly written analysis table was held to, for its manifest.
+
+    A percentile limit is read back from the written column: the capped values' maximum (minimum)
+    *is* the upper (lower) limit, because the interpolated quantile lies at or below the next order
+    statistic, which the cap therefore sets to the limit exactly. So the limits come from the
+    table itself on every engine (Spark runs the plan as one statement with no step to read).
+    An absolute limit is the declared value. ``units_at_upper``/``units_at_lower`` count the
+    units at the limit (capped, or equal to it).
+    """
+    data = ds.dataset(directory, format="parquet", filesystem=fs).to_table(columns=list(caps))
+    out: dict[str, dict[str, object]] = {}
+    for name, cap in caps.items():
+        column = data.column(name)
+        lo_hi = pc.min_max(column).as_py()
+        entry: dict[str, object] = {"kind": cap.kind, "pooled": True, "lower_q": None, "upper_q": None}
+        for side, observed in (("lower", lo_hi["min"]), ("upper", lo_hi["max"])):
+            declared = getattr(cap, side)
+            if declared is None:
+                entry[side] = None
+                continue
+            limit = float(declared) if cap.kind == "absolute" else observed
+            entry[side] = limit
+            if cap.kind == "percentile":
+                entry[f"{side}_q"] = float(declared)
+            entry[f"units_at_{side}"] = 0 if limit is None else int(pc.sum(pc.equal(column, limit)).as_py() or 0)
+        out[name] = entry
+    return out
 
 
 def _used_sources(experiment: ExperimentSpec) -> list[str]:

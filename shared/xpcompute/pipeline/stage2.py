@@ -189,7 +189,18 @@ def compute_slice(
         sql = render(plan.query(eng.table_ref(ANALYSIS)), eng.dialect.name)
         raw = eng.fetch(sql)
         engine_name = eng.dialect.name
-    return shape_result(raw, plan, schema, {"engine": engine_name, "analysis_run": published.run_id})
+    return shape_result(raw, plan, schema, {"engine": engine_name, "analysis_run": published.run_id,
+                                            **table_caps(published, metrics)})
+
+
+def table_caps(published: PublishedTable, metrics: Sequence[str]) -> dict[str, object]:
+    """``{"caps": {metric: limits}}`` for the capped ones of ``metrics`` (stage 1's manifest), else nothing.
+
+    The compressed layout's metadata carries them so every fit of the slice can say what its metric was capped at.
+    """
+    caps = published.manifest.get("caps") or {}
+    chosen = {m: caps[m] for m in metrics if m in caps}
+    return {"caps": chosen} if chosen else {}
 
 
 def table_transforms(published: PublishedTable, columns: Sequence[str]) -> dict[str, ColumnTransform]:
@@ -387,7 +398,7 @@ def compute_distribution(
         extra={
             "compress": "lossless", "value_column": vcol, "weights": None, "row_level": False, "lossy": False,
             "distinct_values": distinct, "slice": plan.slice.label(), "slice_id": plan.slice.slice_id,
-            "engine": eng.dialect.name, "analysis_run": published.run_id,
+            "engine": eng.dialect.name, "analysis_run": published.run_id, **table_caps(published, [metric]),
         },
     )
     return CompressedTable(table=kept, layout=layout)

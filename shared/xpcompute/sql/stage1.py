@@ -15,6 +15,17 @@ These are the steps of a ``Stage1Plan``: one statement with CTEs, or
 temporary tables joined at the end, as the engine prefers (see there).
 Identical aggregates (the same SQL for two columns) are computed once.
 
+Outlier capping (``Metric.cap``, analysis table only): absolute limits are
+literals in the final select; with percentile limits the joined per-unit
+values become a step ``uncapped``, one step ``cap_{i}`` per capped metric
+computes its pooled limits over every unit of every cell (exact order
+statistics by ``ROW_NUMBER``, interpolated as ``numpy.quantile(method="linear")``,
+which every dialect renders alike; DuckDB's ``QUANTILE_CONT`` has no exact
+Spark rendering in sqlglot), and the final select reads ``uncapped`` with
+each capped column as ``CASE WHEN v > upper THEN upper WHEN v < lower THEN
+lower ELSE v END`` (NULL stays NULL, unlike ``LEAST``/``GREATEST`` on DuckDB
+and Spark), cast to DOUBLE. The user-by-day table is not capped.
+
 Aggregates read ``CASE WHEN <window> AND <condition> THEN value END`` so one
 scan of a source serves the analysis window and the pre-period alike. Unit
 divisors apply after aggregating, to exact integer sums (carried as DOUBLE,
@@ -36,12 +47,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
 from typing import Literal
 
+import sqlglot
 from sqlglot import exp
 
 from xpcompute.experiment import ExperimentSpec
-from xpcompute.metrics.base import PerUserColumn, Window, lit
+from xpcompute.metrics.base import Cap, PerUserColumn, RatioMetric, Window, lit
+from xpcompute.sql.stage2 import double_literal
 
 USER = "user_id"
 CELL = "cell"
@@ -483,9 +497,19 @@ def _build(
         joins.append((exp.to_table(part.name).as_(alias), on, "LEFT"))
         column_source.update({i: alias for i in part.columns})
 
+    caps = {} if daily else metric_caps(experiment)
+    percentile = [name for name, cap in caps.items() if cap.kind == "percentile"]
+    names: list[str] = [USER, CELL, *([DAY] if daily else []), *experiment.dimensions]
     for i, column in enumerate(per_user_columns(experiment)):
         j = same[i]
-        select = select.select(finish(column, exp.column(f"c{j}", table=column_source[j])).as_(column.name))
+        value = finish(column, exp.column(f"c{j}", table=column_source[j]))
+        cap = caps.get(column.name)
+        if cap is not None and cap.kind == "absolute":
+            lower = None if cap.lower is None else double_literal(float(cap.lower))
+            upper = None if cap.upper is None else double_literal(float(cap.upper))
+            value = capped(value, lower, upper)
+        select = select.select(value.as_(column.name))
+        names.append(column.name)
 
     query = select.from_(exp.to_table("alloc").as_("a"))
     for target, condition, kind in joins:
@@ -493,7 +517,85 @@ def _build(
             query = query.join(target, join_type=kind)
         else:
             query = query.join(target, on=condition, join_type=kind)
-    return Stage1Plan(steps=tuple(steps), final=query)
+    if not percentile:
+        return Stage1Plan(steps=tuple(steps), final=query)
+    # percentile caps: the per-unit values as a step, pooled limits per metric, then the capped select
+    steps.append((UNCAPPED, query))
+    final = exp.select()
+    aliases: dict[str, str] = {}
+    for k, name in enumerate(percentile):
+        step = f"cap_{k}"
+        steps.append((step, pooled_limits(name, caps[name])))
+        aliases[name] = f"k{k}"
+    for name in names:
+        value = exp.column(name, table="t")
+        if name in aliases:
+            value = capped(value, exp.column("lower", table=aliases[name]), exp.column("upper", table=aliases[name]))
+        final = final.select(value.as_(name))
+    final = final.from_(exp.to_table(UNCAPPED).as_("t"))
+    for k, name in enumerate(percentile):
+        final = final.join(exp.to_table(f"cap_{k}").as_(aliases[name]), join_type="CROSS")
+    return Stage1Plan(steps=tuple(steps), final=final)
+
+
+UNCAPPED = "uncapped"
+
+
+def metric_caps(experiment: ExperimentSpec) -> dict[str, Cap]:
+    """The capped metrics of the spec (column name = metric name), in the spec's order."""
+    return {m.name: m.cap for m in experiment.metric_objects() if m.cap is not None and not isinstance(m, RatioMetric)}
+
+
+def capped(value: exp.Expr, lower: exp.Expr | None, upper: exp.Expr | None) -> exp.Expr:
+    """``value`` winsorized to [lower, upper] as DOUBLE; NULL stays NULL, and so does a NULL limit's side."""
+    case = exp.Case()
+    if upper is not None:
+        case = case.when(exp.GT(this=value.copy(), expression=upper.copy()), exp.cast(upper.copy(), DOUBLE))
+    if lower is not None:
+        case = case.when(exp.LT(this=value.copy(), expression=lower.copy()), exp.cast(lower.copy(), DOUBLE))
+    return exp.cast(case.else_(value.copy()), DOUBLE)
+
+
+# Exact linear-interpolation quantiles (numpy's "linear" method, its lerp included) from order statistics:
+# h = (n - 1) q, a = x_(floor h), b = x_(floor h + 1), t = h - floor h; a + (b - a) t, or b - (b - a)(1 - t) for t >= 0.5.
+_RANKED = "SELECT v, ROW_NUMBER() OVER (ORDER BY v) - 1 AS r, COUNT(*) OVER () AS n FROM src WHERE NOT v IS NULL"
+_SIDE = (
+    "MAX(CASE WHEN r = CAST(FLOOR(CAST(n - 1 AS DOUBLE) * :q) AS BIGINT) THEN v END) AS {s}_a, "
+    "MAX(CASE WHEN r = LEAST(CAST(FLOOR(CAST(n - 1 AS DOUBLE) * :q) AS BIGINT) + 1, n - 1) THEN v END) AS {s}_b, "
+    "MAX(CAST(n - 1 AS DOUBLE) * :q - FLOOR(CAST(n - 1 AS DOUBLE) * :q)) AS {s}_t"
+)
+_LERP = "CASE WHEN {s}_t >= 0.5 THEN {s}_b - ({s}_b - {s}_a) * (1.0 - {s}_t) ELSE {s}_a + ({s}_b - {s}_a) * {s}_t END"
+
+
+@cache
+def _template(sql: str) -> exp.Expr:
+    """A parsed fixed template (internal names only; user values enter as placeholder literals)."""
+    return sqlglot.parse_one(sql, read="duckdb")
+
+
+def pooled_limits(column: str, cap: Cap) -> exp.Select:
+    """One row: the ``lower`` and ``upper`` limits (DOUBLE; NULL for a side not capped) of ``column`` in ``uncapped``.
+
+    Pooled over every unit of every cell with a value, so the limits do not depend on the treatment.
+    """
+    src = exp.select(exp.cast(exp.column(column), DOUBLE).as_("v")).from_(UNCAPPED)
+    ranked = _template(_RANKED).copy()
+    assert isinstance(ranked, exp.Select)
+    ranked = ranked.from_(src.subquery("s"))
+    inner = exp.select()
+    outer = exp.select()
+    for side in ("lower", "upper"):
+        q = getattr(cap, side)
+        if q is None:
+            outer = outer.select(exp.cast(exp.null(), DOUBLE).as_(side))
+            continue
+        parts = _template(f"SELECT {_SIDE.format(s=side)}").copy()
+        parts = exp.replace_placeholders(parts, q=double_literal(float(q)))
+        assert isinstance(parts, exp.Select)
+        inner = inner.select(*parts.selects)
+        lerp = _template(_LERP.format(s=side)).copy()
+        outer = outer.select(exp.cast(lerp, DOUBLE).as_(side))
+    return outer.from_(inner.from_(ranked.subquery("ranked")).subquery("order_stats"))
 
 
 def output_columns(experiment: ExperimentSpec, daily: bool, user_type: str = "bigint") -> list[OutputColumn]:
@@ -502,7 +604,8 @@ def output_columns(experiment: ExperimentSpec, daily: bool, user_type: str = "bi
     if daily:
         out.append(OutputColumn(DAY, "int"))
     out += [OutputColumn(d, "string") for d in experiment.dimensions]
-    out += [OutputColumn(c.name, c.dtype) for c in per_user_columns(experiment)]
+    caps = {} if daily else metric_caps(experiment)
+    out += [OutputColumn(c.name, "double" if c.name in caps else c.dtype) for c in per_user_columns(experiment)]
     return out
 
 

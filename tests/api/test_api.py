@@ -134,7 +134,7 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert set(spec["paths"]) == {
         "/healthz", "/experiments", "/experiments/{experiment_id}", "/experiments/{experiment_id}/versions",
-        "/experiments/{experiment_id}/analyses", "/analyses/{analysis_id}",
+        "/experiments/{experiment_id}/analyses", "/experiments/{experiment_id}/power", "/analyses/{analysis_id}",
         "/analyses/{analysis_id}/results", "/analyses/{analysis_id}/slices",
     }
     assert "AnalysisSpec" in spec["components"]["schemas"]

@@ -173,13 +173,16 @@ def _pass_seconds(coord: Any, aid: str, users: int) -> dict[str, float]:
 
     card = coord.results(aid)
     analysis = coord.state.get_analysis(aid)
+    experiment = coord.experiment_of(analysis)
+    covariates = {m: experiment.covariates_for(m) for m in experiment.metrics} if experiment is not None else {}
+    directions = experiment.higher_is_better() if experiment is not None else None
     best = float("inf")
     for _ in range(3):
         t = time.perf_counter()
         run_inference_pass(coord.store, experiment_id=analysis.experiment_id, analysis_id=aid,
                            created_at=analysis.created_at, records=card.records, spec=_inference(users), alpha=0.05,
                            correction=card.correction, slice_counts={}, everyone_id=SliceFilter().slice_id,
-                           record_look=False)
+                           higher_is_better=directions, covariates=covariates, record_look=False)
         best = min(best, time.perf_counter() - t)
     return {"inference_pass_s": best, "records": float(len(card.records))}
 

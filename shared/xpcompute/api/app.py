@@ -21,7 +21,7 @@ so progress never depends on a scheduler alone.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -117,8 +117,8 @@ class Backend:
         self._runtime = None
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": code, "message": elide(message)})
+def _error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": code, "message": elide(message)}, headers=headers)
 
 
 def _validation_message(errors: list[Any]) -> str:
@@ -174,9 +174,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         return _error(422, "invalid_request", _validation_message(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only the first route's (RFC 9110 Allow)
+            headers["Allow"] = _allowed_methods(request)
+        return _error(exc.status_code, code, str(exc.detail), headers=headers)
 
     def coordinator() -> Coordinator:
         return backend.coordinator
@@ -337,6 +340,18 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                                  job_id=job.job_id, state=job.state.value)
 
     return app
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods some route of the app serves at the request's path (Starlette names only the first route's)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods - {"HEAD"}))
 
 
 def _version_body(r: RegisteredExperiment) -> ExperimentVersionBody:

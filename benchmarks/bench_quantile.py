@@ -20,11 +20,12 @@ bootstrap SE at p50/p99, and the Mann–Whitney p-value, against the exact
 values on the full data (exact QTE: ``np.quantile`` on all rows; exact
 Mann–Whitney: lossless distribution compression).
 
-A third measurement times one quantile fit on the ntile:1000 table (the service's unit of work):
-the bootstrap + grouped interpolation in C++ (``native.bootstrap_grouped_quantiles``, now) against
-the former NumPy route (``native.poisson_weights`` + ``grouped_quantiles`` per cell), with the
-median of ``--fit-repeats`` runs of each, and checks that both give the same replicates.
-``--fit-only`` runs just that.
+A third measurement times one quantile fit on the ntile:1000 table (the service's unit of work),
+median of ``--fit-repeats`` runs: the whole fit, and its bootstrap three ways: the former route
+(``native.poisson_weights`` + NumPy ``grouped_quantiles`` per cell), the C++ ogive drawing every
+bucket (``window_sd=0``; checked identical to the former route), and the C++ windowed draws the model
+uses (``models.quantile.WINDOW_SD``; the same bootstrap in law, its SEs printed next to the full
+draws'). ``--fit-only`` runs just that; ``--threads`` sets the C++ threads (0 = all).
 
 Run: ``python benchmarks/bench_quantile.py [--rows 10000000]``;
 ``XPCOMPUTE_NATIVE=reference`` selects the NumPy specs of the primitives (slow).
@@ -46,7 +47,7 @@ from xpcompute.compression.schema import CompressedTable
 from xpcompute.models import fit_compressed
 from xpcompute.models.fit import model_data
 from xpcompute.models.mannwhitney import cell_samples
-from xpcompute.models.quantile import bootstrap_cells
+from xpcompute.models.quantile import WINDOW_SD
 from xpcompute.native.reference import grouped_quantiles
 from xpcompute.records import ResultRecord
 from xpcompute.spec import CompressSpec, FitSpec
@@ -114,12 +115,22 @@ def numpy_route(ct: CompressedTable, reps: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def fit_timing(data: pa.Table, reps: int, repeats: int) -> None:
-    """Median time of one QTE fit (ntile:1000), and of its bootstrap by the C++ and the former NumPy route."""
+def fit_timing(data: pa.Table, reps: int, repeats: int, threads: int = 0) -> None:
+    """Median time of one QTE fit (ntile:1000), and of its bootstrap by the former, the full and the windowed route."""
     ct = compress_values(data, "y", ["cell"], compress=CompressSpec.parse("ntile:1000"))
     s = spec("ntile:1000", reps)
     samples = cell_samples(model_data(ct, s), DistributionView.of(ct, "y", "quantile"))
     probs = np.asarray(PROBS)
+    cells = tuple(samples)
+    values = np.concatenate([samples[c].values for c in cells])
+    lower = np.concatenate([samples[c].lower for c in cells])  # type: ignore[arg-type]
+    upper = np.concatenate([samples[c].upper for c in cells])  # type: ignore[arg-type]
+    counts = np.concatenate([samples[c].counts for c in cells])
+    groups = np.concatenate([np.full(len(samples[c].values), k, dtype=np.int32) for k, c in enumerate(cells)])
+
+    def boot(window_sd: float) -> np.ndarray:
+        return native.bootstrap_grouped_quantiles(values, lower, upper, counts, groups, len(cells), probs, reps, 0,
+                                                  threads, window_sd)
 
     def median_ms(fn: Callable[[], object]) -> float:
         fn()
@@ -130,23 +141,25 @@ def fit_timing(data: pa.Table, reps: int, repeats: int) -> None:
             times.append(time.perf_counter() - t0)
         return 1000 * float(np.median(times))
 
-    new = bootstrap_cells(samples, probs, reps, 0).values
-    old = numpy_route(ct, reps)
-    same = bool(np.array_equal(new, old, equal_nan=True))
+    old, full, fast = numpy_route(ct, reps), boot(0.0), boot(WINDOW_SD)
+    same = bool(np.array_equal(full, old, equal_nan=True))
     fit_ms = median_ms(lambda: fit_compressed(ct, s))
-    cpp_ms = median_ms(lambda: bootstrap_cells(samples, probs, reps, 0))
     numpy_ms = median_ms(lambda: numpy_route(ct, reps))
-    weights_ms = median_ms(lambda: native.poisson_weights(np.concatenate([x.counts for x in samples.values()]),
-                                                           reps, 0))
-    print(f"\none quantile fit on ntile:1000 ({ct.n_groups} compressed rows), {reps} replicates, quantiles {PROBS}, "
-          f"median of {repeats}; replicates identical to the former NumPy route: {same}")
+    full_ms = median_ms(lambda: boot(0.0))
+    fast_ms = median_ms(lambda: boot(WINDOW_SD))
+    print(f"\none quantile fit on ntile:1000 ({ct.n_groups} compressed rows, {counts.sum() / ct.n_groups:,.0f} rows "
+          f"each on average), {reps} replicates, quantiles {PROBS}, median of {repeats}, threads={threads or 'all'}")
     print(table([
-        ("whole fit (fit_compressed), C++ bootstrap", f"{fit_ms:.1f}"),
-        ("bootstrap: C++ bootstrap_grouped_quantiles", f"{cpp_ms:.1f}"),
-        ("bootstrap: former route (C++ poisson_weights + NumPy ogive)", f"{numpy_ms:.1f}"),
-        ("  of which the Poisson weights alone", f"{weights_ms:.1f}"),
-        ("fit minus bootstrap saving (estimated former whole fit)", f"{fit_ms - cpp_ms + numpy_ms:.1f}"),
+        ("whole fit (fit_compressed: windowed C++ bootstrap)", f"{fit_ms:.1f}"),
+        ("bootstrap, former route: C++ poisson_weights + NumPy ogive", f"{numpy_ms:.1f}"),
+        (f"bootstrap, C++ every bucket drawn (identical to former: {same})", f"{full_ms:.1f}"),
+        (f"bootstrap, C++ windowed (window_sd={WINDOW_SD:g}, the model's)", f"{fast_ms:.1f}"),
+        ("former whole fit (estimated: fit - windowed + former bootstrap)", f"{fit_ms - fast_ms + numpy_ms:.1f}"),
     ], ("step", "ms")))
+    sd_full = np.nanstd(full[:, 1] - full[:, 0], axis=0, ddof=1)
+    sd_fast = np.nanstd(fast[:, 1] - fast[:, 0], axis=0, ddof=1)
+    print("bootstrap SE of the QTE, every bucket / windowed: "
+          + ", ".join(f"p{p * 100:g} {a:.5f}/{b:.5f}" for p, a, b in zip(PROBS, sd_full, sd_fast, strict=True)))
 
 
 def main() -> None:
@@ -157,9 +170,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=1000)
     parser.add_argument("--fit-repeats", type=int, default=15, help="runs of one fit for the per-fit timing")
     parser.add_argument("--fit-only", action="store_true", help="only the per-fit timing")
+    parser.add_argument("--threads", type=int, default=0, help="C++ threads of the per-fit bootstrap timings (0 = all)")
     args = parser.parse_args()
     if args.fit_only:
-        fit_timing(make_data(args.rows), args.reps, args.fit_repeats)
+        fit_timing(make_data(args.rows), args.reps, args.fit_repeats, args.threads)
         return
 
     data = make_data(args.rows)
@@ -233,7 +247,7 @@ def main() -> None:
         ))
     print(table(n_rows, ("N", "groups", "compress s", "QTE p50 (vs exact)", "SE p50", "QTE p99 (vs exact)", "SE p99",
                          "MW p", "|Δp| vs exact")))
-    fit_timing(data, args.reps, args.fit_repeats)
+    fit_timing(data, args.reps, args.fit_repeats, args.threads)
 
 
 if __name__ == "__main__":

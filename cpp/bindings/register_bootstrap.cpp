@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -76,7 +77,8 @@ py::array_t<double> bootstrap_grouped_quantiles_py(const py::object& values, con
                                                    const py::object& upper, const py::object& counts,
                                                    const py::object& groups, const py::object& n_groups,
                                                    const py::object& probs, const py::object& reps,
-                                                   const py::object& seed, const py::object& threads) {
+                                                   const py::object& seed, const py::object& threads,
+                                                   const py::object& window_sd) {
     const std::string fn = "bootstrap_grouped_quantiles: ";
     const F64Array v = as_f64(values, fn + "values");
     require_ndim(v, 1, fn + "values");
@@ -102,6 +104,15 @@ py::array_t<double> bootstrap_grouped_quantiles_py(const py::object& values, con
     const std::int64_t n_reps = as_count(reps, fn + "reps");
     const std::int64_t n_threads = as_count(threads, fn + "threads");
     const std::uint64_t s = as_seed(seed);
+    double sd = 0.0;
+    try {
+        sd = py::cast<double>(window_sd);
+    } catch (const py::cast_error&) {
+        throw std::invalid_argument(fn + "window_sd must be a number, got " + std::string(py::repr(window_sd)));
+    }
+    if (!(sd >= 0.0) || !std::isfinite(sd))
+        throw std::invalid_argument(fn + "window_sd must be 0 (every bucket drawn) or a positive number of standard "
+                                    "deviations, e.g. 10; got " + std::to_string(sd));
     const py::ssize_t n_probs = p.size();
     py::array_t<double> out({static_cast<py::ssize_t>(n_reps), static_cast<py::ssize_t>(k), n_probs});
     {
@@ -113,7 +124,11 @@ py::array_t<double> bootstrap_grouped_quantiles_py(const py::object& values, con
         const double* pp = p.data();
         double* op = out.mutable_data();
         py::gil_scoped_release release;
-        bootstrap_grouped_quantiles(vp, lp, hp, cp, gp, g, k, pp, n_probs, n_reps, s, n_threads, op);
+        if (sd > 0.0)
+            bootstrap_grouped_quantiles_windowed(vp, lp, hp, cp, gp, g, k, pp, n_probs, n_reps, s, n_threads, sd, op,
+                                                 nullptr);
+        else
+            bootstrap_grouped_quantiles(vp, lp, hp, cp, gp, g, k, pp, n_probs, n_reps, s, n_threads, op);
     }
     return out;
 }
@@ -131,10 +146,11 @@ void register_bootstrap(py::module_& m) {
           "(the weights of poisson_weights with the same seed; NaN for a group left empty).");
     m.def("bootstrap_grouped_quantiles", &bootstrap_grouped_quantiles_py, py::arg("values"), py::arg("lower"),
           py::arg("upper"), py::arg("counts"), py::arg("groups"), py::arg("n_groups"), py::arg("probs"),
-          py::arg("reps"), py::arg("seed"), py::arg("threads") = 0,
+          py::arg("reps"), py::arg("seed"), py::arg("threads") = 0, py::arg("window_sd") = 0.0,
           "Per-group grouped-data (n-tile) quantiles, linear inside the bucket that holds each, under each "
-          "Poisson replicate [reps, n_groups, n_probs] (the weights of poisson_weights with the same seed; NaN "
-          "for a group left without weight).");
+          "Poisson replicate [reps, n_groups, n_probs]; NaN for a group left without weight. window_sd = 0: the "
+          "weights of poisson_weights with the same seed; > 0: the same bootstrap in law with one Poisson draw "
+          "per gap between windows of +-window_sd sd around each quantile.");
 }
 
 }  // namespace xpcompute::bindings

@@ -71,5 +71,8 @@ def bootstrap_grouped_quantiles(
     reps: int,
     seed: int,
     threads: int = 0,
+    window_sd: float = 0.0,
 ) -> F64:
-    """``[reps, n_groups, n_probs]`` n-tile quantiles (linear inside a bucket) per group under ``poisson_weights``."""
+    """``[reps, n_groups, n_probs]`` n-tile quantiles (linear inside a bucket) per group under Poisson weights.
+
+    ``window_sd = 0``: ``poisson_weights``' draws; ``> 0``: windowed draws, the same bootstrap in law."""

@@ -2,8 +2,10 @@
 
 The spec is ``reference.grouped_quantiles`` applied per group to ``native.poisson_weights(counts, reps,
 seed)``, which is what ``models.quantile.bootstrap_cells`` computed before the bootstrap moved to C++;
-equality here (bit for bit, NaN where a group has no weight) is what keeps every quantile fit's
-numbers unchanged for the same seed.
+with ``window_sd=0`` the C++ result equals it bit for bit (NaN where a group has no weight). With
+``window_sd > 0`` (what the quantile model uses) the draws change but not their law: replicate
+means, standard deviations and percentiles agree with the full draws within Monte-Carlo error, and
+an A/A simulation of the n-tile quantile model keeps its false-positive rate and coverage.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def grouped_inputs(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
 def test_equals_the_numpy_spec_on_the_same_weights(args: tuple[np.ndarray, ...]) -> None:
     values, lower, upper, counts, groups, n_groups, probs, reps, seed = args
     got = native.bootstrap_grouped_quantiles(values, lower, upper, counts, groups, int(n_groups), probs, int(reps),
-                                             int(seed), threads=2)
+                                             int(seed), threads=2, window_sd=0.0)
     want = _spec(values, lower, upper, counts, groups, int(n_groups), probs, int(reps), int(seed))
     assert got.shape == want.shape == (int(reps), int(n_groups), len(probs))
     np.testing.assert_array_equal(got, want)  # NaN where the spec has NaN, bit-equal elsewhere
@@ -105,3 +107,78 @@ def test_argument_errors_say_what_to_fix() -> None:
         native.bootstrap_grouped_quantiles(one, one, one[:2], one, groups, 1, np.array([0.5]), 2, 0)
     with pytest.raises(NativeError, match="counts must be finite"):
         native.bootstrap_grouped_quantiles(one, one, one, -one, groups, 1, np.array([0.5]), 2, 0)
+    with pytest.raises(NativeError, match="window_sd must be 0"):
+        native.bootstrap_grouped_quantiles(one, one, one, one, groups, 1, np.array([0.5]), 2, 0, window_sd=-1.0)
+
+
+def _ntile_cells(per_cell: int, count: float, seed: int) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    edges = np.sort(rng.lognormal(0, 1.2, size=(2, per_cell + 1)), axis=1)
+    lower, upper = edges[:, :-1].ravel(), edges[:, 1:].ravel()
+    lower[: per_cell // 5] = upper[: per_cell // 5] = 0.0  # an atom at zero in control
+    values = (lower + upper) / 2
+    counts = np.maximum(1.0, rng.poisson(count, size=2 * per_cell)).astype(np.float64)
+    groups = np.repeat(np.arange(2, dtype=np.int32), per_cell)
+    return values, lower, upper, counts, groups
+
+
+@pytest.mark.parametrize(("per_cell", "count"), [(1000, 5000.0), (200, 3.0), (50, 40.0)])
+def test_windowed_draws_are_the_same_bootstrap_in_law(per_cell: int, count: float) -> None:
+    """Windowed (window_sd=10) against every bucket drawn: means, sds and tails of the replicates agree."""
+    values, lower, upper, counts, groups = _ntile_cells(per_cell, count, 3)
+    probs = np.array([0.01, 0.1, 0.5, 0.9, 0.99])
+    reps = 4000
+    full = native.bootstrap_grouped_quantiles(values, lower, upper, counts, groups, 2, probs, reps, 1, window_sd=0.0)
+    fast = native.bootstrap_grouped_quantiles(values, lower, upper, counts, groups, 2, probs, reps, 2, window_sd=10.0)
+    assert np.isfinite(fast).all()
+    sd = full.std(axis=0, ddof=1)
+    se_mean = np.sqrt(2 * sd**2 / reps)
+    assert np.all(np.abs(fast.mean(axis=0) - full.mean(axis=0)) <= 5 * se_mean + 1e-12)
+    live = sd > 0
+    ratio = fast.std(axis=0, ddof=1)[live] / sd[live]
+    assert np.all(np.abs(ratio - 1) < 5 * np.sqrt(1 / reps) + 1e-9), ratio  # sd of a sd ratio ~ sqrt(1/reps)
+    for q in (0.025, 0.975):  # the percentile interval's ends
+        diff = np.abs(np.quantile(fast, q, axis=0) - np.quantile(full, q, axis=0))
+        assert np.all(diff[live] <= 0.35 * sd[live] + 1e-12)
+    # deterministic in (seed, replicate) whatever the threads
+    np.testing.assert_array_equal(
+        native.bootstrap_grouped_quantiles(values, lower, upper, counts, groups, 2, probs, 300, 9, 1, 10.0),
+        native.bootstrap_grouped_quantiles(values, lower, upper, counts, groups, 2, probs, 300, 9, 3, 10.0))
+
+
+def test_windowed_fallback_redraws_when_the_quantile_leaves_its_window() -> None:
+    """A window far too narrow (1e-9 sd) forces the bucket-by-bucket redraw: valid quantiles within the data's range."""
+    values, lower, upper, counts, groups = _ntile_cells(300, 50.0, 4)
+    probs = np.array([0.2, 0.5, 0.8])
+    out = native.bootstrap_grouped_quantiles(values, lower, upper, counts, groups, 2, probs, 200, 5, window_sd=1e-9)
+    assert np.isfinite(out).all()
+    for k in range(2):
+        sel = groups == k
+        assert out[:, k, :].min() >= lower[sel].min() and out[:, k, :].max() <= upper[sel].max()
+        assert np.all(np.diff(out[:, k, :], axis=1) >= 0)  # quantiles ordered in every replicate
+
+
+def test_ntile_quantile_model_aa_false_positive_rate_and_coverage() -> None:
+    """400 seeded A/A experiments fitted on ntile:100 rows (windowed draws): p50 rejections and coverage within 3 SE."""
+    import pyarrow as pa
+
+    from xpcompute.compression.distribution import compress_values
+    from xpcompute.models import fit_compressed
+    from xpcompute.spec import CompressSpec, FitSpec
+
+    runs, alpha = 400, 0.05
+    rejected = covered = 0
+    for seed in range(runs):
+        rng = np.random.default_rng(50_000 + seed)
+        y = rng.lognormal(0.0, 1.0, size=4000)
+        y[rng.random(4000) < 0.1] = 0.0
+        table = pa.table({"cell": np.repeat(["control", "treatment"], 2000), "y": y})
+        spec = FitSpec(metric="y", treatment="cell", model="quantile", quantiles=(0.5,), bootstrap_reps=200, seed=seed,
+                       compress=CompressSpec.parse("ntile:100"))
+        (rec,) = fit_compressed(compress_values(table, "y", ["cell"], compress=spec.compress), spec)
+        assert rec.p_value is not None and rec.ci_low is not None and rec.ci_high is not None
+        rejected += rec.p_value < alpha
+        covered += rec.ci_low <= 0.0 <= rec.ci_high
+    print(f"\nntile quantile A/A: {rejected}/{runs} rejected at {alpha}, 95% CI covers 0 in {covered}/{runs}")
+    band = 3 * np.sqrt(runs * alpha * (1 - alpha))
+    assert abs(rejected - runs * alpha) <= band and abs(covered - runs * (1 - alpha)) <= band

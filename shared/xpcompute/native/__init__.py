@@ -137,13 +137,18 @@ def bootstrap_grouped_quantiles(
     reps: int,
     seed: int,
     threads: int = 0,
+    window_sd: float = 0.0,
 ) -> F64:
     """Per-group n-tile quantiles (linear inside a bucket) under each Poisson replicate ``[reps, n_groups, n_probs]``.
 
-    See ``reference.bootstrap_grouped_quantiles``; the weights are ``poisson_weights(counts, reps, seed)``.
+    See ``reference.bootstrap_grouped_quantiles``. ``window_sd = 0``: the weights are
+    ``poisson_weights(counts, reps, seed)``, draw for draw. ``window_sd > 0`` (the quantile model
+    uses 10): the same bootstrap in law, drawing buckets one by one only within +-window_sd
+    standard deviations of each quantile and every gap between as one Poisson draw
+    (``cpp/include/xpcompute/grouped_bootstrap.hpp``); 10-20x fewer draws at 1000 buckets.
     """
     return _call(
         _impl.bootstrap_grouped_quantiles,
         _f64(values), _f64(lower), _f64(upper), _f64(counts), np.ascontiguousarray(groups, dtype=np.int32),
-        int(n_groups), _f64(probs), int(reps), int(seed), int(threads),
+        int(n_groups), _f64(probs), int(reps), int(seed), int(threads), float(window_sd),
     )

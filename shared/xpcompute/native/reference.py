@@ -229,8 +229,12 @@ def bootstrap_grouped_quantiles(
     reps: int,
     seed: int,
     threads: int = 0,
+    window_sd: float = 0.0,
 ) -> F64:
     """Grouped-data (n-tile) quantiles per group under each Poisson replicate: ``out[b, k, j]``.
+
+    ``window_sd`` selects the compiled version's windowed draws (the same bootstrap in law); this
+    specification always draws every bucket.
 
     Equals ``grouped_quantiles(values[sel], lower[sel], upper[sel], poisson_weights(counts, reps, seed)[:, sel],
     probs)`` with ``sel = groups == k`` (NaN where a replicate leaves a group without weight). Rows

@@ -14,9 +14,9 @@ dimension is null matches no condition, negated or not, in SQL and in
 ``to_arrow_mask`` alike.
 
 Equivalent filters are one slice: a filter is normalised when it is built
-(each condition's values without repeats, each condition once, an ``any_of``
-of one condition moved to ``all_of``) and its id hashes the normalised,
-order-independent form, so ``values: [US, US]``, ``any_of: [country=US]`` and
+(each condition's values without repeats, each condition once) and its id
+hashes the normalised, order-independent form, in which an ``any_of`` of one
+condition is part of ``all_of``, so ``values: [US, US]``, ``any_of: [country=US]`` and
 ``all_of: [country=US]`` share one id and one label, and cannot enter the
 multiple-testing family twice.
 """
@@ -109,15 +109,13 @@ class SliceFilter(BaseModel):
 
     @model_validator(mode="after")
     def _normalise(self) -> SliceFilter:
-        """Each condition once; an ``any_of`` of a single condition is that condition, so it joins ``all_of``.
+        """Each condition once (``canonical`` also reads an ``any_of`` of one condition as part of ``all_of``).
 
-        Why: equivalent filters must get one slice id (``canonical``) and one label, or the same users are
-        computed twice and counted twice in the Benjamini-Hochberg family.
+        Why: equivalent filters must get one slice id and one label, or the same users are computed twice
+        and counted twice in the Benjamini-Hochberg family.
         """
         all_of = tuple(dict.fromkeys(self.all_of))
         any_of = tuple(dict.fromkeys(self.any_of))
-        if len(any_of) == 1:
-            all_of, any_of = tuple(dict.fromkeys((*all_of, any_of[0]))), ()
         if all_of != self.all_of:
             object.__setattr__(self, "all_of", all_of)
         if any_of != self.any_of:
@@ -155,7 +153,9 @@ class SliceFilter(BaseModel):
             ]
             unique = {json.dumps(d, sort_keys=True): d for d in items}
             return [unique[k] for k in sorted(unique)]
-        return json.dumps({"all_of": norm(self.all_of), "any_of": norm(self.any_of)}, sort_keys=True)
+        # an any_of of one condition is that condition: it holds exactly where all_of's would
+        all_of, any_of = (self.all_of, self.any_of) if len(self.any_of) != 1 else ((*self.all_of, *self.any_of), ())
+        return json.dumps({"all_of": norm(all_of), "any_of": norm(any_of)}, sort_keys=True)
 
     @property
     def slice_id(self) -> str:
@@ -171,7 +171,7 @@ class SliceFilter(BaseModel):
         if self.any_of:
             any_part = " | ".join(c.label() for c in self.any_of)
             parts.append(f"({any_part})" if self.all_of and len(self.any_of) > 1 else any_part)
-        return " & ".join(parts)
+        return " & ".join(dict.fromkeys(parts))  # a condition in all_of and a one-condition any_of: once
 
     def columns(self) -> list[str]:
         return sorted({c.column for c in (*self.all_of, *self.any_of)})

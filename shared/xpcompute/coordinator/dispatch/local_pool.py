@@ -39,6 +39,7 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import signal
 import socket
 import threading
 import time
@@ -574,11 +575,35 @@ def stop_helper_processes() -> None:
         except Exception:
             log.exception("could not stop the multiprocessing forkserver")
     tracker = getattr(resource_tracker, "_resource_tracker", None)
-    stop = getattr(tracker, "_stop", None)
-    if callable(stop) and getattr(tracker, "_pid", None) is not None:
-        # it exits once every holder of its pipe is gone: the workers and the forkserver are reaped by now
-        done = threading.Thread(target=stop, name="xpcompute-stop-tracker", daemon=True)
-        done.start()
-        done.join(5.0)
-        if done.is_alive():
-            log.warning("the multiprocessing resource tracker did not stop within 5 s")
+    lock = getattr(tracker, "_lock", None)
+    if tracker is None or lock is None or not lock.acquire(timeout=1.0):
+        return
+    try:
+        fd, pid = getattr(tracker, "_fd", None), getattr(tracker, "_pid", None)
+        if fd is None or pid is None:
+            return
+        # closing our end stops it once no other process holds the pipe; the next pool starts a new one
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        tracker._fd = None
+        tracker._pid = None
+    finally:
+        lock.release()
+    _reap_helper(pid, "resource tracker")
+
+
+def _reap_helper(pid: int, what: str, timeout: float = 5.0) -> None:
+    """Wait (outside any lock) for a helper process of ours to exit; terminate it if it does not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        time.sleep(0.05)
+    log.warning("the multiprocessing %s (pid %d) did not exit within %g s; terminating it", what, pid, timeout)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)

@@ -54,6 +54,13 @@ class NumericRangeError(InputError):
     code = "numeric_range"
 
 
+class LimitError(InputError):
+    """A request exceeds a configured limit (``XPCOMPUTE_MAX_*``, 422); the message names the limit and its
+    variable, so the caller knows what to split or which setting to raise."""
+
+    code = "limit_exceeded"
+
+
 class UnsafeIdentifierError(InputError):
     """A user-supplied name that is not a declared dimension/metric/column."""
 

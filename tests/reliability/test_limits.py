@@ -14,8 +14,8 @@ from service_helpers import analysis_table, publish
 from xpcompute.api.app import Backend, create_app
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
-from xpcompute.coordinator.planner import LimitError
 from xpcompute.coordinator.runtime import build_coordinator
+from xpcompute.errors import LimitError
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.storage.objects import LocalObjectStore
 

@@ -32,7 +32,7 @@ from xpcompute.coordinator.jobs import (
     slice_job_id,
     stage1_job_id,
 )
-from xpcompute.errors import InputError
+from xpcompute.errors import InputError, LimitError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.spec import CompressSpec, FitSpec
@@ -315,12 +315,6 @@ class Limits:
     @classmethod
     def from_settings(cls, s: Settings) -> Limits:
         return cls(s.max_cells, s.max_segments, s.max_metrics, s.max_slices, s.max_jobs, tuple(s.table_allow))
-
-
-class LimitError(InputError):
-    """A request exceeds a configured limit (422); the message names the limit and its variable."""
-
-    code = "limit_exceeded"
 
 
 def check_request_limits(experiment_id: str, spec: AnalysisSpec, limits: Limits) -> None:

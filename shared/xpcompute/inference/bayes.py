@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy import special, stats
+from scipy import special
 
 from xpcompute.inference.effects import EffectEstimate, two_sample_effect
 
@@ -118,7 +118,7 @@ def normal_posterior(
         var = 1.0 / prec
         mu = (estimate.effect / data_var + p.mean / p.variance) * var
     sd = math.sqrt(var)
-    z = float(stats.norm.isf(alpha / 2.0))
+    z = float(-special.ndtri(alpha / 2.0))  # = norm.isf(alpha / 2), without scipy.stats' per-call overhead
     gain = positive_part_mean(mu, sd)  # E[max(d, 0)]
     drop = positive_part_mean(-mu, sd)  # E[max(-d, 0)]
     if higher_is_better:

@@ -10,8 +10,9 @@ What can go wrong in the image short of ``docker build`` is checked here:
   dev package satisfies fails here as it would in the image) through the real runtime interface client,
   ``awslambdaric``, against a Lambda Runtime API served by this test on 127.0.0.1: a real API Gateway event starts
   an analysis, its slice and fit jobs are delivered the way Lambda's asynchronous invocation delivers them, the
-  handlers' responses are checked, and the scorecard equals an in-process fit. A bad event comes back on the
-  ``/error`` route with its typed error, and a handler that cannot be imported on ``/init/error``.
+  handlers' responses are checked, and the scorecard equals an in-process fit. An SQS batch and a scheduled tick
+  are answered; a typed error a handler raises comes back on the ``/error`` route by type, and a handler that
+  cannot be imported on ``/init/error``.
 
 The folders are cached under ``build/lambda-image/`` by a hash of the requirements, the Python version and the
 platform tags, so later runs reuse them: the first run installs about 600 MB from the package index (about 30 s per
@@ -373,10 +374,19 @@ def api_get(path: str) -> dict[str, Any]:
     return ev
 
 
+@dataclass
+class ImageFunctions:
+    """The four functions running from the image's folders, and what they were started with."""
+
+    functions: dict[str, LambdaFunction]
+    recorder: Recorder
+    store: S3ObjectStore
+    pythonpath: list[Path]
+    env: dict[str, str]
+
+
 @pytest.fixture(scope="module")
-def image_functions(
-    moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[dict[str, LambdaFunction], Recorder, S3ObjectStore]]:
+def image_functions(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageFunctions]:
     import boto3
 
     installed = install_set(local_python(), with_ric=True)
@@ -411,17 +421,15 @@ def image_functions(
         for name in ("api", "slice", "fit", "coordinator")
     }
     try:
-        yield functions, recorder, store
+        yield ImageFunctions(functions, recorder, store, path, env)
     finally:
         for fn in functions.values():
             fn.stop()
         recorder.close()
 
 
-def test_handlers_run_an_analysis_through_awslambdaric_from_the_image_set(
-    image_functions: tuple[dict[str, LambdaFunction], Recorder, S3ObjectStore],
-) -> None:
-    functions, recorder, store = image_functions
+def test_handlers_run_an_analysis_through_awslambdaric_from_the_image_set(image_functions: ImageFunctions) -> None:
+    functions, recorder, store = image_functions.functions, image_functions.recorder, image_functions.store
     table = analysis_table(2000)
     publish(store, "exp", table)
     started = time.perf_counter()
@@ -459,20 +467,31 @@ def test_handlers_run_an_analysis_through_awslambdaric_from_the_image_set(
           f"{sum(f.count for f in functions.values())} invocations")
 
 
-def test_a_bad_event_comes_back_on_the_error_route_with_its_type(
-    image_functions: tuple[dict[str, LambdaFunction], Recorder, S3ObjectStore],
-) -> None:
-    functions, recorder, _ = image_functions
-    bad = functions["slice"].invoke({"type": "run_job", "job_id": "x"})
-    assert bad.route == "error", bad.payload
-    assert bad.json()["errorType"] == "InputError", bad.payload  # the typed error, as Lambda reports it
-    assert "not an xpcompute message" in bad.json()["errorMessage"]
+def test_other_events_and_a_raised_error_cross_the_runtime_api(image_functions: ImageFunctions,
+                                                                tmp_path: Path) -> None:
+    functions, recorder = image_functions.functions, image_functions.recorder
     queued = functions["fit"].invoke(load_event("sqs_run_jobs.json"))  # an SQS batch whose jobs are unknown
     assert queued.route == "response" and queued.json()["batchItemFailures"] == []
-    assert functions["slice"].proc.poll() is None, "a failed invocation must not end the function's process"
     ok = functions["coordinator"].invoke(load_event("eventbridge_tick.json"))
     assert ok.route == "response" and ok.json() == {"coordinated": "tick"}
     assert recorder.requests == []
+
+    # a handler that raises one of the library's typed errors: Lambda reports it on the error route, by type
+    (tmp_path / "raising").mkdir()
+    (tmp_path / "raising" / "handler.py").write_text(
+        "from xpcompute.errors import InputError\n\n\n"
+        "def handler(event, context):\n    raise InputError('refused: ' + event['why'])\n"
+    )
+    fn = LambdaFunction("raising", "raising/handler.handler", [tmp_path, *image_functions.pythonpath],
+                        image_functions.env, tmp_path / "log")
+    try:
+        bad = fn.invoke({"why": "no such metric"})
+        assert bad.route == "error", bad.payload
+        assert bad.json()["errorType"] == "InputError" and bad.json()["errorMessage"] == "refused: no such metric"
+        assert fn.invoke({"why": "again"}).route == "error"
+        assert fn.proc.poll() is None, "a failed invocation must not end the function's process"
+    finally:
+        fn.stop()
 
 
 def test_a_handler_that_cannot_import_reports_an_init_error(tmp_path: Path) -> None:

@@ -1,15 +1,17 @@
 """Item 3 of issue 13: compressed slices and cubes are derived from the analysis table, so a damaged one is
-detected (its bytes do not decode), recomputed once, written over, and reported in the job's output (and the
+detected (its bytes do not decode, or a page fails its CRC32 checksum), recomputed once, written over, and reported in the job's output (and the
 log), instead of failing every fit with "Unexpected end of stream"."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from service_helpers import analysis_table, publish, reference_records
 
-from xpcompute.compression.io import from_parquet_bytes
 from xpcompute.config import Settings
 from xpcompute.coordinator import slicing, worker
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
@@ -28,8 +30,27 @@ def _damage(store: ObjectStore, key: str) -> None:
     store.put_bytes(key, raw[: len(raw) // 2])  # truncated, as a crashed copy or a bad disk leaves it
 
 
+def _flip_a_bit(store: ObjectStore, key: str) -> None:
+    """One flipped bit in a data page, at a position where the bytes still decode without page checksums
+    (into wrong numbers): only the checksum can tell."""
+    raw = store.get_bytes(key)
+    for pos in range(8, len(raw) - 8):
+        damaged = bytearray(raw)
+        damaged[pos] ^= 0x10
+        try:
+            silently_wrong = not pq.read_table(pa.BufferReader(bytes(damaged))).equals(
+                pq.read_table(pa.BufferReader(raw)))
+        except Exception:
+            continue
+        if silently_wrong:
+            store.put_bytes(key, bytes(damaged))
+            return
+    raise AssertionError("no position decodes to wrong numbers")
+
+
+@pytest.mark.parametrize("damage", [_damage, _flip_a_bit], ids=["truncated", "bit_flip"])
 def test_a_damaged_compressed_slice_is_recomputed_once_by_the_fit_that_finds_it(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: Callable[[ObjectStore, str], None],
 ) -> None:
     settings = Settings(home=tmp_path, dispatch="inline", slice_engine="arrow")
     table = analysis_table(1500)
@@ -41,7 +62,7 @@ def test_a_damaged_compressed_slice_is_recomputed_once_by_the_fit_that_finds_it(
     coord.on_job_finished(jobs[JobKind.SLICE].job_id)  # releases its fit
     key = jobs[JobKind.SLICE].result_key
     assert key is not None
-    _damage(coord.store, key)
+    damage(coord.store, key)
     worker._DECODED.clear()
     with pytest.raises(CorruptObjectError, match=f"stored object '{key}'"):
         slicing.decode_derived(coord.store, key)
@@ -50,7 +71,7 @@ def test_a_damaged_compressed_slice_is_recomputed_once_by_the_fit_that_finds_it(
     fit = coord.state.get_job(jobs[JobKind.FIT].job_id)
     assert fit.output["healed"] == [key]
     assert "is damaged and cannot be decoded" in caplog.text
-    from_parquet_bytes(coord.store.get_bytes(key))  # whole again
+    slicing.decode_derived(coord.store, key)  # whole again: decodes, every page checksum holds
     coord.on_job_finished(fit.job_id)
     assert coord.state.get_analysis(analysis.analysis_id).state.value == "SUCCEEDED"
     (record,) = coord.results(analysis.analysis_id).records
@@ -77,7 +98,7 @@ def test_a_damaged_cube_is_rebuilt_by_the_slice_job_that_reads_it(tmp_path: Path
     assert outcome.status == "succeeded", outcome.error
     coord.on_job_finished(slice_jobs[2].job_id)
     assert coord.state.get_job(slice_jobs[2].job_id).output["healed"] == [cube_key]
-    from_parquet_bytes(coord.store.get_bytes(cube_key))
+    slicing.decode_derived(coord.store, cube_key)
     for job in coord.state.list_jobs(analysis.analysis_id):
         if job.kind == JobKind.FIT:
             assert run_job(coord, settings, job.job_id, "w").status == "succeeded"

@@ -25,7 +25,6 @@ import traceback
 from dataclasses import dataclass
 from typing import Literal
 
-from xpcompute.compression.io import to_parquet_bytes
 from xpcompute.compression.schema import CompressedTable
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
@@ -39,6 +38,7 @@ from xpcompute.coordinator.slicing import (
     compute_artifacts,
     compute_slice,
     decode_derived,
+    encode_derived,
     moments_specs,
     note_healed,
     take_healed,
@@ -122,11 +122,11 @@ def run_slice(
         tables, failed = compute_artifacts(task, coordinator.store, specs, layout, source, job.analysis_id, cube_rows)
         for metric, table in tables.items():
             key = keys.analysis_distribution(job.analysis_id, job.slice_id, metric, layout)
-            put(key, to_parquet_bytes(table))
+            put(key, encode_derived(table))
             artifacts[f"{metric}.{layout}"] = key
         errors.update({f"{metric}.{layout}": reason for metric, reason in failed.items()})
     assert job.result_key is not None
-    put(job.result_key, to_parquet_bytes(compressed))
+    put(job.result_key, encode_derived(compressed))
     output: dict[str, object] = {
         "cell_counts": cell_counts(compressed, spec.treatment),
         "groups": compressed.n_groups,

@@ -201,7 +201,7 @@ def test_unregistered_experiments_need_a_put_or_an_explicit_table(env: Env) -> N
     assert missing.status_code == 404
     assert "PUT /experiments/unknown with its spec first" in missing.json()["message"]
     store = LocalObjectStore(env.settings.objects_root)
-    key = publish(store, "adhoc_table", analysis_table(800))
+    key = publish(store, "unknown", analysis_table(800))  # a request may only name its own experiment's tables
     adhoc = env.client.post("/experiments/unknown/analyses",
                             json={"metrics": ["hours"], "table": key, "covariates": ["pre_hours"], "models": ["ols"]})
     assert adhoc.status_code == 202, adhoc.json()

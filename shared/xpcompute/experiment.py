@@ -190,12 +190,10 @@ class ExperimentSpec(BaseModel):
             if not isinstance(entries, list | tuple):
                 continue
             names: list[Any] = []
-            defs = list(out.get(definitions) or ())
+            defs = [_tagged(d) if field == "metrics" else d for d in out.get(definitions) or ()]
             for entry in entries:
                 if isinstance(entry, dict):
-                    entry = dict(entry)
-                    if field == "metrics" and "kind" not in entry:
-                        entry["kind"] = "ratio" if "numerator" in entry or "denominator" in entry else "metric"
+                    entry = _tagged(entry) if field == "metrics" else dict(entry)
                     defs.append(entry)
                     names.append(entry.get("name"))
                 elif field == "dimensions" and isinstance(entry, str) and not _python_dimension(entry, raw) and \
@@ -389,6 +387,21 @@ class ExperimentSpec(BaseModel):
         cols += [c.name for cov in self.covariates for c in self.covariate(cov).columns()]
         return cols
 
+    def __eq__(self, other: object) -> bool:
+        """Equal fields make equal specs; the cache of resolved metric objects is not part of a spec."""
+        return isinstance(other, ExperimentSpec) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def canonical(self) -> dict[str, Any]:
+        """The spec as stored and hashed: JSON without default values.
+
+        Leaving defaults out keeps a spec's identity (its registered version,
+        the staleness of its stage-1 table) unchanged when a later release
+        adds a field with a default.
+        """
+        return self.model_dump(mode="json", exclude_defaults=True)
+
     # -- loading -------------------------------------------------------------
     @classmethod
     def from_yaml(cls, path: str | Path) -> ExperimentSpec:
@@ -423,6 +436,13 @@ class ExperimentSpec(BaseModel):
                 msg = str(err["msg"]).removeprefix("Value error, ")
                 lines.append(f"  {where}: {msg}")
             raise InputError(f"{origin} is invalid:\n" + "\n".join(lines)) from exc
+
+
+def _tagged(entry: Any) -> Any:
+    """A declared metric mapping with its ``kind`` (the stored form leaves defaults, and so ``kind``, out)."""
+    if not isinstance(entry, dict) or "kind" in entry:
+        return entry
+    return {**entry, "kind": "ratio" if "numerator" in entry or "denominator" in entry else "metric"}
 
 
 def _python_dimension(name: str, raw: dict[str, Any]) -> bool:

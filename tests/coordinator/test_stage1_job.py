@@ -82,7 +82,7 @@ def test_missing_table_runs_stage1_first_then_slices_fits_and_finalizes(tmp_path
     done = coord.state.get_job(gate.job_id)
     assert done.output["spec_hash"] == spec_hash(experiment) and done.output["experiment_version"] == 1
     table = open_table(keys.analysis_table("autoplay"), coord.store)
-    assert table.num_rows == done.output["rows"] and table.manifest["spec"] == experiment.model_dump(mode="json")
+    assert table.num_rows == done.output["rows"] and table.manifest["spec"] == experiment.canonical()
     card = coord.results(analysis.analysis_id)
     # streaming_hours: ttest + CUPED ols (declared covariate); is_streamer: proportion; 2 treated cells, 2 slices
     assert {(r.metric, r.model) for r in card.records} == {
@@ -134,7 +134,7 @@ def test_spec_change_source_change_and_refresh_each_rerun_stage1(tmp_path: Path)
     _drain(coord, settings, changed.analysis_id)
     v2 = coord.experiment("autoplay")
     assert v2 is not None
-    assert open_table(keys.analysis_table("autoplay"), coord.store).manifest["spec"] == v2.model_dump(mode="json")
+    assert open_table(keys.analysis_table("autoplay"), coord.store).manifest["spec"] == v2.canonical()
     assert coord.stage1_reason(v2) is None
 
 
@@ -185,7 +185,7 @@ def test_live_slice_waits_for_a_pending_stage1_and_jobs_read_their_own_version(t
     v1 = coord.experiment_version("autoplay", 1)
     assert v1 is not None
     built = open_table(keys.analysis_table("autoplay"), coord.store).manifest
-    assert built["spec"] == v1.spec.model_dump(mode="json")
+    assert built["spec"] == v1.spec.canonical()
     assert {r.slice for r in coord.results(analysis.analysis_id).records} == {"all users", "country=US"}
     with pytest.raises(Exception, match="is_streamer"):  # the current version no longer has it
         coord.submit("autoplay", _spec())

@@ -138,7 +138,7 @@ class Coordinator:
         Callers validate the sources first (``pipeline.stage1.validate_sources``);
         analyses submitted afterwards plan from this version.
         """
-        stored, created = self.experiments.put(experiment.id, experiment.model_dump(mode="json"))
+        stored, created = self.experiments.put(experiment.id, experiment.canonical())
         return self._registered(stored, created)
 
     def register_spec(self, experiment_id: str, raw: dict[str, object]) -> RegisteredExperiment:
@@ -226,7 +226,7 @@ class Coordinator:
         except NotFoundError:
             return None
         spec = ExperimentSpec.parse(raw, origin=f"experiment {experiment_id} ({keys.experiment_spec(experiment_id)})")
-        stored, _ = self.experiments.put(experiment_id, spec.model_dump(mode="json"))
+        stored, _ = self.experiments.put(experiment_id, spec.canonical())
         return stored
 
     # ---- stage 1: is the analysis table up to date? ------------------------------
@@ -758,14 +758,17 @@ def resolve_inference(spec: AnalysisSpec, experiment: ExperimentSpec | None) -> 
 
 def spec_hash(experiment: ExperimentSpec) -> str:
     """The content hash of a spec as stored (and of the spec stage 1 records in the table's manifest)."""
-    return content_hash(experiment.model_dump(mode="json"))
+    return content_hash(experiment.canonical())
 
 
 def table_spec_hash(manifest: dict[str, object]) -> str | None:
     """The hash of the spec a published table was built from: of the spec its manifest records, computed here
     the same way as ``spec_hash`` (so no other hashing scheme can make a current table look stale)."""
-    if "spec" in manifest:
-        return content_hash(manifest["spec"])
+    if isinstance(manifest.get("spec"), dict):
+        try:  # re-read, so a table recorded before a release added default fields is still current
+            return spec_hash(ExperimentSpec.parse(manifest["spec"], origin="the table's manifest"))  # type: ignore[arg-type]
+        except InputError:
+            return None
     value = manifest.get("spec_hash")
     return value if isinstance(value, str) else None
 

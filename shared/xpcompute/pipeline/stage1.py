@@ -130,7 +130,7 @@ def run_stage1(
         refs = {name: eng.table_ref(name) for name in used}
         kinds = time_kinds(experiment, {name: f.schema for name, f in files.items()})
         seconds["resolve"] = time.perf_counter() - started
-        meta: dict[str, object] = {"experiment": experiment.id, "engine": eng.dialect.name, "spec": experiment.model_dump(mode="json")}
+        meta: dict[str, object] = {"experiment": experiment.id, "engine": eng.dialect.name, "spec": experiment.canonical()}
 
         analysis = _publish(eng, store, keys.analysis_table(experiment.id), q.analysis_plan(experiment, refs, kinds),
                             meta, seconds, sql, "analysis", caps=q.metric_caps(experiment))

@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # xpcompute's four Lambda functions (api, slice, fit, coordinator) as one container image.
 #
-# Why an image: the runtime dependency set (numpy, scipy, pyarrow, duckdb, ...) is over 600 MB unpacked, and a
+# Why an image: the runtime dependency set (numpy, scipy, pyarrow, duckdb, ...) is about 600 MB unpacked, and a
 # Lambda zip with its layers may hold 250 MB; an image may hold 10 GB. serverless.yml points each function at this
 # image with its own handler as the command. Build and push: infra/README.md ("Deploying to AWS").
 #

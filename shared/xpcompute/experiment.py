@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from xpcompute.decision.roles import DecisionSpec, RolesSpec
 from xpcompute.errors import InputError
 from xpcompute.inference.settings import InferenceSpec
 from xpcompute.metrics import get_covariate, get_dimension, get_metric
@@ -159,6 +160,14 @@ class ExperimentSpec(BaseModel):
     inference: InferenceSpec = Field(
         default_factory=InferenceSpec, description="Sequential testing, Bayesian results, shrinkage and priors."
     )
+    roles: RolesSpec = Field(
+        default_factory=RolesSpec,
+        description="Metric roles for the ship decision: goal, guardrails (with margins), secondary, diagnostic; "
+        "unnamed metrics take their class's role, else secondary.",
+    )
+    decision: DecisionSpec = Field(
+        default_factory=DecisionSpec, description="The decision rule (default risk_aware) and its settings."
+    )
     daily: bool = Field(default=True, description="Also build the user-by-day table for dynamic effects.")
     precompute: tuple[SliceFilter, ...] = Field(
         default=(SliceFilter(),), description="Slices compressed as soon as the analysis is created."
@@ -263,6 +272,24 @@ class ExperimentSpec(BaseModel):
         unknown_priors = sorted(set(self.inference.priors) - set(self.metrics))
         if unknown_priors:
             problems.append(f"inference.priors names {unknown_priors}, which are not metrics of this experiment")
+        unknown_roles = self.roles.unknown(self.metrics)
+        if unknown_roles:
+            problems.append(f"roles names {unknown_roles}, which are not metrics of this experiment; use names "
+                            f"from metrics: {list(self.metrics)}")
+        from xpcompute.decision.registry import has_rule, rule_names
+
+        if not has_rule(self.decision.rule):
+            problems.append(f"decision.rule {self.decision.rule!r} is not registered; use one of {rule_names()} "
+                            "(a plugin module can register its own with xpcompute.decision.register_rule)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        if self.roles.names() or any(getattr(self.metric(m), "role", None) for m in self.metrics):
+            from xpcompute.decision import roles_for
+
+            try:
+                roles_for(self.metrics, self)
+            except ValueError as exc:
+                problems.append(f"roles: {exc}")
         if problems:
             raise ValueError("; ".join(problems))
         for decl in self.covariate_definitions:

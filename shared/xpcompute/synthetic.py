@@ -15,7 +15,8 @@ What the data holds, and what the pipeline should find in it:
   country multiplier, a device multiplier and a novelty profile that decays
   over the days of the window (effects that differ by segment and over time);
   it also changes session counts, start-up latency, rebuffering, rentals and
-  cancellations by stated relative amounts;
+  cancellations by stated relative amounts; autoplay_plus carries a planted
+  guardrail regression (rebuffering +12%) that the ship decision must catch;
 - events fall in the pre-period, the window, and one day after the window
   (which every metric must ignore). Event values are integers (seconds, cents,
   milliseconds).
@@ -75,7 +76,9 @@ class TrueEffects:
     novelty_decay_days: float = 2.5
     session_lift: Mapping[str, float] = field(default_factory=lambda: {"autoplay": 0.02, "autoplay_plus": 0.03})
     latency_change: Mapping[str, float] = field(default_factory=lambda: {"autoplay": 0.0, "autoplay_plus": -0.10})
-    rebuffer_change: Mapping[str, float] = field(default_factory=lambda: {"autoplay": 0.0, "autoplay_plus": 0.05})
+    #: autoplay_plus's planted guardrail regression: +12% rebuffering, far beyond the demo's 2% margin on
+    #: rebuffer_rate, so the ship decision must say "don't ship" for that cell (and why)
+    rebuffer_change: Mapping[str, float] = field(default_factory=lambda: {"autoplay": 0.0, "autoplay_plus": 0.12})
     cancel_change: Mapping[str, float] = field(default_factory=lambda: {"autoplay": -0.05, "autoplay_plus": -0.10})
     rental_lift: Mapping[str, float] = field(default_factory=lambda: {"autoplay": 0.0, "autoplay_plus": 0.10})
 
@@ -304,6 +307,24 @@ def write_parquet(data: SyntheticData, root: str | ObjectStore, prefix: str = ""
     return out
 
 
+#: The demo experiment's roles: the change is meant to raise watch time; it must not make playback rebuffer
+#: more than 2% (relative) or lose more than 0.5 pp of retained subscribers.
+DEMO_ROLES: dict[str, Any] = {
+    "goal": ["streaming_hours"],
+    "guardrails": {"rebuffer_rate": {"margin": 0.02, "relative": True},
+                   "retained": {"margin": 0.005, "relative": False}},
+}
+
+
+def demo_roles(metrics: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``DEMO_ROLES`` restricted to ``metrics`` (a spec may analyse a subset of the catalog)."""
+    present = set(metrics)
+    return {
+        "goal": [m for m in DEMO_ROLES["goal"] if m in present],
+        "guardrails": {m: g for m, g in DEMO_ROLES["guardrails"].items() if m in present},
+    }
+
+
 def experiment_spec(
     uris: Mapping[str, str],
     config: SyntheticConfig | None = None,
@@ -311,12 +332,18 @@ def experiment_spec(
     metrics: tuple[str, ...] | None = None,
     covariates: tuple[str, ...] | None = None,
     daily: bool = True,
+    roles: Mapping[str, Any] | None = None,
 ) -> Any:
-    """An ``ExperimentSpec`` over tables written by ``write_parquet`` (all catalog metrics by default)."""
+    """An ``ExperimentSpec`` over tables written by ``write_parquet`` (all catalog metrics by default).
+
+    ``roles`` default to ``DEMO_ROLES`` (goal streaming_hours; guardrails rebuffer_rate and retained) for the
+    metrics analysed; pass ``{}`` for none.
+    """
     from xpcompute.experiment import ExperimentSpec
     from xpcompute.metrics import covariate_names, metric_names
 
     cfg = config or SyntheticConfig()
+    names = list(metrics if metrics is not None else metric_names(builtin_only=True))
     return ExperimentSpec.parse(
         {
             "id": experiment_id,
@@ -326,7 +353,8 @@ def experiment_spec(
             "sources": {name: {"uri": uri} for name, uri in uris.items()},
             "dimensions": ["country", "device", "tenure_bucket", "plan"],
             "covariates": list(covariates if covariates is not None else covariate_names(builtin_only=True)),
-            "metrics": list(metrics if metrics is not None else metric_names(builtin_only=True)),
+            "metrics": names,
+            "roles": dict(roles) if roles is not None else demo_roles(names),
             "daily": daily,
         }
     )

@@ -13,6 +13,7 @@ from collections import Counter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xpcompute.config import EngineKind
+from xpcompute.decision.roles import RolesSpec
 from xpcompute.inference.settings import InferenceSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.postprocess import Correction
@@ -108,6 +109,12 @@ class AnalysisSpec(BaseModel):
         "experiment's 'inference:' block (fixed horizon for an ad-hoc table). Stored resolved with the analysis.",
     )
 
+    roles: RolesSpec | None = Field(
+        default=None,
+        description="Metric roles for this analysis's ship decision (goal, guardrails with margins, secondary, "
+        "diagnostic), overriding the experiment's 'roles:' metric by metric; names must be in 'metrics'.",
+    )
+
     @field_validator("metrics")
     @classmethod
     def _metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -166,6 +173,11 @@ class AnalysisSpec(BaseModel):
         if self.segment and "cate" not in self.models:
             raise ValueError("segment is only used by model 'cate' (effects per segment); add 'cate' to models "
                              "or drop segment")
+        if self.roles is not None:
+            unknown = self.roles.unknown(self.metrics)
+            if unknown:
+                raise ValueError(f"roles names {unknown}, which are not metrics of this request; use names from "
+                                 f"metrics: {list(self.metrics)}")
         if self.refresh and self.table is not None:
             raise ValueError("refresh rebuilds a registered experiment's own table; an explicit 'table' is analysed "
                              "as published. Drop one of them")

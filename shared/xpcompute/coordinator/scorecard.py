@@ -1,5 +1,7 @@
 """Assemble a scorecard from stored records: corrections across the whole analysis, plus the SRM check.
 
+The coordinator then adds the inference pass and the ship decision (``decision``, per cell).
+
 Only stored objects go in (the records each fit job wrote, the cell counts
 each slice job recorded), so the scorecard can be rebuilt at any time and a
 partial one can be shown while the analysis runs.
@@ -65,6 +67,11 @@ class Scorecard:
     #: the inference summary (``inference_pass.InferenceSummary.to_json_dict``): method, look k of K, alpha spent,
     #: what crossed; ``None`` on scorecards stored before it existed
     inference: dict[str, Any] | None = None
+    #: the ship decision, one dict per treatment cell (``xpcompute.decision.rule.CellDecision.to_json_dict``:
+    #: recommendation, reasons, warnings, checks), from the experiment's rule after the inference pass
+    decision: list[dict[str, Any]] = field(default_factory=list)
+    #: why there is no decision when the rule could not run (bad roles, say); ``None`` otherwise
+    decision_note: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +89,8 @@ class Scorecard:
             "finished_at": self.finished_at,
             "version": self.version,
             "inference": self.inference,
+            "decision": self.decision,
+            "decision_note": self.decision_note,
         }
 
 

@@ -50,7 +50,7 @@ from xpcompute.coordinator.planner import (
 )
 from xpcompute.coordinator.scorecard import Failure, Scorecard, assemble, failure_of, records_of
 from xpcompute.coordinator.state.base import StateStore
-from xpcompute.errors import ConflictError, InputError, NotFoundError, StorageError
+from xpcompute.errors import ConflictError, InputError, NotFoundError, StorageError, XPError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable
@@ -598,6 +598,7 @@ class Coordinator:
         )
         card = assemble(replace(done, version=analysis.version + 1), jobs, self.store, complete=True)
         card = self._with_inference(card, analysis, jobs, record_look=True)
+        card = self._with_decision(card, analysis)
         try:
             self.store.put_bytes(keys.scorecard(analysis_id), json.dumps(card.to_json_dict(), sort_keys=True).encode())
         except StorageError as exc:
@@ -684,7 +685,21 @@ class Coordinator:
                 return _scorecard_from_json(raw)
         jobs = self.state.list_jobs(analysis_id)
         card = assemble(analysis, jobs, self.store, complete=analysis.state != AnalysisState.RUNNING)
-        return self._with_inference(card, analysis, jobs, record_look=False)
+        return self._with_decision(self._with_inference(card, analysis, jobs, record_look=False), analysis)
+
+    def _with_decision(self, card: Scorecard, analysis: Analysis) -> Scorecard:
+        """The ship decision per cell (``xpcompute.decision``) on the records after the inference pass. A rule
+        that cannot run (roles without a direction, a failing team rule) leaves ``decision_note``, never fails
+        the analysis."""
+        from xpcompute.decision import decide
+
+        try:
+            cells = decide(card.records, experiment=self.experiment_of(analysis), request=analysis.request,
+                           srm=card.srm, complete=card.complete, failures=card.failures)
+        except (ValueError, XPError) as exc:
+            log.warning("decision of analysis %s failed: %s", analysis.analysis_id, exc)
+            return replace(card, decision=[], decision_note=f"no decision: {exc}")
+        return replace(card, decision=[c.to_json_dict() for c in cells], decision_note=None)
 
     def _with_inference(self, card: Scorecard, analysis: Analysis, jobs: list[Job], record_look: bool) -> Scorecard:
         """The scorecard after the inference pass (``inference_pass``): sequential, Bayesian and shrinkage fields
@@ -836,6 +851,8 @@ def _scorecard_from_json(raw: dict[str, object]) -> Scorecard:
         finished_at=None if raw["finished_at"] is None else float(raw["finished_at"]),  # type: ignore[arg-type]
         version=int(raw["version"]),  # type: ignore[call-overload]
         inference=raw.get("inference"),  # type: ignore[arg-type]
+        decision=list(raw.get("decision") or []),  # type: ignore[call-overload]
+        decision_note=raw.get("decision_note"),  # type: ignore[arg-type]
     )
 
 

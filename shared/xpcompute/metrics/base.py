@@ -25,6 +25,7 @@ from typing import ClassVar, Literal, get_args
 
 from sqlglot import exp
 
+from xpcompute.decision.roles import Role as MetricRoleName
 from xpcompute.errors import InputError, UnsafeIdentifierError
 from xpcompute.spec import FitSpec, ModelName
 
@@ -208,11 +209,22 @@ class Metric:
     dtype: ClassVar[ColumnType] = "double"
     #: Outlier capping of the per-unit values (``Cap``); None: not capped.
     cap: ClassVar[Cap | None] = None
+    #: Role in a ship decision (``xpcompute.decision``): "goal", "guardrail", "secondary", "diagnostic"; None:
+    #: secondary unless the experiment's ``roles:`` names it. An experiment or a request may override it.
+    role: ClassVar[MetricRoleName | None] = None
+    #: A guardrail's non-inferiority margin (> 0): relative to the control mean (0.02 = 2%) when
+    #: ``margin_relative``, else in the metric's units.
+    margin: ClassVar[float | None] = None
+    margin_relative: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
             check_identifier(cls.name, "metric")
+        if cls.__dict__.get("role") is not None and cls.role not in get_args(MetricRoleName):
+            raise InputError(f"metric {cls.__name__}: role {cls.role!r} is not one of {get_args(MetricRoleName)}")
+        if cls.__dict__.get("margin") is not None and not (isinstance(cls.margin, int | float) and cls.margin > 0):
+            raise InputError(f"metric {cls.__name__}: margin must be a positive number (e.g. 0.02), got {cls.margin!r}")
         if cls.__dict__.get("cap") is not None and not isinstance(cls.cap, Cap):
             raise InputError(f"metric {cls.__name__}: cap must be a xpcompute.metrics.base.Cap, got {cls.cap!r}")
             bad = [m for m in cls.models if m not in PER_METRIC_MODELS]

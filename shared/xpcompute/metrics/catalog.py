@@ -52,6 +52,7 @@ class StreamingHours(Metric):
     unit = "hours"
     format = "{:,.2f}"
     divisor = SECONDS_PER_HOUR
+    role = "goal"  # what most streaming changes are meant to move (an experiment's roles: may say otherwise)
 
     def value(self) -> exp.Expr:
         return col("watch_seconds")
@@ -139,6 +140,8 @@ class RebufferRate(RatioMetric):
     unit = "share"
     format = "{:.3%}"
     higher_is_better = False
+    role = "guardrail"  # playback quality must not get worse by more than 2% (relative)
+    margin = 0.02
 
     def numerator(self) -> Part:
         return Part("playback", col("rebuffer_seconds"), "sum")
@@ -357,6 +360,9 @@ class Retained(Metric):
     unit = "share"
     format = "{:.2%}"
     dtype: ClassVar[ColumnType] = "bigint"
+    role = "guardrail"  # may not lose more than 0.5 pp of members
+    margin = 0.005
+    margin_relative = False
 
     def condition(self) -> exp.Expr:
         return col("event_type").eq(lit("cancel"))

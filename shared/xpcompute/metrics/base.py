@@ -219,14 +219,14 @@ class Metric:
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        if "name" in cls.__dict__:
-            check_identifier(cls.name, "metric")
         if cls.__dict__.get("role") is not None and cls.role not in get_args(MetricRoleName):
             raise InputError(f"metric {cls.__name__}: role {cls.role!r} is not one of {get_args(MetricRoleName)}")
         if cls.__dict__.get("margin") is not None and not (isinstance(cls.margin, int | float) and cls.margin > 0):
             raise InputError(f"metric {cls.__name__}: margin must be a positive number (e.g. 0.02), got {cls.margin!r}")
         if cls.__dict__.get("cap") is not None and not isinstance(cls.cap, Cap):
             raise InputError(f"metric {cls.__name__}: cap must be a xpcompute.metrics.base.Cap, got {cls.cap!r}")
+        if "name" in cls.__dict__:
+            check_identifier(cls.name, "metric")
             bad = [m for m in cls.models if m not in PER_METRIC_MODELS]
             if bad:
                 raise InputError(

@@ -285,9 +285,10 @@ class Platform:
     dynamo: DynamoCounts | None = None  # None: SQLite in the pool's process (no request latency modelled)
     dynamo_request_s: float = 0.006  # one DynamoDB request's latency (D: single-digit milliseconds)
     partition_rcu: float = 3000.0  # D: per partition (one analysis's items share a partition key)
-    partition_wcu: float = 1000.0  # D: per partition; also per GSI key (every RUNNING job shares one key)
-    table_rcu: float = 12000.0  # D: a new on-demand table's initial throughput
-    table_wcu: float = 4000.0
+    partition_wcu: float = 1000.0  # D: per partition
+    gsi_wcu: float = 1000.0  # D: per partition of the by_state index; every RUNNING job shares one key
+    table_rcu: float = 40000.0  # D: the default per-table quota of an on-demand table
+    table_wcu: float = 40000.0
     job_overhead_s: float = 0.0  # per job, in the worker: claim, load, report (M: calibrated on the 1-worker run)
     fit_extra_s: float = 0.0  # per fit: reading the compressed slice from S3 (A: 0.03 s; the pool caches it)
     slice_factor: float = 1.0  # slice time multiplier (M in BENCHMARKS.md: stage 2 from S3 on moto, 5.0x local)
@@ -357,7 +358,7 @@ def simulate(workload: Workload, platform: Platform, analyses: int = 1) -> Outco
     kb = (dyn.item_bytes if dyn else 800.0) / 1024
     wcu_item, rcu_item = max(1.0, math.ceil(kb)), kb / 4  # strongly consistent reads: 1 RCU per 4 KB
     partitions = [(Rate(p.partition_rcu), Rate(p.partition_wcu)) for _ in range(analyses)]
-    gsi = Rate(p.partition_wcu)
+    gsi = Rate(p.gsi_wcu)
     table_r, table_w = Rate(p.table_rcu), Rate(p.table_wcu)
 
     def dynamo(now: float, a: int, requests: float, read_items: float, write_items: float, gsi_writes: float) -> float:
@@ -540,8 +541,12 @@ def lifted(platform: Platform) -> dict[str, Platform]:
         out[f"coordinator concurrency ({platform.coordinator_concurrency})"] = replace(
             platform, coordinator_concurrency=10**9)
     if platform.dynamo is not None:
-        out["DynamoDB throughput (one analysis's partition, the by_state keys, the table)"] = replace(
-            platform, partition_rcu=inf, partition_wcu=inf, table_rcu=inf, table_wcu=inf)
+        out["DynamoDB partition of one analysis (3,000 RCU/s, 1,000 WCU/s)"] = replace(
+            platform, partition_rcu=inf, partition_wcu=inf)
+        out["DynamoDB by_state index keys (1,000 WCU/s each)"] = replace(platform, gsi_wcu=inf)
+        out["DynamoDB table quota (40,000 RCU/s and WCU/s)"] = replace(platform, table_rcu=inf, table_wcu=inf)
+        out["DynamoDB throughput, every limit at once (partition, index keys, table quota)"] = replace(
+            platform, partition_rcu=inf, partition_wcu=inf, gsi_wcu=inf, table_rcu=inf, table_wcu=inf)
     if platform.cold_start_s:
         out["cold starts"] = replace(platform, cold_start_s=0.0)
     return out

@@ -16,7 +16,6 @@ from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
 
 from xpcompute.errors import InputError
 from xpcompute.records import ResultRecord
@@ -206,6 +205,8 @@ def srm_test(
     if (share <= 0).any():
         raise InputError("planned shares must be positive")
     exp = obs.sum() * share / share.sum()
+    from scipy import stats  # here, not at import: every function imports this module for its types
+
     chi2, p = stats.chisquare(obs, exp)
     return SRMResult(
         chi2=float(chi2),

@@ -18,16 +18,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from xpcompute.errors import InputError, NotFoundError
 from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore, join_key, new_token, split_uri, storage_errors
+
+if TYPE_CHECKING:  # pyarrow.dataset imports pandas: only the paths that scan a table load it
+    import pyarrow.dataset as ds
 
 MANIFEST_FORMAT = "xpcompute.table/1"
 
@@ -82,6 +84,8 @@ class PublishedTable:
     def dataset(self) -> ds.Dataset:
         """A pyarrow dataset over exactly the published files (no listing of the prefix)."""
         with storage_errors(f"opening {self.uri}"):
+            import pyarrow.dataset as ds
+
             return ds.dataset(self.paths(), schema=self.schema, format="parquet", filesystem=self.filesystem())
 
     def read(self, columns: list[str] | None = None, dictionary: Sequence[str] = ()) -> pa.Table:
@@ -97,6 +101,8 @@ class PublishedTable:
         schema = self.schema
         wanted = set(dictionary)
         fields = [pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in wanted else f for f in schema]
+        import pyarrow.dataset as ds
+
         parquet = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=wanted))
         with storage_errors(f"reading {self.uri}"):
             dataset = ds.dataset(self.paths(), schema=pa.schema(fields), format=parquet, filesystem=self.filesystem())

@@ -11,10 +11,9 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from sqlglot import exp
 
@@ -22,6 +21,9 @@ from xpcompute.errors import NotFoundError
 from xpcompute.sql.dialects import Dialect
 from xpcompute.storage import keys
 from xpcompute.storage.objects import split_uri, storage_errors
+
+if TYPE_CHECKING:  # pyarrow.dataset imports pandas: only the paths that scan a table load it
+    import pyarrow.dataset as ds
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class ParquetFiles:
 
     def dataset(self) -> ds.Dataset:
         with storage_errors(f"opening {self.uri}"):
+            import pyarrow.dataset as ds
+
             return ds.dataset(list(self.paths), schema=self.schema, format="parquet", filesystem=self.filesystem)
 
     def s3_uris(self) -> list[str]:
@@ -110,5 +114,7 @@ def resolve_parquet(uri: str, role: str) -> ParquetFiles:
             )
         if not paths:
             raise NotFoundError(f"{role} at {uri} holds no Parquet files")
+        import pyarrow.dataset as ds
+
         schema = ds.dataset(paths[:1], format="parquet", filesystem=fs).schema
     return ParquetFiles(fs, tuple(paths), uri, schema)

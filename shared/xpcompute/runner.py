@@ -12,12 +12,14 @@ is the same library call the HTTP API makes, so ``xpcompute results`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,6 +30,9 @@ from xpcompute.coordinator.scorecard import Scorecard
 from xpcompute.coordinator.service import Coordinator
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
+
+if TYPE_CHECKING:
+    from xpcompute.viz.headline import MetricInfo
 
 
 @dataclass(frozen=True)
@@ -107,15 +112,17 @@ def run_experiment(
 
 def show_scorecard(card: Scorecard, experiment: ExperimentSpec | None, console: Console,
                    through: date | None = None, title: str | None = None) -> None:
-    """The headline scorecard in the terminal (CUPED when declared, units applied, sized to the width)."""
-    from xpcompute.viz import headlines, metric_infos, render_scorecard
+    """The scorecard in the terminal, built around the decision: the recommendation per cell and its reasons, then
+    the headline estimates (CUPED when declared, units applied, sized to the width) of the goals, the guardrails
+    with their margins, and the rest."""
+    from xpcompute.viz import headlines, render_scorecard
 
-    metrics = sorted({r.metric for r in card.records})
-    infos = metric_infos(metrics, experiment)
+    infos = role_infos(card, experiment)
     window = (experiment.window.start, experiment.window.end) if experiment is not None else None
     render_scorecard(headlines(card.records, infos), console=console,
                      title=title or f"Scorecard: {card.experiment_id}", window=window, data_through=through,
-                     correction=card.correction)
+                     correction=card.correction, inference=card.inference, decision=card.decision,
+                     decision_note=card.decision_note)
     for failure in card.failures:
         console.print(f"[red]failed:[/] {failure}")
 
@@ -126,8 +133,22 @@ def write_html(card: Scorecard, experiment: ExperimentSpec | None, path: Path, t
 
     higher = experiment.higher_is_better() if experiment is not None else {}
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_report(path, card.records, title=title, meta=card.to_json_dict(), higher_is_better=higher)
+    write_report(path, card.records, title=title, meta=card.to_json_dict(), higher_is_better=higher,
+                 infos=role_infos(card, experiment))
     return path
 
 
-__all__ = ["RunResult", "follow", "run_experiment", "show_scorecard", "write_html"]
+def role_infos(card: Scorecard, experiment: ExperimentSpec | None) -> dict[str, MetricInfo]:
+    """Display metadata per metric (CUPED covariates, units) tagged with its decision role and ordered goals,
+    guardrails, the rest: the order the terminal, the report and the page show metrics in."""
+    from xpcompute.decision import infos_for, roles_for
+    from xpcompute.viz.headline import with_roles
+
+    metrics = sorted({r.metric for r in card.records})
+    infos = infos_for(metrics, experiment)
+    with contextlib.suppress(ValueError):  # bad roles: the decision note says why; shown without them
+        infos = with_roles(infos, roles_for(metrics, experiment, card.spec.get("roles")))
+    return infos
+
+
+__all__ = ["RunResult", "follow", "role_infos", "run_experiment", "show_scorecard", "write_html"]

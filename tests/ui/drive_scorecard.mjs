@@ -48,6 +48,19 @@ try {
     state: document.getElementById("live-top").dataset.state,
     heading: document.querySelector("h1").textContent,
     live_text: document.getElementById("live-text").textContent,
+    // the decision block: one call per treatment cell, above the headline estimates and the full table
+    decision: Array.from(document.querySelectorAll("#decision .call")).map((el) => ({
+      cell: el.dataset.cell, recommendation: el.dataset.recommendation,
+      reasons: Array.from(el.querySelectorAll(".reasons li")).map((li) => li.textContent),
+      visible: el.getBoundingClientRect().top < window.innerHeight,
+    })),
+    decision_first: (() => {
+      const d = document.getElementById("decision"), h = document.getElementById("headlines"),
+        t = document.getElementById("scorecard");
+      return !!(d && h && t && d.getBoundingClientRect().top < h.getBoundingClientRect().top
+        && h.getBoundingClientRect().top < t.getBoundingClientRect().top);
+    })(),
+    heatmap_drawn: !!document.querySelector("#figure-heatmap .main-svg"),
   }));
   out.loaded = await snapshot();
   await page.screenshot({ path: path.join(shots, "loaded.png") });

@@ -100,6 +100,9 @@ def test_the_page_is_self_contained_and_has_a_live_part(served: Served) -> None:
     assert "<script src" not in html and '<link rel="stylesheet"' not in html  # nothing loaded from elsewhere
     assert "Plotly.newPlot" in html and 'id="slice-form"' in html and "Status <b>SUCCEEDED</b>" in html
     assert 'data-slice="country=US"' in html
+    # the decision opens the page: before the headline estimates (goal first) and the full table
+    assert html.index('id="decision"') < html.index('id="headlines"') < html.index('id="scorecard"')
+    assert 'data-role="goal"' in html and 'id="figure-heatmap"' in html
 
     live = httpx.get(served.page_url(), params={"part": "live"}, timeout=30)
     assert live.status_code == 200 and live.text.startswith('<div id="live-top"')
@@ -172,3 +175,12 @@ def test_in_chromium_figures_render_and_a_live_slice_appears(served: Served, tmp
     assert final["rows"] == len(headline) and final["figures_with_svg"] == final["figures"] >= 2
     for name in ("loaded.png", "final.png"):
         assert (shots / name).stat().st_size > 10_000
+    # built around the decision: the call per cell first (in the first screen), then headlines, then the table
+    calls = httpx.get(f"{served.base_url}/analyses/{served.analysis_id}/results", timeout=30).json()["decision"]
+    assert {d["cell"] for d in calls} == {"autoplay", "autoplay_plus"}
+    for state in (loaded, final):
+        assert [(d["cell"], d["recommendation"], d["reasons"]) for d in state["decision"]] == \
+            [(d["cell"], d["recommendation"], d["reasons"]) for d in calls]
+        assert state["decision_first"] and state["heatmap_drawn"] and all(d["visible"] for d in state["decision"])
+    if os.environ.get("XPCOMPUTE_UPDATE_SCREENSHOT") == "1":  # refresh the README's picture from this run
+        shutil.copyfile(shots / "final.png", ROOT / "docs" / "scorecard.png")

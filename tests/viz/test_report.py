@@ -18,7 +18,7 @@ from xpcompute.records import ResultRecord
 from xpcompute.viz import print_scorecard, render_report, scorecard_rows, write_report
 
 HIB = {"revenue": True, "hours": True, "converted": True, "watch_hours": True}
-FIGURE_IDS = ("figure-effects", "figure-cate", "figure-dte", "figure-qte", "figure-means")
+FIGURE_IDS = ("figure-heatmap", "figure-effects", "figure-cate", "figure-dte", "figure-qte", "figure-means")
 
 
 def meta_of(analysis: Analysis) -> dict[str, object]:

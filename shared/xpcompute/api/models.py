@@ -130,14 +130,55 @@ class AnalysisStatusBody(BaseModel):
     records: list[ResultRecord] = Field(description="Partial results: uncorrected records of the fits done so far.")
 
 
+class MetricCheckBody(BaseModel):
+    """One metric's test in a cell's decision (``decision.rule.MetricCheck``)."""
+
+    metric: str
+    role: str = Field(description="goal, guardrail, secondary or diagnostic.")
+    test: str = Field(description="superiority (two-sided|one-sided), non-inferiority, deterioration, or none.")
+    outcome: str = Field(description="better, not_better, non_inferior, not_non_inferior, regressed or missing.")
+    text: str = Field(description="The check in words, as the scorecard shows it.")
+    model: str | None = None
+    estimator: str | None = Field(default=None, description="How the headline was estimated (CUPED on ...).")
+    effect: float | None = None
+    relative_effect: float | None = None
+    p_value: float | None = Field(default=None, description="The test's own p-value (unadjusted).")
+    level: float | None = Field(default=None, description="The level it was tested at (goals: alpha / goals).")
+    bound: float | None = Field(default=None, description="One-sided confidence bound on the bad side.")
+    margin: float | None = Field(default=None, description="A guardrail's non-inferiority margin.")
+    relative: bool = False
+    sequential: bool = False
+
+
+class CellDecisionBody(BaseModel):
+    """The ship call for one treatment cell: recommendation, reasons, and every test behind it."""
+
+    cell: str
+    control: str
+    recommendation: Literal["ship", "don't ship", "keep running"]
+    reasons: list[str] = Field(description="Why, most decisive first (e.g. a guardrail with its margin and bound).")
+    warnings: list[str] = Field(default_factory=list, description="Not decisive: secondary metrics that regressed.")
+    summary: str = Field(description="'recommendation: first reason', one line.")
+    rule: str = Field(description="The decision rule that made the call (default risk_aware).")
+    slice: str | None = Field(default=None, description="The slice the decision reads (all users).")
+    alpha: float
+    goal_alpha: float | None = Field(default=None, description="Per-goal level: alpha / number of goals.")
+    checks: list[MetricCheckBody] = Field(default_factory=list)
+
+
 class ScorecardBody(BaseModel):
-    """The scorecard: every result record (with its slice) corrected across the analysis, SRM per slice."""
+    """The scorecard: the ship decision per cell first, then every result record (with its slice) corrected
+    across the analysis, SRM per slice."""
 
     analysis_id: str
     experiment_id: str
     experiment_version: int | None = Field(default=None, description="Version of the registered spec used.")
     state: str
     complete: bool
+    decision: list[CellDecisionBody] = Field(
+        default_factory=list, description="The recommendation per treatment cell (ship, don't ship, keep running)."
+    )
+    decision_note: str | None = Field(default=None, description="Why there is no decision, when the rule could not run.")
     correction: str
     progress: ProgressBody
     records: list[ResultRecord]

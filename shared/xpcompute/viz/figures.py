@@ -674,3 +674,64 @@ def cell_means(records: Sequence[ResultRecord], summaries: Sequence[CellSummary]
            if any_ci
            else "Diamond = observed mean of each cell (pass summaries for intervals and quantiles).")
     return finish(fig, title, sub, legend=False)
+
+
+#: Heat-map codes of the verdicts (the z value each cell is coloured by) and their order in the colour scale.
+_HEAT_CODES: dict[Verdict, int] = {"bad": 0, "down": 1, "flat": 2, "none": 3, "up": 4, "good": 5}
+
+
+def effect_heatmap(headlines: Sequence[Any], *, title: str = "Effects by metric and slice") -> go.Figure:
+    """The whole analysis on one screen: each metric's headline relative effect (text) in every slice (columns),
+    one panel per treatment cell, each tile coloured by its verdict (green better, red worse, grey not
+    significant). ``headlines`` are ``viz.headline.Headline``s; metrics keep their order (goals, guardrails,
+    the rest when the infos carry roles), the first metric on top. A tile without a relative effect shows the
+    absolute one."""
+    if not headlines:
+        return empty_figure("No headline estimates yet.", title)
+    cells = first_seen(h.cell for h in headlines)
+    slices = first_seen(h.slice for h in headlines)
+    labels = {h.metric: (f"{h.metric} · {h.info.role_tag}" if h.info.role_tag else h.metric) for h in headlines}
+    metrics = first_seen(h.metric for h in headlines)
+    ys = [labels[m] for m in reversed(metrics)]
+    xs = [slice_label(s) for s in slices]
+    scale: list[list[float | str]] = []
+    n = len(_HEAT_CODES) - 1
+    for verdict, code in sorted(_HEAT_CODES.items(), key=lambda kv: kv[1]):
+        scale += [[code / n, VERDICT_COLORS[verdict]], [min(code + 0.999, n) / n, VERDICT_COLORS[verdict]]]
+    scale[-1][0] = 1.0
+    fig = make_subplots(rows=1, cols=len(cells), shared_yaxes=True, horizontal_spacing=0.02,
+                        subplot_titles=[f"{c} vs {headlines[0].control}" for c in cells])
+    by_key = {(h.cell, h.slice, h.metric): h for h in headlines}
+    for col, cell in enumerate(cells, start=1):
+        z: list[list[float | None]] = []
+        text: list[list[str]] = []
+        hover: list[list[str]] = []
+        for m in reversed(metrics):
+            zrow: list[float | None] = []
+            trow: list[str] = []
+            hrow: list[str] = []
+            for s in slices:
+                h = by_key.get((cell, s, m))
+                if h is None:
+                    zrow.append(None)
+                    trow.append("")
+                    hrow.append("no estimate")
+                    continue
+                shown = h.shown()
+                zrow.append(float(_HEAT_CODES[h.verdict]))
+                trow.append(shown.relative if shown.relative != "—" else shown.effect)
+                hrow.append(f"{escape(m)} · {escape(slice_label(s))} · {escape(cell)}<br>"
+                            f"effect {escape(shown.effect)} {escape(shown.ci)}<br>relative {escape(shown.relative)}"
+                            f" · p {escape(shown.p)} · {escape(VERDICT_LABELS[h.verdict])}")
+            z.append(zrow)
+            text.append(trow)
+            hover.append(hrow)
+        fig.add_trace(go.Heatmap(
+            z=z, x=xs, y=ys, text=text, texttemplate="%{text}", hovertext=hover, hoverinfo="text",
+            zmin=0, zmax=n, colorscale=scale, showscale=False, xgap=2, ygap=2, textfont={"color": "#fff", "size": 11},
+        ), row=1, col=col)
+    fig.update_layout(height=max(260, 26 * len(metrics) + 160), width=None)
+    finish(fig, title, "relative effect of each metric's headline estimate; colour = verdict", legend=False)
+    fig.update_xaxes(side="top", showline=False, tickangle=0)
+    fig.update_yaxes(autorange=True, showline=False)
+    return fig

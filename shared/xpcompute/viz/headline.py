@@ -82,6 +82,10 @@ class MetricInfo:
     kind: MetricKind = "simple"
     higher_is_better: bool | None = None
     covariates: tuple[str, ...] = ()
+    #: the metric's role in the ship decision (goal, guardrail, secondary, diagnostic; ``None``: not given) and a
+    #: guardrail's margin as text (``+2%``): the scorecard groups and tags rows by them
+    role: str | None = None
+    margin: str = ""
 
     @classmethod
     def from_metric(cls, metric: Metric, covariates: Sequence[str] = ()) -> MetricInfo:
@@ -110,6 +114,35 @@ class MetricInfo:
     def label(self) -> str:
         """The metric's name with its unit, as the table's first column shows it."""
         return f"{self.name} ({self.unit})" if self.unit else self.name
+
+    @property
+    def role_tag(self) -> str:
+        """``goal``, ``guardrail +2%`` (with its margin), or empty for secondary metrics and metrics without a role."""
+        if self.role == "guardrail":
+            return f"guardrail {self.margin}" if self.margin else "guardrail"
+        return self.role if self.role in ("goal", "diagnostic") else ""
+
+
+#: The order in which a scorecard built around the decision shows its metrics' roles.
+ROLE_ORDER: dict[str | None, int] = {"goal": 0, "guardrail": 1, "secondary": 2, None: 2, "diagnostic": 3}
+
+
+def with_roles(infos: Mapping[str, MetricInfo], roles: Mapping[str, Any]) -> dict[str, MetricInfo]:
+    """``infos`` tagged with each metric's role (``decision.roles.MetricRole``) and ordered goals, guardrails, the
+    rest (stable within a role), which is the order every scorecard shows them in."""
+    from dataclasses import replace
+
+    tagged = {}
+    for name, info in infos.items():
+        role = roles.get(name)
+        if role is None:
+            tagged[name] = info
+            continue
+        margin = role.margin_text()
+        if role.margin is not None and not role.relative and info.in_points:  # a proportion's margin in pp
+            margin = f"{'-' if role.higher_is_better else '+'}{role.margin * 100:g} pp"
+        tagged[name] = replace(info, role=role.role, margin=margin)
+    return dict(sorted(tagged.items(), key=lambda kv: ROLE_ORDER.get(kv[1].role, 2)))
 
 
 def metric_infos(
@@ -422,7 +455,9 @@ def headlines(records: Sequence[ResultRecord], infos: Mapping[str, MetricInfo] |
     for metric, recs in by_metric.items():
         if metric not in infos:
             infos[metric] = MetricInfo(name=metric, kind=_guess_kind(recs))
-    metric_rank = {m: i for i, m in enumerate([*infos, *first_seen(r.metric for r in records)])}
+    metric_rank: dict[str, int] = {}
+    for m in [*infos, *first_seen(r.metric for r in records)]:
+        metric_rank.setdefault(m, len(metric_rank))  # the first mention wins: ``infos`` order leads
     slice_rank = {s: i for i, s in enumerate(first_seen(r.slice for r in records))}
     keys = sorted(groups, key=lambda k: (slice_rank[k[0]], metric_rank[k[1]], natural_key(k[2])))
     return [_headline_for(infos[k[1]], groups[k]) for k in keys]
@@ -468,6 +503,8 @@ def headline_dict(h: Headline) -> dict[str, Any]:
         "chance_to_beat_control": clean(r.chance_to_beat_control),
         "shrunk_effect": clean(r.shrunk_effect),
         "verdict": h.verdict,
+        "role": h.info.role,
+        "margin": h.info.margin or None,
         "effect_unit": h.effect_unit,
         "shown_mean_control": shown.mean_control,
         "shown_mean_cell": shown.mean_cell,

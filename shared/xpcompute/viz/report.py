@@ -24,21 +24,26 @@ from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
+from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 from pydantic import BaseModel
 
 from xpcompute.records import CellSummary, ResultRecord
+from xpcompute.templates import asset, render
 from xpcompute.viz._common import clean, finite, first_seen, slice_label
 from xpcompute.viz.figures import (
     cate_by_segment,
     cell_means,
     dynamic_effects,
+    effect_heatmap,
     effects_forest,
     quantile_effects,
 )
+from xpcompute.viz.headline import Headline, MetricInfo, headlines
 from xpcompute.viz.scorecard import (
     CORRECTION_NAMES,
     MARKERS,
+    MODEL_NAMES,
     VERDICT_COLORS,
     VERDICT_LABELS,
     ScorecardRow,
@@ -55,69 +60,22 @@ from xpcompute.viz.scorecard import (
 
 KNOWN_META = {
     "analysis_id", "experiment_id", "experiment", "status", "state", "complete", "correction", "progress", "srm",
-    "failures", "spec", "created_at", "finished_at", "refresh_seconds", "version",
+    "failures", "spec", "created_at", "finished_at", "refresh_seconds", "version", "decision", "decision_note",
+    "inference", "records",
 }
 
-CSS = """
-:root { --ink:#212529; --muted:#6c757d; --line:#dee2e6; --soft:#f8f9fa; --accent:#1c7ed6;
-        --good:#2b8a3e; --bad:#c92a2a; --warn:#e67700; }
-* { box-sizing: border-box; }
-body { margin:0; background:#f1f3f5; color:var(--ink);
-       font:14px/1.5 -apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width:1280px; margin:0 auto; padding:28px 28px 40px; }
-header.top { background:#fff; border:1px solid var(--line); border-radius:10px; padding:22px 26px; }
-h1 { margin:0 0 10px; font-size:26px; letter-spacing:-0.01em; }
-h2 { font-size:19px; margin:0 0 4px; }
-.chips { display:flex; flex-wrap:wrap; gap:8px; }
-.chip { background:var(--soft); border:1px solid var(--line); border-radius:999px; padding:2px 11px;
-        font-size:13px; color:#495057; }
-.chip b { color:var(--ink); font-weight:600; }
-.chip.ok { background:#ebfbee; border-color:#b2f2bb; color:var(--good); }
-.chip.bad { background:#fff5f5; border-color:#ffc9c9; color:var(--bad); }
-.chip.warn { background:#fff9db; border-color:#ffe066; color:#a35f00; }
-.progress { margin-top:14px; }
-.bar { height:8px; background:#e9ecef; border-radius:99px; overflow:hidden; display:flex; }
-.bar span { display:block; height:100%; }
-.cards { display:grid; grid-template-columns:repeat(auto-fit, minmax(170px, 1fr)); gap:12px; margin:16px 0; }
-.card { background:#fff; border:1px solid var(--line); border-radius:10px; padding:12px 16px; }
-.card .n { font-size:26px; font-weight:650; line-height:1.2; }
-.card .l { color:var(--muted); font-size:12.5px; }
-section { background:#fff; border:1px solid var(--line); border-radius:10px; padding:20px 24px; margin:16px 0; }
-p.lead { color:#495057; margin:0 0 14px; max-width:980px; }
-.howto { display:grid; grid-template-columns:repeat(auto-fit, minmax(260px, 1fr)); gap:6px 24px; margin:0;
-         color:#495057; font-size:13.5px; }
-.howto dt { font-weight:600; color:var(--ink); }
-.howto dd { margin:0 0 6px; }
-table { border-collapse:collapse; width:100%; font-size:13.5px; }
-th, td { padding:6px 9px; text-align:right; white-space:nowrap; border-bottom:1px solid #f1f3f5; }
-th { font-size:12px; text-transform:uppercase; letter-spacing:.04em; color:var(--muted); font-weight:600;
-     border-bottom:2px solid var(--line); position:sticky; top:0; background:#fff; }
-td.l, th.l { text-align:left; }
-tbody tr.metric td { text-align:left; background:var(--soft); font-weight:650; font-size:14.5px;
-                     border-top:1px solid var(--line); padding-top:9px; }
-tbody tr.metric td .model { font-weight:400; color:var(--muted); font-size:12.5px; margin-left:8px; }
-tr.row:hover td { background:#f8fbff; }
-td.num { font-variant-numeric: tabular-nums; }
-td .sub { display:block; color:var(--muted); font-size:11.5px; }
-.muted { color:var(--muted); }
-.badge { display:inline-block; min-width:128px; text-align:left; border-radius:6px; padding:1px 8px;
-         font-size:12.5px; font-weight:600; }
-.legend { display:flex; flex-wrap:wrap; gap:14px; margin-top:12px; font-size:12.5px; color:#495057; }
-.alert { border-left:4px solid var(--bad); background:#fff5f5; padding:12px 16px; border-radius:6px;
-         margin:12px 0; }
-.alert.ok { border-color:var(--good); background:#ebfbee; }
-.alert.warn { border-color:var(--warn); background:#fff9db; }
-.alert h3 { margin:0 0 6px; font-size:15px; }
-.alert ul { margin:4px 0 0 18px; padding:0; }
-details { margin-top:8px; }
-details summary { cursor:pointer; color:var(--accent); font-weight:600; }
-pre { background:var(--soft); border:1px solid var(--line); border-radius:6px; padding:12px; overflow:auto;
-      font-size:12px; }
-.scroll { overflow-x:auto; }
-.figure { margin-top:6px; }
-footer { color:var(--muted); font-size:12.5px; text-align:center; margin-top:22px; }
-.empty { color:var(--muted); font-style:italic; padding:12px 0; }
-"""
+CSS = "\n" + asset("report/report.css")
+"""The report's stylesheet (``templates/report/report.css``), inline in every report and page."""
+
+#: CSS classes of the recommendations in the decision block
+RECOMMENDATION_TONES: dict[str, str] = {"ship": "ship", "don't ship": "no-ship", "keep running": "keep"}
+
+#: The role groups of the headline section, in reading order: (role, title, lead)
+ROLE_GROUPS: tuple[tuple[str, str, str], ...] = (
+    ("goal", "Goal metrics", "the change is meant to move these; a significant improvement is needed to ship"),
+    ("guardrail", "Guardrails", "must not get worse by more than their margin (one-sided non-inferiority)"),
+    ("rest", "Other metrics", "secondary and diagnostic: shown, not decisive"),
+)
 
 
 @dataclass(frozen=True)
@@ -328,14 +286,11 @@ def render_failures(failures: Any) -> str:
     items = [f for f in items if f]
     if not items:
         return ""
-    lis = []
+    pairs = []
     for f in items:
         what = " · ".join(str(x) for x in (f.get("metric"), f.get("model"), f.get("slice")) if x)
-        lis.append(f"<li><b>{escape(what or str(f.get('job_id', 'job')))}</b>: {escape(str(f.get('error', '')))}</li>")
-    return (
-        '<div class="alert"><h3>Some jobs failed; their results are missing below</h3>'
-        f"<ul>{''.join(lis)}</ul></div>"
-    )
+        pairs.append((what or str(f.get("job_id", "job")), str(f.get("error", ""))))
+    return render("report/failures.html.j2", items=pairs)
 
 
 def render_howto(rows: Sequence[ScorecardRow], correction: str | None) -> str:
@@ -490,8 +445,7 @@ def figure_html(block: FigureBlock) -> str:
         full_html=False, include_plotlyjs=False, div_id=f"figure-{block.key}", default_width="100%",
         default_height=f"{height}px", config={"displaylogo": False, "responsive": True},
     )
-    return (f'<section id="{block.key}"><h2>{escape(block.heading)}</h2><p class="lead">{escape(block.lead)}</p>'
-            f'<div class="figure">{div}</div></section>')
+    return render("report/figure.html.j2", key=block.key, heading=block.heading, lead=block.lead, div=Markup(div))
 
 
 def render_notes(records: Sequence[ResultRecord]) -> str:
@@ -505,9 +459,7 @@ def render_notes(records: Sequence[ResultRecord]) -> str:
                 lst.append(label)
     if not where:
         return ""
-    items = "".join(f"<li>{escape(note)} <span class='muted'>({escape(', '.join(labels))})</span></li>"
-                    for note, labels in where.items())
-    return f"<details><summary>Notes from the fits ({len(where)})</summary><ul>{items}</ul></details>"
+    return render("report/notes.html.j2", notes=list(where.items()))
 
 
 def render_spec(spec: Any) -> str:
@@ -516,7 +468,62 @@ def render_spec(spec: Any) -> str:
         return ""
     text = json.dumps(spec if isinstance(spec, Mapping | list) else as_mapping(spec), indent=2, sort_keys=True,
                       default=str)
-    return f"<details><summary>Analysis specification</summary><pre>{escape(text)}</pre></details>"
+    return render("report/spec.html.j2", text=text)
+
+
+def render_scorecard_section(rows: Sequence[ScorecardRow], records: Sequence[ResultRecord], correction: str | None,
+                             *, supporting: bool = False) -> str:
+    """The full table of every record (how to read it, the table, the fits' notes). ``supporting``: the headline
+    estimates are shown above it, so its other rows are said to be supporting ones."""
+    return render("report/scorecard.html.j2", heading="All results" if supporting else "Scorecard",
+                  supporting=supporting, howto=Markup(render_howto(rows, correction) if rows else ""),
+                  table=Markup(render_table(rows)), notes=Markup(render_notes(records)))
+
+
+def render_nav(blocks: Sequence[FigureBlock]) -> str:
+    """Links to the figures, empty without any."""
+    return render("report/nav.html.j2", blocks=blocks) if blocks else ""
+
+
+def render_spec_section(spec: Any) -> str:
+    """The folded analysis specification in its own section, empty without one."""
+    return render("report/spec_section.html.j2", spec=Markup(render_spec(spec))) if spec else ""
+
+
+def render_decision(decision: Sequence[Mapping[str, Any]] | None, note: str | None = None) -> str:
+    """The decision block (per cell: recommendation, reasons, the tests behind it); empty without either."""
+    if not decision and not note:
+        return ""
+    return render("decision.html.j2", decision=list(decision or ()), note=note, tones=RECOMMENDATION_TONES)
+
+
+def headline_view(h: Headline) -> dict[str, Any]:
+    """One headline row as text for the template (numbers formatted once, by ``Headline.shown``)."""
+    shown = h.shown()
+    supporting = first_seen(MODEL_NAMES.get(d.model, d.model) for d in h.details
+                            if d.segment is None and d.time is None and d.quantile is None)
+    return {
+        "metric": h.metric, "unit": h.info.unit, "margin": h.info.margin if h.info.role == "guardrail" else "",
+        "slice": slice_label(h.slice), "cell": h.cell, "estimator": h.estimator, "supporting": ", ".join(supporting),
+        "mean_control": shown.mean_control, "mean_cell": shown.mean_cell, "effect": shown.effect, "ci": shown.ci,
+        "relative": shown.relative, "p": shown.p, "marker": MARKERS[h.verdict], "label": VERDICT_LABELS[h.verdict],
+        "color": VERDICT_COLORS[h.verdict], "verdict": h.verdict,
+    }
+
+
+def render_headlines(heads: Sequence[Headline]) -> str:
+    """The headline estimates grouped goals, guardrails (with margins), the rest; one group when no roles exist."""
+    if not heads:
+        return ""
+    has_roles = any(h.info.role in ("goal", "guardrail") for h in heads)
+    groups = []
+    for role, title, lead in ROLE_GROUPS if has_roles else (("rest", "Metrics", ""),):
+        rows = [headline_view(h) for h in heads
+                if (h.info.role == role) or (role == "rest" and h.info.role not in ("goal", "guardrail"))]
+        if rows:
+            groups.append({"role": role, "title": title, "lead": lead, "rows": rows})
+    significant = sum(1 for h in heads if h.verdict not in ("flat", "none"))
+    return render("report/headlines.html.j2", groups=groups, significant=significant, total=len(heads))
 
 
 def render_report(
@@ -526,6 +533,7 @@ def render_report(
     summaries: Sequence[CellSummary] | None = None,
     meta: Mapping[str, Any] | None = None,
     higher_is_better: Mapping[str, bool] | None = None,
+    infos: Mapping[str, MetricInfo] | None = None,
 ) -> str:
     """The whole report as one HTML string that opens offline.
 
@@ -539,7 +547,9 @@ def render_report(
     ``metric``, ``model``, ``slice``, ``error``), ``spec`` (the request, shown
     folded), ``created_at``/``finished_at`` (epoch seconds) and
     ``refresh_seconds`` (reload the page every N seconds, for a page served
-    while the analysis runs). Other scalar keys are shown as labelled chips.
+    while the analysis runs), ``decision``/``decision_note`` (the scorecard's ship decision, shown first).
+    Other scalar keys are shown as labelled chips. ``infos`` (``MetricInfo`` per metric, with roles from
+    ``headline.with_roles``) order the headline estimates goals, guardrails, the rest, and pick CUPED headlines.
     """
     meta = dict(meta or {})
     rows = scorecard_rows(records, higher_is_better)
@@ -548,37 +558,32 @@ def render_report(
     corrections = first_seen(r.correction for r in records if r.correction)
     correction = meta.get("correction") or (corrections[0] if len(corrections) == 1 else None)
     refresh = meta.get("refresh_seconds")
-    head_extra = (f'<meta http-equiv="refresh" content="{int(refresh)}">'
-                  if isinstance(refresh, int | float) and refresh > 0 else "")
-    plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>' if blocks else ""
-    nav = " · ".join(f'<a href="#{b.key}">{escape(b.heading)}</a>' for b in blocks)
+    heads = headlines(records, infos)
+    if heads:
+        blocks.insert(0, FigureBlock(
+            "heatmap", "Effects by metric and slice",
+            "The whole analysis on one screen: each metric's headline effect relative to control, in every slice "
+            "and cell; green is significantly better, red significantly worse, grey not significant.",
+            effect_heatmap(heads),
+        ))
+    plotly_js = render("plotly.html.j2", js=Markup(get_plotlyjs())) if blocks else ""
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        head_extra,
-        f"<title>{escape(title)}</title><style>{CSS}</style>{plotly_js}</head><body><main>",
         render_header(title, meta, rows, srm),
+        render_decision(meta.get("decision"), meta.get("decision_note")),
+        render_headlines(heads),
         render_cards(rows, srm) if rows else "",
         render_failures(meta.get("failures")),
         render_srm(srm) if any(s.mismatch for s in srm) else "",
-        '<section id="scorecard"><h2>Scorecard</h2>'
-        '<p class="lead">Each row compares one treatment cell with control for one metric in one slice of users. '
-        "Read the Result column first, then the interval to see how large the effect could be.</p>",
-        render_howto(rows, correction) if rows else "",
-        render_table(rows),
-        render_notes(records),
-        "</section>",
-        f'<p class="muted" style="margin:4px 4px 0">Figures: {nav}</p>' if nav else "",
+        render_scorecard_section(rows, records, correction, supporting=bool(heads)),
+        render_nav(blocks),
         *(figure_html(b) for b in blocks),
         render_srm(srm) if srm and not any(s.mismatch for s in srm) else "",
-        f"<section>{render_spec(meta.get('spec'))}</section>" if meta.get("spec") else "",
-        f"<footer>Generated by xpcompute on {generated} · self-contained: this file needs no network to open."
-        "</footer>",
-        "</main></body></html>",
+        render_spec_section(meta.get("spec")),
     ]
-    return "\n".join(p for p in parts if p)
+    return render("report/document.html.j2", title=title, css=Markup(CSS), plotly_js=Markup(plotly_js),
+                  refresh=int(refresh) if isinstance(refresh, int | float) and refresh > 0 else None,
+                  parts=[Markup(p) for p in parts if p], generated=generated)
 
 
 def write_report(
@@ -589,12 +594,14 @@ def write_report(
     summaries: Sequence[CellSummary] | None = None,
     meta: Mapping[str, Any] | None = None,
     higher_is_better: Mapping[str, bool] | None = None,
+    infos: Mapping[str, MetricInfo] | None = None,
 ) -> Path:
     """Render the report and write it (UTF-8), creating parent folders; returns the path written."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
-        render_report(records, title=title, summaries=summaries, meta=meta, higher_is_better=higher_is_better),
+        render_report(records, title=title, summaries=summaries, meta=meta, higher_is_better=higher_is_better,
+                      infos=infos),
         encoding="utf-8",
     )
     return out

@@ -178,9 +178,38 @@ class _Row:
 
 
 def _metric_lines(h: Headline) -> list[str]:
-    """The metric's name, then its unit and a CUPED tag: two short lines instead of one long one."""
+    """The metric's name, then its unit and a CUPED tag, then its decision role (goal, guardrail with its margin):
+    short lines instead of one long one."""
     second = " · ".join(part for part in (h.info.unit, "CUPED" if h.adjusted else "") if part)
-    return [h.metric, second] if second else [h.metric]
+    lines = [h.metric, second] if second else [h.metric]
+    return [*lines, h.info.role_tag] if h.info.role_tag else lines
+
+
+#: rich styles of the recommendations
+RECOMMENDATION_STYLES: dict[str, str] = {"ship": "bold green", "don't ship": "bold red", "keep running": "bold yellow"}
+
+
+def decision_text(decision: Sequence[Mapping[str, Any]], note: str | None = None) -> Text:
+    """The decision block that opens the scorecard: per treatment cell its recommendation and the reasons."""
+    text = Text()
+    if not decision:
+        if note:
+            text.append(f"Decision: {note}\n", style="dim")
+        return text
+    rule = decision[0].get("rule", "")
+    text.append(f"Decision ({str(rule).replace('_', '-')} rule, vs {decision[0].get('control', '')})\n", style="bold")
+    width = max(len(str(d.get("cell", ""))) for d in decision)
+    for d in decision:
+        rec = str(d.get("recommendation", ""))
+        text.append(f"  {str(d.get('cell', '')).ljust(width)}  ")
+        text.append(rec.upper(), style=RECOMMENDATION_STYLES.get(rec, "bold"))
+        reasons = [str(r) for r in d.get("reasons") or ()]
+        text.append(f": {reasons[0]}\n" if reasons else "\n")
+        for reason in reasons[1:]:
+            text.append(f"  {' ' * width}  · {reason}\n")
+        for warning in d.get("warnings") or ():
+            text.append(f"  {' ' * width}  ! {warning}\n", style="dim")
+    return text
 
 
 def _rows(chosen: Sequence[Headline]) -> list[_Row]:
@@ -421,8 +450,12 @@ def render_scorecard(
     data_through: date | None = None,
     correction: str | None = None,
     inference: Mapping[str, Any] | None = None,
+    decision: Sequence[Mapping[str, Any]] | None = None,
+    decision_note: str | None = None,
 ) -> None:
-    """Print the headline scorecard: one table per slice sized to ``width``, then the footer.
+    """Print the headline scorecard: the decision per cell (``Scorecard.decision``) first, then one table per
+    slice sized to ``width`` (goals, guardrails with their margins, the rest: the order of the headlines'
+    ``MetricInfo`` roles, see ``headline.with_roles``), then the footer.
 
     ``width`` defaults to the console's. Columns are dropped in
     :data:`DROP_ORDER` until their minimum widths fit; a number is never
@@ -435,6 +468,8 @@ def render_scorecard(
         console.print("[dim]No results: no fit has produced a record.[/dim]")
         return
     console.print(Text(title, style="bold"))
+    if decision or decision_note:
+        console.print(decision_text(decision or (), decision_note), width=width)
     all_dropped: list[ColumnKey] = []
     for sl in first_seen(h.slice for h in headlines):
         chosen = [h for h in headlines if h.slice == sl]

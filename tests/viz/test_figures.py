@@ -63,6 +63,7 @@ def test_forest_has_one_point_per_headline_record_with_its_interval(analysis: An
         match = [p for p in points if p[0] == r.metric and p[1] == r.model and p[3] == e]
         assert len(match) == 1, r
         _, _, verdict, _, plus, minus = match[0]
+        assert e is not None and lo is not None and hi is not None
         assert close(plus, hi - e) and close(minus, e - lo)
         assert verdict == verdict_of(r)
     # every panel has a vertical zero line, and relative axes are in percent

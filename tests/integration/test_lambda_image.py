@@ -145,6 +145,9 @@ def install_set(python: str, with_ric: bool) -> InstalledSet:
             work.rename(final)
         except OSError:  # another session finished the same folder first; theirs is as good
             shutil.rmtree(work, ignore_errors=True)
+        for stale in CACHE.glob(f"py{python}-*"):  # sets for older requirements: 600 MB each, never used again
+            if stale != final and (stale / "complete").exists():
+                shutil.rmtree(stale, ignore_errors=True)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)

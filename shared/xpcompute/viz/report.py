@@ -19,7 +19,6 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +142,9 @@ def format_time(value: Any) -> str:
     return str(value)
 
 
-def chip(label: str, value: Any, tone: str = "") -> str:
-    cls = f"chip {tone}".strip()
-    return f'<span class="{cls}">{escape(label)} <b>{escape(str(value))}</b></span>'
+def chip(label: str, value: Any, tone: str = "") -> dict[str, str]:
+    """One labelled chip of the header (rendered by ``report/header.html.j2``)."""
+    return {"label": label, "value": str(value), "tone": tone}
 
 
 def status_tone(status: str) -> str:
@@ -159,7 +158,7 @@ def status_tone(status: str) -> str:
 
 def render_header(title: str, meta: Mapping[str, Any], rows: Sequence[ScorecardRow], srm: Sequence[SRMView]) -> str:
     """Title, what analysis this is, its state and progress, and the SRM verdict in one line of chips."""
-    chips: list[str] = []
+    chips: list[dict[str, str]] = []
     if meta.get("analysis_id") is not None:
         chips.append(chip("Analysis", meta["analysis_id"]))
     experiment = meta.get("experiment_id", meta.get("experiment"))
@@ -186,22 +185,17 @@ def render_header(title: str, meta: Mapping[str, Any], rows: Sequence[ScorecardR
     for key, value in meta.items():
         if key not in KNOWN_META and isinstance(value, str | int | float | bool) and value is not None:
             chips.append(chip(str(key).replace("_", " ").capitalize(), value))
-    progress = render_progress(as_mapping(meta.get("progress")), meta.get("complete"))
-    return (
-        f'<header class="top"><h1>{escape(title)}</h1><div class="chips">{"".join(chips)}</div>'
-        f"{progress}</header>"
-    )
+    progress = progress_view(as_mapping(meta.get("progress")), meta.get("complete"))
+    return render("report/header.html.j2", title=title, chips=chips, progress=progress)
 
 
-def render_progress(progress: Mapping[str, Any], complete: Any) -> str:
+def progress_view(progress: Mapping[str, Any], complete: Any) -> dict[str, Any] | None:
     """A bar of jobs succeeded / failed / running out of the total, when the caller passes progress."""
     total = int(progress.get("total") or 0)
     if total <= 0:
-        return ""
+        return None
     parts = [("succeeded", "#40c057"), ("failed", "#fa5252"), ("running", "#4dabf7")]
-    spans = "".join(
-        f'<span style="width:{100 * int(progress.get(k) or 0) / total:.2f}%;background:{c}"></span>' for k, c in parts
-    )
+    spans = [(100 * int(progress.get(k) or 0) / total, c) for k, c in parts]
     done = int(progress.get("succeeded") or 0) + int(progress.get("failed") or 0)
     text = f"{done} of {total} jobs finished"
     if progress.get("failed"):
@@ -210,7 +204,7 @@ def render_progress(progress: Mapping[str, Any], complete: Any) -> str:
         text += f" · {int(progress['running'])} running"
     if complete is False:
         text += " · results below are partial and fill in as slices complete"
-    return f'<div class="progress"><div class="bar">{spans}</div><div class="muted">{escape(text)}</div></div>'
+    return {"spans": spans, "text": text}
 
 
 def render_cards(rows: Sequence[ScorecardRow], srm: Sequence[SRMView]) -> str:
@@ -242,42 +236,19 @@ def render_cards(rows: Sequence[ScorecardRow], srm: Sequence[SRMView]) -> str:
         n_bad = sum(s.mismatch for s in srm)
         cards.append(("mismatch" if n_bad else "OK", f"sample ratio check ({len(srm)} slice{'s' * (len(srm) != 1)})",
                       VERDICT_COLORS["bad"] if n_bad else VERDICT_COLORS["good"]))
-    body = "".join(
-        f'<div class="card"><div class="n" style="color:{color}">{escape(n)}</div><div class="l">{escape(label)}</div>'
-        f"</div>"
-        for n, label, color in cards
-    )
-    return f'<div class="cards">{body}</div>'
+    return render("report/cards.html.j2", cards=cards)
 
 
 def render_srm(srm: Sequence[SRMView]) -> str:
     """The sample-ratio check per slice: a mismatch means assignment or logging is broken."""
     if not srm:
         return ""
-    bad = [s for s in srm if s.mismatch]
-    rows = []
-    for s in srm:
-        observed = ", ".join(f"{escape(k)} {format_count(v)}" for k, v in s.observed.items())
-        expected = ", ".join(f"{escape(k)} {format_count(v)}" for k, v in s.expected.items())
-        verdict = ('<span class="badge" style="background:#fff5f5;color:#c92a2a">✗ mismatch</span>' if s.mismatch
-                   else '<span class="badge" style="background:#ebfbee;color:#2b8a3e">✓ OK</span>')
-        rows.append(
-            f'<tr class="row"><td class="l">{escape(slice_label(s.slice))}</td><td class="l">{observed}</td>'
-            f'<td class="l">{expected}</td><td class="num">{format_number(s.chi2)}</td>'
-            f'<td class="num">{format_p(s.p_value)}</td><td class="l">{verdict}</td></tr>'
-        )
-    cls, head = ("alert", "Sample ratio mismatch: treat the effects below with suspicion") if bad else (
-        "alert ok", "Sample ratio check passed")
-    text = ("Users did not split across cells as planned in "
-            f"{', '.join(escape(slice_label(s.slice)) for s in bad)}. This usually means broken assignment or "
-            "logging, and the effects can be biased." if bad else
-            "Users split across cells as planned (chi-square test; a mismatch is flagged at p < 0.001).")
-    return (
-        f'<section><h2>Sample ratio</h2><div class="{cls}"><h3>{head}</h3>{text}</div>'
-        '<div class="scroll"><table><thead><tr><th class="l">Slice</th><th class="l">Observed users</th>'
-        '<th class="l">Expected users</th><th>χ²</th><th>p</th><th class="l">Result</th></tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></div></section>"
-    )
+    rows = [{
+        "slice": slice_label(s.slice), "mismatch": s.mismatch, "chi2": format_number(s.chi2), "p": format_p(s.p_value),
+        "observed": ", ".join(f"{k} {format_count(v)}" for k, v in s.observed.items()),
+        "expected": ", ".join(f"{k} {format_count(v)}" for k, v in s.expected.items()),
+    } for s in srm]
+    return render("report/srm.html.j2", rows=rows, bad=[slice_label(s.slice) for s in srm if s.mismatch])
 
 
 def render_failures(failures: Any) -> str:
@@ -299,92 +270,48 @@ def render_howto(rows: Sequence[ScorecardRow], correction: str | None) -> str:
     alphas = {r.alpha for r in rows} or {0.05}
     alpha = alphas.pop() if len(alphas) == 1 else None
     level = f"{(1 - alpha) * 100:g}%" if alpha is not None else "1 − α"
-    corr = CORRECTION_NAMES.get(correction or "", correction or "")
-    adj = (f"The p-value after the {escape(corr)} correction across every comparison in the analysis, "
-           "so that testing many metrics and slices does not manufacture false wins" if corr else
-           "The p-value corrected for testing many comparisons when the analysis applied a correction; "
-           "otherwise the raw p-value")
-    return (
-        '<dl class="howto">'
-        "<div><dt>Effect</dt><dd>Mean of the metric in the treatment cell minus the mean in control, in the "
-        "metric's own units" + (" (for quantile rows: the difference of that quantile)" if quantiles else "")
-        + ".</dd></div>"
-        f"<div><dt>{level} CI</dt><dd>The range of effects consistent with the data. If it contains 0, the "
-        "experiment cannot tell the cell from control.</dd></div>"
-        "<div><dt>Lift</dt><dd>The effect relative to the control mean (cell ÷ control − 1), with its own "
-        "interval underneath.</dd></div>"
-        f"<div><dt>p adj</dt><dd>{adj}. Significant means p adj &lt; {alpha if alpha is not None else 'α'}."
-        "</dd></div>"
-        "</dl>"
-    )
+    return render("report/howto.html.j2", quantiles=quantiles, level=level,
+                  correction=CORRECTION_NAMES.get(correction or "", correction or ""),
+                  alpha=alpha if alpha is not None else "α")
 
 
 def verdict_badge(verdict: Verdict) -> str:
-    color = VERDICT_COLORS[verdict]
-    return (f'<span class="badge" style="color:{color};background:{color}14;border:1px solid {color}40">'
-            f"{MARKERS[verdict]} {escape(VERDICT_LABELS[verdict])}</span>")
+    return render("report/badge.html.j2", color=VERDICT_COLORS[verdict], marker=MARKERS[verdict],
+                  label=VERDICT_LABELS[verdict])
 
 
 def render_table(rows: Sequence[ScorecardRow]) -> str:
     """The scorecard: a block per metric, a row per slice and treatment cell."""
     if not rows:
-        return '<p class="empty">No results yet: no fit has produced a record.</p>'
+        return render("report/table.html.j2", groups=[])
     with_detail = any(r.detail for r in rows)
     alphas = {r.alpha for r in rows}
     ci_head = f"{(1 - alphas.pop()) * 100:g}% CI" if len(alphas) == 1 else "CI"
-    heads = ['<th class="l">Slice</th>', '<th class="l">Comparison</th>']
-    if with_detail:
-        heads.append('<th class="l">Detail</th>')
-    heads += [
-        "<th>Users<br>cell / control</th>", "<th>Mean<br>control</th>", "<th>Mean<br>cell</th>",
-        "<th>Effect</th>", f"<th>{ci_head}</th>", "<th>Lift</th>", "<th>p</th>", "<th>p adj</th>",
-        '<th class="l">Result</th>',
-    ]
-    ncol = len(heads)
-    bodies: list[str] = []
-    groups: dict[tuple[str, str], list[ScorecardRow]] = {}
+    grouped: dict[tuple[str, str], list[ScorecardRow]] = {}
     for r in rows:
-        groups.setdefault((r.metric, r.model), []).append(r)
-    for (metric, model), group in groups.items():
-        body = [f'<tr class="metric"><td colspan="{ncol}">{escape(metric)}<span class="model">'
-                f"{escape(model_name(model))}</span></td></tr>"]
+        grouped.setdefault((r.metric, r.model), []).append(r)
+    groups = []
+    for (metric, model), group in grouped.items():
+        views = []
         previous_slice: object = object()
         for r in group:
-            color = VERDICT_COLORS[r.verdict]
-            slice_cell = escape(slice_label(r.slice)) if r.slice != previous_slice else ""
+            views.append({
+                "metric": r.metric, "slice": slice_label(r.slice), "cell": r.cell, "control": r.control,
+                "verdict": r.verdict, "color": VERDICT_COLORS[r.verdict], "detail": r.detail,
+                "slice_cell": slice_label(r.slice) if r.slice != previous_slice else "",
+                "users": f"{format_count(r.n_cell)} / {format_count(r.n_control)}",
+                "mean_control": format_number(r.mean_control), "mean_cell": format_number(r.mean_cell),
+                "effect": format_effect(r.effect), "ci": format_interval(r.ci), "lift": format_percent(r.relative),
+                "lift_ci": format_interval(r.relative_ci, percent=True), "p": format_p(r.p),
+                "p_adjusted": format_p(r.p_adjusted), "badge": Markup(verdict_badge(r.verdict)),
+            })
             previous_slice = r.slice
-            cells = [
-                f'<td class="l" style="box-shadow:inset 3px 0 0 {color}">{slice_cell}</td>',
-                f'<td class="l">{escape(r.cell)} <span class="muted">vs {escape(r.control)}</span></td>',
-            ]
-            if with_detail:
-                cells.append(f'<td class="l">{escape(r.detail) or "<span class=muted>average</span>"}</td>')
-            cells += [
-                f'<td class="num">{format_count(r.n_cell)} / {format_count(r.n_control)}</td>',
-                f'<td class="num">{format_number(r.mean_control)}</td>',
-                f'<td class="num">{format_number(r.mean_cell)}</td>',
-                f'<td class="num" style="font-weight:600">{format_effect(r.effect)}</td>',
-                f'<td class="num">{format_interval(r.ci)}</td>',
-                f'<td class="num" style="font-weight:600;color:{color}">{format_percent(r.relative)}'
-                f'<span class="sub">{format_interval(r.relative_ci, percent=True)}</span></td>',
-                f'<td class="num muted">{format_p(r.p)}</td>',
-                f'<td class="num" style="font-weight:600">{format_p(r.p_adjusted)}</td>',
-                f'<td class="l">{verdict_badge(r.verdict)}</td>',
-            ]
-            body.append(
-                f'<tr class="row" data-metric="{escape(r.metric)}" data-slice="{escape(slice_label(r.slice))}" '
-                f'data-cell="{escape(r.cell)}" data-verdict="{r.verdict}">{"".join(cells)}</tr>'
-            )
-        bodies.append("<tbody>" + "".join(body) + "</tbody>")
+        groups.append({"metric": metric, "model": model_name(model), "rows": views})
     present = first_seen(r.verdict for r in rows)
-    legend = "".join(
-        f'<span><b style="color:{VERDICT_COLORS[v]}">{MARKERS[v]}</b> {escape(VERDICT_LABELS[v])}</span>'
-        for v in ("good", "bad", "up", "down", "flat", "none") if v in present
-    )
-    return (
-        f'<div class="scroll"><table><thead><tr>{"".join(heads)}</tr></thead>{"".join(bodies)}</table></div>'
-        f'<div class="legend">{legend}</div>'
-    )
+    legend = [{"color": VERDICT_COLORS[v], "marker": MARKERS[v], "label": VERDICT_LABELS[v]}
+              for v in ("good", "bad", "up", "down", "flat", "none") if v in present]
+    return render("report/table.html.j2", groups=groups, with_detail=with_detail, ci_head=ci_head,
+                  ncol=12 if with_detail else 11, legend=legend)
 
 
 def figure_blocks(

@@ -179,3 +179,13 @@ def test_decide_from_an_experiment_uses_its_settings() -> None:
     out = decide(records, experiment=spec, request={"alpha": 0.05})
     assert out[0].recommendation == "ship", out[0].reasons
     assert decide(records, experiment=_spec(), request={"alpha": 0.05})[0].recommendation == "don't ship"
+
+
+def test_an_ad_hoc_table_states_directions_in_the_roles() -> None:
+    """Columns the metrics repo does not know have no direction; the request's roles give it."""
+    request = {"metrics": ["col_a", "col_b"], "roles": {"goal": ["col_a"], "guardrails": {"col_b": {"margin": 0.5}},
+                                                      "higher_is_better": {"col_a": True, "col_b": False}}}
+    out = decide([rec("col_a", 5.0), rec("col_b", -1.0, se=0.5)], request=request)
+    assert out[0].recommendation == "ship", out[0].reasons
+    with pytest.raises(ValueError, match=r"roles: \{higher_is_better: \{col_a: true\}\}"):
+        decide([rec("col_a", 5.0)], request={"metrics": ["col_a"], "roles": {"goal": ["col_a"]}})

@@ -76,6 +76,11 @@ class RolesSpec(BaseModel):
     )
     secondary: tuple[str, ...] = Field(default=(), description="Shown, not decisive.")
     diagnostic: tuple[str, ...] = Field(default=(), description="Checks of the experiment; shown, not decisive.")
+    higher_is_better: dict[str, bool] = Field(
+        default_factory=dict,
+        description="Direction of metrics the metrics repo does not describe (columns of an ad-hoc table); it "
+        "overrides a metric's declared direction for this decision only.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -104,8 +109,9 @@ class RolesSpec(BaseModel):
         return self
 
     def names(self) -> list[str]:
-        """Every metric the block names."""
-        return [*self.goal, *self.guardrails, *self.secondary, *self.diagnostic]
+        """Every metric the block names (roles and directions)."""
+        return list(dict.fromkeys([*self.goal, *self.guardrails, *self.secondary, *self.diagnostic,
+                                   *self.higher_is_better]))
 
     def unknown(self, metrics: Iterable[str]) -> list[str]:
         """Names the block gives that are not in ``metrics`` (sorted)."""
@@ -201,13 +207,16 @@ def resolve_roles(
             if cls.margin is not None:
                 spec = GuardrailSpec(margin=cls.margin, relative=cls.relative)
         for where, block in (("experiment", experiment), ("request", request)):
+            if block is not None and metric in block.higher_is_better:
+                hib = block.higher_is_better[metric]
             found = block.role_of(metric) if block is not None else None
             if found is not None:
                 role, spec = found
                 source = where
         if role in ("goal", "guardrail") and hib is None:
             problems.append(f"{role} {metric!r} has no direction (higher_is_better is null); declare "
-                            "higher_is_better on the metric or give it another role")
+                            f"higher_is_better on the metric, or in roles: {{higher_is_better: {{{metric}: true}}}}, "
+                            "or give it another role")
         if role == "guardrail" and spec is None:
             problems.append(f"guardrail {metric!r} needs a margin, e.g. roles: {{guardrails: {{{metric}: "
                             "{margin: 0.02, relative: true}}}}")

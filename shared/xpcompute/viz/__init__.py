@@ -15,24 +15,30 @@ the very numbers the API returns.
   :func:`headlines_to_csv` / :func:`headlines_to_json` for ``--format``.
 """
 
-from xpcompute.viz.figures import (
-    cate_by_segment,
-    cell_means,
-    dynamic_effects,
-    effects_forest,
-    quantile_effects,
-)
-from xpcompute.viz.headline import Headline, MetricInfo, decimals_for, fixed, headlines, metric_infos
-from xpcompute.viz.report import render_report, write_report
-from xpcompute.viz.scorecard import ScorecardRow, decision_p, scorecard_rows, verdict_of
-from xpcompute.viz.terminal import (
-    headlines_to_csv,
-    headlines_to_json,
-    print_scorecard,
-    render_scorecard,
-    scorecard_tables,
-    scorecard_text,
-)
+from importlib import import_module
+from typing import Any
+
+#: where each public name lives: resolved on first use, so that ``xpcompute.viz.headline`` (which the
+#: coordinator's decision reads) does not pull plotly and the report into a process that draws nothing
+_WHERE: dict[str, str] = {
+    "cate_by_segment": "figures", "cell_means": "figures", "dynamic_effects": "figures", "effect_heatmap": "figures",
+    "effects_forest": "figures", "quantile_effects": "figures",
+    "Headline": "headline", "MetricInfo": "headline", "decimals_for": "headline", "fixed": "headline",
+    "headlines": "headline", "metric_infos": "headline", "with_roles": "headline",
+    "render_report": "report", "write_report": "report",
+    "ScorecardRow": "scorecard", "decision_p": "scorecard", "scorecard_rows": "scorecard", "verdict_of": "scorecard",
+    "headlines_to_csv": "terminal", "headlines_to_json": "terminal", "print_scorecard": "terminal",
+    "render_scorecard": "terminal", "scorecard_tables": "terminal", "scorecard_text": "terminal",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(import_module(f"xpcompute.viz.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'xpcompute.viz' has no attribute {name!r}")
+
 
 __all__ = [
     "Headline",
@@ -43,6 +49,7 @@ __all__ = [
     "decimals_for",
     "decision_p",
     "dynamic_effects",
+    "effect_heatmap",
     "effects_forest",
     "fixed",
     "headlines",
@@ -57,5 +64,6 @@ __all__ = [
     "scorecard_tables",
     "scorecard_text",
     "verdict_of",
+    "with_roles",
     "write_report",
 ]

@@ -189,3 +189,14 @@ def test_an_ad_hoc_table_states_directions_in_the_roles() -> None:
     assert out[0].recommendation == "ship", out[0].reasons
     with pytest.raises(ValueError, match=r"roles: \{higher_is_better: \{col_a: true\}\}"):
         decide([rec("col_a", 5.0)], request={"metrics": ["col_a"], "roles": {"goal": ["col_a"]}})
+
+
+def test_deterioration_level_is_a_setting() -> None:
+    # z = -1.8: one-sided p = 0.036 regresses at alpha 0.05, not at deterioration_alpha 0.01
+    records = [rec("hours", 5.0), rec("rebuffer", 0.0, se=0.5), rec("hours", -1.8, cell="c"),
+               rec("rebuffer", 0.0, se=0.5, cell="c")]
+    loose = RiskAwareRule().decide(DecisionContext(records=records, roles=ROLES))
+    strict = RiskAwareRule().decide(DecisionContext(records=records, roles=ROLES,
+                                                    settings=DecisionSpec(deterioration_alpha=0.01)))
+    assert loose[1].reasons[0].startswith("goal hours got significantly worse (-1.8%, p=0.036)")
+    assert strict[1].recommendation == "don't ship" and strict[1].reasons[0].startswith("goal hours not shown better")

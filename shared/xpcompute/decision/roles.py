@@ -145,6 +145,11 @@ class DecisionSpec(BaseModel):
     )
     alpha: float | None = Field(default=None, gt=0, lt=1,
                                 description="Decision level; default the analysis's alpha.")
+    deterioration_alpha: float | None = Field(
+        default=None, gt=0, lt=1,
+        description="Level of the one-sided deterioration tests of goals and guardrails; default the decision's "
+        "alpha. Each one at a metric with no true effect costs this much power (a false alarm blocks a ship).",
+    )
     power: float = Field(default=0.8, gt=0, lt=1,
                          description="Planned power of the ship decision (per-guardrail power is derived from it).")
     srm_blocks: bool = Field(default=True, description="A sample-ratio mismatch blocks shipping.")

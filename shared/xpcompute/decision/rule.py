@@ -365,11 +365,12 @@ class RiskAwareRule:
                 h = heads[metric]
                 checks.append(guardrail_check(h.record, roles[metric], alpha, h.estimator, final=final,
                                               points=h.info.in_points))
+        det_alpha = context.settings.deterioration_alpha or alpha
         for metric, h in heads.items():
             role = roles.get(metric)
             if role is None or role.higher_is_better is None:
                 continue
-            worse, p = regressed(h.record, role, alpha)
+            worse, p = regressed(h.record, role, det_alpha)
             if not worse:
                 continue
             text = f"{role.role} {metric} got significantly worse ({_effect_text(h.record)}, {_p(p)})"
@@ -378,7 +379,8 @@ class RiskAwareRule:
                 checks.append(MetricCheck(metric=metric, role=role.role, test="deterioration (one-sided)",
                                           outcome="regressed", text=text, model=h.record.model,
                                           estimator=h.estimator, effect=_clean(h.record.effect),
-                                          relative_effect=_clean(h.record.relative_effect), p_value=p, level=alpha))
+                                          relative_effect=_clean(h.record.relative_effect), p_value=p,
+                                          level=det_alpha))
             else:
                 warnings.append(text + " (not decisive)")
         goal_better = np.array([[c.outcome == "better"] for c in checks if c.role == "goal" and c.test != "none"

@@ -28,7 +28,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from ui_helpers import EXPERIMENT_ID, analysis_spec, publish_experiment
+from ui_helpers import EXPERIMENT_ID, METRICS, analysis_spec, publish_experiment
 
 from xpcompute.api.app import Backend, create_app
 from xpcompute.config import Settings
@@ -80,8 +80,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         publish_experiment(app.state.backend.coordinator, tmp / "raw")
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=30) as client:
+            # with the demo's rebuffering guardrail, which autoplay_plus breaks (the notebook test leaves the ratio out)
             created = client.post(f"/experiments/{EXPERIMENT_ID}/analyses",
-                                  json=analysis_spec().model_dump(mode="json"))
+                                  json=analysis_spec(metrics=(*METRICS, "rebuffer_rate")).model_dump(mode="json"))
             assert created.status_code == 202, created.text
             aid = created.json()["analysis_id"]
             wait_for(lambda: client.get(f"/analyses/{aid}").json()["state"] != "RUNNING", "the analysis", 120)

@@ -8,6 +8,7 @@ them honest about what a user sees.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
@@ -16,19 +17,22 @@ from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 
 EXPERIMENT_ID = "autoplay"
-METRICS = ("streaming_hours", "sessions", "is_streamer")
+#: the goal (streaming_hours) and a guardrail (retained) of the demo's roles, and two other metrics
+METRICS = ("streaming_hours", "retained", "sessions", "is_streamer")
 SLICES = (SliceFilter(), SliceFilter.where(country="US"), SliceFilter.either(device=["tv", "web"]))
 
 
-def publish_experiment(coordinator: Coordinator, raw_dir: Path, users: int = 4000) -> ExperimentSpec:
+def publish_experiment(coordinator: Coordinator, raw_dir: Path, users: int | None = None) -> ExperimentSpec:
     """Synthetic raw tables -> stage 1 into the coordinator's store; the experiment is registered."""
     from xpcompute import synthetic
     from xpcompute.pipeline.stage1 import run_stage1
 
+    # XPCOMPUTE_UI_USERS: a larger experiment for the README's screenshot (XPCOMPUTE_UPDATE_SCREENSHOT=1)
+    users = users if users is not None else int(os.environ.get("XPCOMPUTE_UI_USERS", "4000"))
     config = synthetic.SyntheticConfig(users=users, days=3, pre_days=2)
     uris = synthetic.write_parquet(synthetic.generate(config), str(raw_dir))
     experiment: ExperimentSpec = synthetic.experiment_spec(uris, config, experiment_id=EXPERIMENT_ID,
-                                                           metrics=METRICS, daily=False)
+                                                           metrics=(*METRICS, "rebuffer_rate"), daily=False)
     run_stage1(experiment, coordinator.store, daily=False)
     coordinator.register_experiment(experiment)
     return experiment

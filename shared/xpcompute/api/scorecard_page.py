@@ -234,7 +234,7 @@ def render_live(data: PageData, between: str = "") -> str:
         render_decision(card.decision, card.decision_note),
         render_inference(meta.get("inference")),
         render_slices(data.slices),
-        render_cards(rows, srm) if rows else "",
+        render_cards(rows, srm, heads) if rows else "",
         render_failures(meta.get("failures")),
         render_srm(srm) if any(s.mismatch for s in srm) else "",
     ]

@@ -207,15 +207,21 @@ def progress_view(progress: Mapping[str, Any], complete: Any) -> dict[str, Any] 
     return {"spans": spans, "text": text}
 
 
-def render_cards(rows: Sequence[ScorecardRow], srm: Sequence[SRMView]) -> str:
-    """At-a-glance counts: how many comparisons, how many moved, which way."""
+def render_cards(rows: Sequence[ScorecardRow], srm: Sequence[SRMView], heads: Sequence[Headline] = ()) -> str:
+    """At-a-glance counts: how many comparisons, how many moved, which way.
+
+    With ``heads`` only the headline estimates count (one per metric, slice and cell): two models of one
+    metric are not two discoveries, and a segment or a period is not a separate comparison."""
+    if heads:
+        chosen = {(h.slice, h.metric, h.cell, h.model) for h in heads}
+        rows = [r for r in rows if (r.slice, r.metric, r.cell, r.model) in chosen and not r.detail]
     count: dict[str, int] = {}
     for r in rows:
         count[r.verdict] = count.get(r.verdict, 0) + 1
     metrics = len({r.metric for r in rows})
     slices = len({r.slice for r in rows})
     cards = [
-        (str(len(rows)), f"comparisons · {metrics} metric{'s' * (metrics != 1)} · {slices} "
+        (str(len(rows)), f"{'headline ' if heads else ''}comparisons · {metrics} metric{'s' * (metrics != 1)} · {slices} "
                          f"slice{'s' * (slices != 1)}", "var(--ink)"),
     ]
     good = count.get("good", 0) + count.get("up", 0)
@@ -499,7 +505,7 @@ def render_report(
         render_header(title, meta, rows, srm),
         render_decision(meta.get("decision"), meta.get("decision_note")),
         render_headlines(heads),
-        render_cards(rows, srm) if rows else "",
+        render_cards(rows, srm, heads) if rows else "",
         render_failures(meta.get("failures")),
         render_srm(srm) if any(s.mismatch for s in srm) else "",
         render_scorecard_section(rows, records, correction, supporting=bool(heads)),

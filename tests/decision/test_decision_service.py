@@ -7,12 +7,34 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from ui.ui_helpers import EXPERIMENT_ID, analysis_spec, publish_experiment
 
 from xpcompute.api.app import Backend, create_app
 from xpcompute.config import Settings
+from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.runtime import EmbeddedRuntime
+from xpcompute.coordinator.service import Coordinator
 from xpcompute.decision.roles import RolesSpec
+from xpcompute.pipeline.slices import SliceFilter
+
+EXPERIMENT_ID = "autoplay"
+METRICS = ("streaming_hours", "sessions", "is_streamer")
+
+
+def publish_experiment(coordinator: Coordinator, raw_dir: Path, users: int) -> None:
+    """Synthetic raw tables (the demo's roles: goal streaming_hours) -> stage 1; the experiment is registered."""
+    from xpcompute import synthetic
+    from xpcompute.pipeline.stage1 import run_stage1
+
+    config = synthetic.SyntheticConfig(users=users, days=3, pre_days=2)
+    uris = synthetic.write_parquet(synthetic.generate(config), str(raw_dir))
+    experiment = synthetic.experiment_spec(uris, config, experiment_id=EXPERIMENT_ID, metrics=METRICS, daily=False)
+    run_stage1(experiment, coordinator.store, daily=False)
+    coordinator.register_experiment(experiment)
+
+
+def analysis_spec(**changes: object) -> AnalysisSpec:
+    return AnalysisSpec.model_validate({"metrics": METRICS, "slices": (SliceFilter(), SliceFilter.where(country="US")),
+                                       **changes})
 
 
 @pytest.fixture(scope="module")

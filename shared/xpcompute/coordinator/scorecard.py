@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xpcompute.coordinator.jobs import Analysis, Job, JobKind, JobState, Progress
-from xpcompute.errors import InputError, NotFoundError
+from xpcompute.errors import CorruptObjectError, InputError, NotFoundError
 from xpcompute.postprocess import Correction, adjust_pvalues, srm_test
 from xpcompute.records import ResultRecord
 from xpcompute.storage.objects import ObjectStore
@@ -102,10 +102,20 @@ def failure_of(job: Job) -> Failure:
 
 
 def records_of(job: Job, store: ObjectStore) -> list[ResultRecord]:
-    """The records a SUCCEEDED fit job stored."""
+    """The records a SUCCEEDED fit job stored; ``CorruptObjectError`` (naming the key) when they do not decode."""
     assert job.result_key is not None
-    raw = json.loads(store.get_bytes(job.result_key))
-    return [ResultRecord.model_validate(r) for r in raw]
+    data = store.get_bytes(job.result_key)
+    try:
+        raw = json.loads(data)
+        if not isinstance(raw, list):
+            raise TypeError(f"a list of records was expected, found {type(raw).__name__}")
+        return [ResultRecord.model_validate(r) for r in raw]
+    except (ValueError, TypeError) as exc:  # JSON and pydantic errors are ValueErrors
+        first = str(exc).splitlines()[0][:200]
+        raise CorruptObjectError(
+            f"result object {job.result_key} is damaged ({len(data)} bytes: {first}); its fit can be run again "
+            "by requesting the slice again or re-submitting the analysis"
+        ) from None
 
 
 def _sort_key(r: ResultRecord) -> tuple[Any, ...]:
@@ -128,6 +138,9 @@ def assemble(analysis: Analysis, jobs: list[Job], store: ObjectStore, complete: 
             except NotFoundError:
                 failures.append(Failure(job.job_id, job.kind.value, job.slice_label, job.metric, job.model,
                                         job.attempts, f"result object {job.result_key} is missing from the store"))
+            except CorruptObjectError as exc:
+                failures.append(Failure(job.job_id, job.kind.value, job.slice_label, job.metric, job.model,
+                                        job.attempts, str(exc)))
         elif job.state == JobState.SUCCEEDED and job.kind == JobKind.SLICE:
             counts = job.output.get("cell_counts") or {}
             if len(counts) >= 2:

@@ -50,7 +50,14 @@ from xpcompute.coordinator.planner import (
 )
 from xpcompute.coordinator.scorecard import Failure, Scorecard, assemble, failure_of, records_of
 from xpcompute.coordinator.state.base import StateStore
-from xpcompute.errors import ConflictError, InputError, NotFoundError, StorageError, XPError
+from xpcompute.errors import (
+    ConflictError,
+    CorruptObjectError,
+    InputError,
+    NotFoundError,
+    StorageError,
+    XPError,
+)
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable
@@ -592,8 +599,11 @@ class Coordinator:
             return analysis
         now = self.clock()
         failed = [j for j in jobs if j.state == JobState.FAILED]
+        # a live slice asked for after the analysis was planned fails alone: its failure is listed with the
+        # results, but what the analysis was created to compute decides whether the analysis failed
+        planned_failed = [j for j in failed if j.priority < PRIORITY_LIVE]
         done = replace(
-            analysis, state=AnalysisState.FAILED if failed else AnalysisState.SUCCEEDED, finished_at=now,
+            analysis, state=AnalysisState.FAILED if planned_failed else AnalysisState.SUCCEEDED, finished_at=now,
             updated_at=now, error=_summary(failed),
         )
         card = assemble(replace(done, version=analysis.version + 1), jobs, self.store, complete=True)
@@ -666,8 +676,8 @@ class Coordinator:
                 if job.kind == JobKind.FIT and job.state == JobState.SUCCEEDED:
                     try:
                         records.extend(records_of(job, self.store))
-                    except NotFoundError:
-                        continue
+                    except (NotFoundError, CorruptObjectError):
+                        continue  # listed with its reason by results(); the other records still show
         slices = [(j.slice_id, j.slice_label, j.state.value) for j in jobs if j.kind == JobKind.SLICE]
         failures = [failure_of(j) for j in jobs if j.state == JobState.FAILED]
         stage1 = next((j for j in jobs if j.kind == JobKind.STAGE1), None)
@@ -679,10 +689,13 @@ class Coordinator:
         if analysis.state != AnalysisState.RUNNING:
             try:
                 raw = json.loads(self.store.get_bytes(keys.scorecard(analysis_id)))
-            except (NotFoundError, StorageError):
+            except (NotFoundError, StorageError, ValueError):  # ValueError: a damaged stored scorecard
                 raw = None
-            if raw is not None and raw.get("version") == analysis.version:
-                return _scorecard_from_json(raw)
+            if isinstance(raw, dict) and raw.get("version") == analysis.version:
+                try:
+                    return _scorecard_from_json(raw)
+                except (KeyError, TypeError, ValueError) as exc:  # re-assembled below from the stored records
+                    log.warning("stored scorecard of %s is damaged (%s); assembling it again", analysis_id, exc)
         jobs = self.state.list_jobs(analysis_id)
         card = assemble(analysis, jobs, self.store, complete=analysis.state != AnalysisState.RUNNING)
         return self._with_decision(self._with_inference(card, analysis, jobs, record_look=False), analysis)

@@ -265,6 +265,29 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Run an analysis's failed jobs again on the embedded default, follow them, and show the scorecard."""
+    from rich.console import Console
+
+    from xpcompute.config import Settings
+    from xpcompute.coordinator.runtime import EmbeddedRuntime
+    from xpcompute.runner import follow, show_scorecard
+
+    console = Console()
+    with EmbeddedRuntime(Settings.from_env()) as runtime:
+        coord = runtime.coordinator
+        retried = coord.retry_failed(args.analysis_id)
+        if not retried:
+            console.print(f"analysis {args.analysis_id} has no failed job to retry")
+            return 0
+        console.print(f"retrying {len(retried)} job(s) of {args.analysis_id}")
+        follow(coord, args.analysis_id, console, label="retry")
+        card = coord.results(args.analysis_id)
+        experiment = coord.experiment_of(coord.state.get_analysis(args.analysis_id))
+    show_scorecard(card, experiment, console)
+    return 0 if card.complete and not card.failures else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run a whole synthetic analysis on the embedded default; non-zero exit if anything failed."""
     from pathlib import Path
@@ -457,6 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "metric, cell and slice)")
     results.add_argument("--report", default=None, help="also write the HTML report to this file")
     results.set_defaults(func=cmd_results)
+
+    retry = sub.add_parser("retry", help="run the failed jobs of a stored analysis again (XPCOMPUTE_HOME names the store)")
+    retry.add_argument("analysis_id")
+    retry.set_defaults(func=cmd_retry)
 
     experiment = sub.add_parser("experiment", help="validate or register an experiment spec")
     exp_sub = experiment.add_subparsers(dest="experiment_command", required=True)

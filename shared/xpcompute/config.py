@@ -31,6 +31,7 @@ object store under ``.xpcompute/``, a local worker pool, no API key.
 | ``XPCOMPUTE_MAX_ATTEMPTS`` | ``3`` | attempts per job before it is FAILED |
 | ``XPCOMPUTE_BACKOFF_S`` | ``0.5`` | first retry delay; doubles per attempt |
 | ``XPCOMPUTE_BACKOFF_MAX_S`` | ``30`` | longest retry delay |
+| ``XPCOMPUTE_TRANSIENT_RETRIES`` | ``6`` | extra attempts for a job whose attempt failed on the object or state store (an outage), beyond ``MAX_ATTEMPTS``: with the doubling backoff, about 90 s of outage is ridden out |
 | ``XPCOMPUTE_REDISPATCH_S`` | ``60`` | a dispatched job nobody claimed within this is dispatched again |
 | ``XPCOMPUTE_TICK_S`` | ``0.5`` | embedded coordinator loop period (reclaim, retry, dispatch) |
 | ``XPCOMPUTE_SLICE_ENGINE`` | ``cube`` | stage-2 engine for slice jobs: ``cube`` (the embedded default: the first slices by DuckDB SQL straight from the table, then one C++ group-by by every dimension per analysis and each slice re-aggregated from it), ``duckdb``, ``spark``, ``trino`` (pipeline SQL per slice) or ``arrow`` (in-process Arrow filter + C++ group-by) |
@@ -102,6 +103,7 @@ class Settings(BaseModel):
     max_attempts: int = Field(default=3, ge=1, le=100)
     backoff_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)
+    transient_retries: int = Field(default=6, ge=0, le=100)
     redispatch_s: float = Field(default=60.0, gt=0)
     tick_s: float = Field(default=0.5, gt=0)
     slice_engine: EngineKind = "cube"

@@ -86,7 +86,9 @@ def test_unreachable_object_store_fails_jobs_after_retries_with_the_reason() -> 
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        settings = _aws_settings(endpoint, state="sqlite", sqlite_path=None, dispatch="inline", backoff_s=1.0)
+        # transient_retries=0: this test is about giving up with the reason (test_store_outage rides one out)
+        settings = _aws_settings(endpoint, state="sqlite", sqlite_path=None, dispatch="inline", backoff_s=1.0,
+                                 transient_retries=0)
         coord = build_coordinator(settings.model_copy(update={"sqlite_path": Path(f"/tmp/xp-{uuid.uuid4().hex}.db")}),
                                   dispatcher=None)
         clock = FakeClock()

@@ -85,7 +85,14 @@ def test_sigterm_stops_and_reaps_every_process_the_server_started(tmp_path: Path
         created = _call(url + "/experiments/exp/analyses", {"metrics": ["hours"], "slices": [
             {}, {"all_of": [{"column": "country", "values": ["US"]}]}]})
         aid = created["analysis_id"]
-        wait_for(lambda: _call(f"{url}/analyses/{aid}")["progress"]["running"] == 2, timeout=60, every=0.2)
+        reader = build_coordinator(Settings(home=home, dispatch="inline"), dispatcher=None)
+
+        def two_fits_running() -> bool:  # both workers inside a (sleeping) fit, not a slice job
+            jobs = reader.state.list_jobs(aid)
+            return sum(j.kind == JobKind.FIT and j.state == JobState.RUNNING for j in jobs) == 2
+
+        wait_for(two_fits_running, timeout=60, every=0.2)
+        reader.state.close()
         started = psutil.Process(server.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in started)
         assert len(started) >= 4 and "forkserver" in names and "resource_tracker" in names, names
@@ -107,7 +114,8 @@ def test_sigterm_stops_and_reaps_every_process_the_server_started(tmp_path: Path
     # the cut-short jobs are RUNNING under a lease held by workers of a dead parent: the next start retries them
     coord = build_coordinator(Settings(home=home, dispatch="inline"), dispatcher=None)
     running = [j for j in coord.state.list_jobs(aid) if j.state == JobState.RUNNING]
-    assert len(running) == 2 and all(j.kind == JobKind.FIT for j in running)
+    assert len(running) == 2 and all(j.kind == JobKind.FIT for j in running), [
+        (j.kind.value, j.state.value, j.last_error) for j in coord.state.list_jobs(aid)]
     assert all(j.worker and orphaned_local_worker(j.worker) for j in running)
     assert coord.resume(orphaned_local_worker) == 1
     assert all(coord.state.get_job(j.job_id).state == JobState.PENDING for j in running)

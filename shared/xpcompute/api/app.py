@@ -47,6 +47,7 @@ from xpcompute.api.models import (
     PowerBody,
     PowerRequest,
     ProgressBody,
+    RetryAccepted,
     ScorecardBody,
     SliceStateBody,
     Stage1Body,
@@ -338,6 +339,14 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         job = coord.request_slice(analysis_id, slice_filter)
         return LiveSliceAccepted(analysis_id=analysis_id, slice_id=job.slice_id, label=job.slice_label,
                                  job_id=job.job_id, state=job.state.value)
+
+    @app.post("/analyses/{analysis_id}/retry", status_code=202, response_model=RetryAccepted, responses=ERRORS,
+              dependencies=auth, tags=["analyses"])
+    def retry_failed(analysis_id: str, coord: Coordinator = Depends(coordinator)) -> RetryAccepted:
+        """Run the failed jobs of an analysis again (after an outage, say); it is finalized again when they end."""
+        retried = coord.retry_failed(analysis_id)
+        return RetryAccepted(analysis_id=analysis_id, retried=len(retried), job_ids=[j.job_id for j in retried],
+                             state=coord.state.get_analysis(analysis_id).state.value)
 
     return app
 

@@ -281,6 +281,15 @@ class LiveSliceAccepted(BaseModel):
     state: str
 
 
+class RetryAccepted(BaseModel):
+    """The failed jobs of an analysis put back to run again (``POST /analyses/{id}/retry``)."""
+
+    analysis_id: str
+    retried: int = Field(description="Jobs put back; 0 when nothing had failed.")
+    job_ids: list[str]
+    state: str
+
+
 class Health(BaseModel):
     status: str
     version: str

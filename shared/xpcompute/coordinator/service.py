@@ -81,10 +81,12 @@ class RetryPolicy:
     lease_s: float = 120.0
     redispatch_s: float = 60.0
     stage1_lease_s: float = 3600.0
+    transient_retries: int = 6
 
     @classmethod
     def from_settings(cls, s: Settings) -> RetryPolicy:
-        return cls(s.max_attempts, s.backoff_s, s.backoff_max_s, s.lease_s, s.redispatch_s, s.stage1_lease_s)
+        return cls(s.max_attempts, s.backoff_s, s.backoff_max_s, s.lease_s, s.redispatch_s, s.stage1_lease_s,
+                   s.transient_retries)
 
     def lease(self, kind: JobKind) -> float:
         """How long a worker may hold a job: stage 1 builds the whole table, so it gets its own, longer lease."""
@@ -422,6 +424,37 @@ class Coordinator:
         except NotFoundError:
             return None
 
+    def retry_failed(self, analysis_id: str) -> list[Job]:
+        """Run the FAILED jobs of an analysis again, from a fresh attempt count (``POST /analyses/{id}/retry``).
+
+        A job whose own parent (stage 1 or its slice) is retried waits for it
+        again; the others are due now. The analysis goes back to RUNNING and is
+        finalized again when they are done. Returns the jobs put back.
+        """
+        jobs = {j.job_id: j for j in self.state.list_jobs(analysis_id)}
+        failed = {jid for jid, j in jobs.items() if j.state == JobState.FAILED}
+        if not failed:
+            return []
+        now = self.clock()
+        retried: list[Job] = []
+        for jid in sorted(failed, key=lambda i: jobs[i].priority):
+            job = jobs[jid]
+            waits = job.depends_on is not None and job.depends_on in failed
+            new = replace(
+                job, state=JobState.PENDING, attempts=0, due_at=None if waits else now,
+                ready_at=None if waits else now, finished_at=None, dispatched_at=None, worker=None,
+                lease_expires_at=None, updated_at=now,
+                errors=[*job.errors, f"retried on request after: {job.last_error}"][-10:],
+            )
+            try:
+                retried.append(self.state.update_job(new, JobState.FAILED, job.version))
+            except ConflictError:
+                continue
+        if retried:
+            self._reopen(analysis_id)
+            self.dispatch_due()
+        return retried
+
     def _reopen(self, analysis_id: str) -> None:
         """Bump the analysis (back to RUNNING) so a finalize racing with new jobs loses its conditional write."""
         for _ in range(50):
@@ -468,11 +501,17 @@ class Coordinator:
             return False
         return True
 
-    def fail(self, job: Job, error: str, retryable: bool = True) -> Job | None:
-        """Record a failure: back to PENDING after a backoff while attempts remain, else FAILED with the reason."""
+    def fail(self, job: Job, error: str, retryable: bool = True, transient: bool = False) -> Job | None:
+        """Record a failure: back to PENDING after a backoff while attempts remain, else FAILED with the reason.
+
+        ``transient`` (the attempt failed on the object or state store, not on the job's own work) allows
+        ``transient_retries`` more attempts, so a store outage of a minute or so delays jobs instead of
+        failing the analysis.
+        """
         now = self.clock()
         errors = [*job.errors, error][-10:]
-        if retryable and job.attempts < job.max_attempts:
+        allowed = job.max_attempts + (self.policy.transient_retries if transient else 0)
+        if retryable and job.attempts < allowed:
             new = replace(
                 job, state=JobState.PENDING, updated_at=now, lease_expires_at=None, worker=None,
                 due_at=now + self.policy.backoff(job.attempts), dispatched_at=None, last_error=error, errors=errors,

@@ -43,7 +43,7 @@ from xpcompute.coordinator.slicing import (
     note_healed,
     take_healed,
 )
-from xpcompute.errors import CorruptObjectError, InputError, NotFoundError, XPError
+from xpcompute.errors import CorruptObjectError, InputError, NotFoundError, StorageError, XPError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable
@@ -353,7 +353,8 @@ def run_job(coordinator: Coordinator, settings: Settings, job_id: str, worker: s
             output = {**output, "healed": healed}
     except Exception as exc:
         error = describe(exc)
-        new = coordinator.fail(job, error, retryable=not isinstance(exc, InputError))
+        new = coordinator.fail(job, error, retryable=not isinstance(exc, InputError),
+                               transient=isinstance(exc, StorageError))
         if new is None:
             return Outcome(job.job_id, job.analysis_id, "lost", error)
         status: Status = "failed" if new.state == JobState.FAILED else "retrying"

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ModelName = Literal["ttest", "proportion", "ols", "cate", "dte", "mannwhitney", "quantile", "ratio"]
+ModelName = Literal["ttest", "proportion", "ols", "cate", "dte", "did", "mannwhitney", "quantile", "ratio"]
 NullPolicy = Literal["drop", "refuse"]
 CollinearPolicy = Literal["drop", "refuse"]
 
@@ -54,12 +54,12 @@ class CompressSpec(BaseModel):
         return f"ntile:{self.buckets}" if self.kind == "ntile" else self.kind
 
 
-_BUILT_IN = frozenset({"ttest", "proportion", "ols", "cate", "dte", "mannwhitney", "quantile", "ratio"})
+_BUILT_IN = frozenset({"ttest", "proportion", "ols", "cate", "dte", "did", "mannwhitney", "quantile", "ratio"})
 #: Which built-in models read which option (a custom model may read any). ``segment`` and ``time`` are not here:
 #: the potential-outcomes base reports every model per segment or period.
 _OPTION_MODELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("covariates", "--covariates", ("ols", "cate", "dte", "ratio")),
-    ("cluster", "--cluster", ("dte",)),
+    ("covariates", "--covariates", ("ols", "cate", "dte", "did", "ratio")),
+    ("cluster", "--cluster", ("dte", "did")),
     ("denominator", "--denominator", ("ratio",)),
 )
 _WHY: dict[tuple[str, str], str] = {
@@ -126,8 +126,8 @@ class FitSpec(BaseModel):
     def _model_inputs(self) -> FitSpec:
         if self.model == "cate" and not self.segment:
             raise ValueError("model 'cate' needs a segment column (--segment COL)")
-        if self.model == "dte" and not (self.time and self.cluster):
-            raise ValueError("model 'dte' needs a time column and a cluster (user) column (--time COL --cluster COL)")
+        if self.model in ("dte", "did") and not (self.time and self.cluster):
+            raise ValueError(f"model {self.model!r} needs a time column and a cluster (user) column (--time COL --cluster COL)")
         if self.model == "ratio" and not self.denominator:
             raise ValueError("model 'ratio' needs a denominator column (--denominator COL)")
         # an option the model would ignore changes nothing the user can see but what they think they measured

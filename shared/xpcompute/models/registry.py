@@ -15,6 +15,7 @@ MODELS: dict[str, str] = {
     "cate": "xpcompute.models.ols:CATEModel",
     "ratio": "xpcompute.models.ratio:RatioModel",
     "dte": "xpcompute.models.dte:DTEModel",
+    "did": "xpcompute.models.did:DiDModel",
     "mannwhitney": "xpcompute.models.mannwhitney:MannWhitneyModel",
     "quantile": "xpcompute.models.quantile:QuantileModel",
 }

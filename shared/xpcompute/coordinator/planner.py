@@ -215,7 +215,8 @@ def _adhoc(spec: AnalysisSpec, metric: str, model: str, experiment: ExperimentSp
             metric=metric, treatment=spec.treatment, model=model, denominator=denominator,
             control=spec.control, covariates=tuple(covariates) if model in ("ols", "cate") else (),
             segment=spec.segment if model == "cate" else None, alpha=spec.alpha,
-            time=DAY_COLUMN if model == "dte" else None, cluster=USER_COLUMN if model == "dte" else None,
+            time=DAY_COLUMN if compression_of(model) == "panel" else None,
+            cluster=USER_COLUMN if compression_of(model) == "panel" else None,
         )
     except ValueError as exc:
         raise InputError(f"metric {metric!r}, model {model!r}: {exc}") from exc

@@ -113,8 +113,8 @@ def records_of(job: Job, store: ObjectStore) -> list[ResultRecord]:
     except (ValueError, TypeError) as exc:  # JSON and pydantic errors are ValueErrors
         first = str(exc).splitlines()[0][:200]
         raise CorruptObjectError(
-            f"result object {job.result_key} is damaged ({len(data)} bytes: {first}); its fit can be run again "
-            "by requesting the slice again or re-submitting the analysis"
+            f"result object {job.result_key} is damaged ({len(data)} bytes: {first}); submit the analysis again "
+            "to recompute it"
         ) from None
 
 

@@ -80,6 +80,22 @@ class ColumnTransform:
         out: F64 = (values - self.shift) * self.inv_scale
         return out
 
+    def sum_in_units(self, count: F64, sum_z: F64) -> F64:
+        """Sums of ``x`` from sums of ``z``: ``shift * count + scale * sum_z`` (identity returns ``sum_z``)."""
+        if self.is_identity:
+            return sum_z
+        with np.errstate(over="ignore", invalid="ignore"):
+            out: F64 = self.shift * count + self.scale * sum_z
+        return out
+
+    def sum_of_squares_in_units(self, count: F64, sum_z: F64, sum_z2: F64) -> F64:
+        """Sums of ``x**2`` from the sums of ``z`` and ``z**2`` (may overflow to inf beyond about 1e154)."""
+        if self.is_identity:
+            return sum_z2
+        with np.errstate(over="ignore", invalid="ignore"):
+            out: F64 = self.shift * self.shift * count + 2 * self.shift * self.scale * sum_z + self.scale * self.scale * sum_z2
+        return out
+
     def to_json(self) -> list[float]:
         return [self.shift, self.scale]
 

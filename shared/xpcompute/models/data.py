@@ -161,22 +161,12 @@ class ModelData:
         float sum of ``y`` would be. Models that subtract means (variances,
         regressions) read ``sum_z``/``moment`` instead and rescale their result.
         """
-        t = self.y_transform
-        if t.is_identity:
-            return self.sum_z
-        with np.errstate(over="ignore", invalid="ignore"):
-            out: F64 = t.shift * self.n + t.scale * self.sum_z
-        return out
+        return self.y_transform.sum_in_units(self.n, self.sum_z)
 
     @property
     def sum_y2(self) -> F64:
         """Per-row sums of the squared metric in its own units (may overflow to inf beyond 1e154)."""
-        t = self.y_transform
-        if t.is_identity:
-            return self.sum_z2
-        with np.errstate(over="ignore", invalid="ignore"):
-            out: F64 = t.shift * t.shift * self.n + 2 * t.shift * t.scale * self.sum_z + t.scale * t.scale * self.sum_z2
-        return out
+        return self.y_transform.sum_of_squares_in_units(self.n, self.sum_z, self.sum_z2)
 
     # ---- cells --------------------------------------------------------
     @cached_property

@@ -160,25 +160,16 @@ class PanelData(ModelData):
     @property
     def sum_y(self) -> F64:
         """Sums of the metric in its own units per long row: ``shift * p + scale * z``."""
-        t = self.y_transform
-        if t.is_identity:
-            return self.sum_z
-        with np.errstate(over="ignore", invalid="ignore"):
-            out: F64 = t.shift * self.n + t.scale * self.sum_z
-        return out
+        return self.y_transform.sum_in_units(self.n, self.sum_z)
 
     @property
     def sum_y2(self) -> F64:
         """Sum of squared per-user-period values in the metric's units (``y_us = shift p_us + scale z_us``)."""
-        t = self.y_transform
-        if t.is_identity:
+        if self.y_transform.is_identity:
             return self.sum_z2
-        sums = self.sums
-        pp = np.diagonal(sums.pp, axis1=1, axis2=2).reshape(-1)
-        yp = np.diagonal(sums.yp, axis1=1, axis2=2).reshape(-1)
-        with np.errstate(over="ignore", invalid="ignore"):
-            out: F64 = t.shift * t.shift * pp + 2 * t.shift * t.scale * yp + t.scale * t.scale * self.sum_z2
-        return out
+        pp = np.diagonal(self.sums.pp, axis1=1, axis2=2).reshape(-1)
+        yp = np.diagonal(self.sums.yp, axis1=1, axis2=2).reshape(-1)
+        return self.y_transform.sum_of_squares_in_units(pp, yp, self.sum_z2)
 
     def moment(self, *exponents: int) -> F64:
         raise InputError(

@@ -38,11 +38,9 @@ from xpcompute.errors import XPError
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.runner import role_infos
 from xpcompute.templates import asset, render
-from xpcompute.viz.figures import effect_heatmap
 from xpcompute.viz.headline import MetricInfo, headlines
 from xpcompute.viz.report import (
     CSS,
-    FigureBlock,
     figure_blocks,
     figure_html,
     render_cards,
@@ -218,15 +216,8 @@ def render_live(data: PageData, between: str = "") -> str:
     records = card.records
     rows = scorecard_rows(records, data.higher_is_better)
     srm = srm_views(meta.get("srm"))
-    blocks = figure_blocks(records, None, data.higher_is_better)
     heads = headlines(records, data.infos)
-    if heads:
-        blocks.insert(0, FigureBlock(
-            "heatmap", "Effects by metric and slice",
-            "The whole analysis on one screen: each metric's headline effect relative to control, in every slice "
-            "and cell; green is significantly better, red significantly worse, grey not significant.",
-            effect_heatmap(heads),
-        ))
+    blocks = figure_blocks(records, None, data.higher_is_better, heads)
     title = f"Experiment {data.analysis.experiment_id}: scorecard"
     top = [
         render_header(title, meta, rows, srm),

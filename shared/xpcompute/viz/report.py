@@ -324,9 +324,18 @@ def figure_blocks(
     records: Sequence[ResultRecord],
     summaries: Sequence[CellSummary] | None,
     higher_is_better: Mapping[str, bool] | None,
+    headline_estimates: Sequence[Headline] = (),
 ) -> list[FigureBlock]:
-    """The figures that have records behind them, in reading order: headline first, then breakdowns."""
+    """The figures that have records behind them, in reading order: the heat map of ``headline_estimates``
+    (when given), the headline comparisons, then breakdowns."""
     blocks: list[FigureBlock] = []
+    if headline_estimates:
+        blocks.append(FigureBlock(
+            "heatmap", "Effects by metric and slice",
+            "The whole analysis on one screen: each metric's headline effect relative to control, in every slice "
+            "and cell; green is significantly better, red significantly worse, grey not significant.",
+            effect_heatmap(headline_estimates),
+        ))
     heads = [r for r in records if r.segment is None and r.time is None and r.quantile is None]
     if any(finite(r.effect) for r in heads):
         relative = all(finite(r.relative_effect) for r in heads if finite(r.effect))
@@ -487,18 +496,11 @@ def render_report(
     meta = dict(meta or {})
     rows = scorecard_rows(records, higher_is_better)
     srm = srm_views(meta.get("srm"))
-    blocks = figure_blocks(records, summaries, higher_is_better)
+    heads = headlines(records, infos)
+    blocks = figure_blocks(records, summaries, higher_is_better, heads)
     corrections = first_seen(r.correction for r in records if r.correction)
     correction = meta.get("correction") or (corrections[0] if len(corrections) == 1 else None)
     refresh = meta.get("refresh_seconds")
-    heads = headlines(records, infos)
-    if heads:
-        blocks.insert(0, FigureBlock(
-            "heatmap", "Effects by metric and slice",
-            "The whole analysis on one screen: each metric's headline effect relative to control, in every slice "
-            "and cell; green is significantly better, red significantly worse, grey not significant.",
-            effect_heatmap(heads),
-        ))
     plotly_js = render("plotly.html.j2", js=Markup(get_plotlyjs())) if blocks else ""
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [

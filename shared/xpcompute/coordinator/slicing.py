@@ -464,24 +464,27 @@ def compute_pipeline(task: SliceTask, store: ObjectStore) -> CompressedTable:
 
 def compute_slice(task: SliceTask, store: ObjectStore, analysis_id: str) -> CompressedTable:
     if task.engine == "arrow":
-        return with_caps(compute_arrow(task, store), task, store)
+        return with_caps([compute_arrow(task, store)], task, store)[0]
     if task.engine == "cube":
-        return with_caps(compute_cube(task, store, analysis_id), task, store)
+        return with_caps([compute_cube(task, store, analysis_id)], task, store)[0]
     return compute_pipeline(task, store)  # the SQL route records the caps itself
 
 
-def with_caps(compressed: CompressedTable, task: SliceTask, store: ObjectStore) -> CompressedTable:
-    """Carry stage 1's outlier caps (from the table's manifest) into the layout, as the SQL route does,
-    so every fit says what its metric was capped at whichever route computed the slice."""
+def with_caps(tables: Sequence[CompressedTable], task: SliceTask, store: ObjectStore) -> list[CompressedTable]:
+    """Carry stage 1's outlier caps (from the table's manifest, read once) into each layout, as the SQL route
+    does, so every fit says what its metric was capped at whichever route computed the slice."""
     from xpcompute.pipeline.stage2 import table_caps
 
-    if "caps" in compressed.layout.extra:
-        return compressed
-    caps = table_caps(open_table(task.table_prefix, store), list(compressed.layout.metrics))
-    if not caps:
-        return compressed
-    return CompressedTable(table=compressed.table, layout=replace(compressed.layout,
-                                                                  extra={**compressed.layout.extra, **caps}))
+    todo = [t for t in tables if "caps" not in t.layout.extra]
+    if not todo:
+        return list(tables)
+    published = open_table(task.table_prefix, store)
+    out = []
+    for t in tables:
+        caps = {} if "caps" in t.layout.extra else table_caps(published, list(t.layout.metrics))
+        out.append(t if not caps else CompressedTable(table=t.table, layout=replace(
+            t.layout, extra={**t.layout.extra, **caps})))
+    return out
 
 
 def moments_specs(specs: Sequence[FitSpec], metrics: Sequence[str]) -> tuple[FitSpec, ...]:
@@ -573,7 +576,7 @@ def compute_artifacts(
         if cube is None:
             by_rows[metric] = spec
     if not by_rows:
-        return {m: with_caps(t, task, store) for m, t in tables.items()}, errors
+        return dict(zip(tables, with_caps(list(tables.values()), task, store), strict=True)), errors
     columns = list(dict.fromkeys(c for s in by_rows.values() for c in _spec_columns(s)))
     try:
         if layout == "distribution" and task.engine == "cube" and n_rows is None and task.experiment is not None:
@@ -592,7 +595,7 @@ def compute_artifacts(
             tables[metric] = _label(prepare(rows.select(list(dict.fromkeys(_spec_columns(spec)))), spec), task)
         except InputError as exc:
             errors[metric] = f"{type(exc).__name__}: {exc}"
-    return {m: with_caps(t, task, store) for m, t in tables.items()}, errors
+    return dict(zip(tables, with_caps(list(tables.values()), task, store), strict=True)), errors
 
 
 def _label(compressed: CompressedTable, task: SliceTask) -> CompressedTable:

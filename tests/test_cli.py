@@ -96,3 +96,13 @@ def test_fit_json_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
                           shell=True, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                           timeout=120, check=False)
     assert proc.stdout.startswith("[") and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_register_twice_keeps_one_version(shop: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XPCOMPUTE_HOME", str(tmp_path / "home"))
+    assert main(["experiment", "register", str(shop / "experiment.yaml")]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["experiment", "register", str(shop / "experiment.yaml")]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (first["version"], first["created"]) == (1, True) and (again["version"], again["created"]) == (1, False)

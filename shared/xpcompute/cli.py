@@ -181,16 +181,8 @@ def cmd_experiment_register(args: argparse.Namespace) -> int:
         registered = coordinator.register_experiment(experiment)
     finally:
         coordinator.state.close()
-    print(json.dumps(_registered_json(registered), indent=2, default=str))
+    print(json.dumps(registered.to_json_dict(), indent=2, default=str))
     return 0
-
-
-def _registered_json(registered: object) -> dict[str, object]:
-    dump = getattr(registered, "to_json_dict", None)
-    if callable(dump):
-        return dict(dump())
-    fields = getattr(registered, "__dict__", {})
-    return {k: v for k, v in fields.items() if k != "spec"}
 
 
 def cmd_run(args: argparse.Namespace) -> int:

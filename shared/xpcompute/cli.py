@@ -56,6 +56,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         time=args.time,
         cluster=args.cluster,
         denominator=args.denominator,
+        reference_period=args.reference_period,
         weights=args.weights,
         compress=CompressSpec.parse(args.compress),
         alpha=args.alpha,
@@ -367,6 +368,7 @@ def cmd_power(args: argparse.Namespace) -> int:
             experiment, args.metric, mde=args.mde, users=args.users, days=args.days, relative=args.relative,
             alpha=args.alpha, power=args.power, sequential=args.sequential, looks=args.looks,
             spending=args.spending, daily_units=args.daily_units, store=coordinator.store,
+            by_role=not args.ignore_role,
         )
     finally:
         coordinator.state.close()
@@ -381,6 +383,9 @@ def power_text(plan: dict[str, Any]) -> str:
     """The plan as a few lines for a terminal: inputs, variance (raw and CUPED), the answer, sequential, progress."""
     lines = [f"{plan['experiment_id']} / {plan['metric']} ({plan['kind']}), alpha {plan['alpha']:g}, "
              f"target power {plan['target_power']:g}"]
+    if plan.get("role", "secondary") != "secondary" and plan.get("test_alpha") is not None:
+        lines.append(f"  {plan['role']}: {plan['test']} at level {plan['test_alpha']:.4g}, "
+                     f"planned power {plan['test_power']:.4g} for this test")
     lines.append(f"  variance: raw {plan['variance_raw']:.6g}, CUPED {plan['variance_cuped']:.6g} "
                  f"(R^2 {plan['r_squared']:.4f} on {', '.join(plan['covariates']) or 'no covariates'}); "
                  f"planning with the {plan['variance_used']} variance")
@@ -425,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--cluster", default=None, help="cluster (user) column for DTE")
     fit.add_argument("--quantiles", type=_floats, default=None, help="e.g. 0.1,0.5,0.9")
     fit.add_argument("--denominator", default=None, help="denominator column of a ratio metric")
+    fit.add_argument("--reference-period", default=None,
+                     help="did: the reference period (a label of --time, e.g. 2 or -1); default the first period")
     fit.add_argument("--weights", default=None, help="frequency-weight column")
     fit.add_argument("--compress", default="lossless", help="lossless | none | ntile:N")
     fit.add_argument("--alpha", type=float, default=0.05)
@@ -491,7 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     power = sub.add_parser("power", help="power, sample size or MDE of a metric from the experiment's pre-period")
     power.add_argument("spec", help="experiment YAML (docs/experiment-yaml.md)")
-    power.add_argument("--metric", required=True, help="one of the spec's metrics (not a ratio)")
+    power.add_argument("--metric", required=True, help="one of the spec's metrics (not a ratio); a guardrail is "
+                       "planned at its margin when --mde, --users and --days are all left out")
     size = power.add_mutually_exclusive_group()
     size.add_argument("--mde", type=float, default=None, help="effect to detect -> units and days needed")
     size.add_argument("--users", type=int, default=None, help="units in all cells -> the MDE")
@@ -507,6 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="enrollment per day (default: units in the table / days it covers)")
     power.add_argument("--home", default=None, help="state and object store folder (default $XPCOMPUTE_HOME)")
     power.add_argument("--json", action="store_true", help="print the plan as JSON")
+    power.add_argument("--ignore-role", action="store_true",
+                       help="plan a two-sided test at --alpha, not the test the ship decision applies to the "
+                            "metric's role (goals: alpha / goals; guardrails: non-inferiority at the margin)")
     power.set_defaults(func=cmd_power)
 
     serve = sub.add_parser("serve", help="serve the HTTP API on 127.0.0.1")

@@ -160,3 +160,37 @@ def test_cli_power_prints_the_plan_as_json(built: Any, tmp_path: Path, capsys: p
     assert "MDE" in text and "simulated" in text and "CUPED" in text
     assert main(["power", str(spec_path), "--metric", METRIC]) == 2
     assert "exactly one of" in capsys.readouterr().err
+
+
+def test_power_plans_the_test_the_decision_applies_to_each_role(built: Any) -> None:
+    """Goals: superiority at alpha / goals; guardrails: one-sided non-inferiority at the margin with beta / G
+    (Schultzberg, Ankargren & Frånberg 2024); each equals statsmodels' NormalIndPower for that test at 1e-8."""
+    experiment, store, _ = built
+    spec = experiment.model_copy(update={"roles": experiment.roles.model_validate({
+        "goal": ["streaming_hours", "longest_session_hours"],
+        "guardrails": {"is_streamer": {"margin": 0.01}, "rebuffer_rate": {"margin": 0.02, "relative": True}},
+    })})
+    _, _, cuped = _numpy_variances(experiment, store)
+    sd = math.sqrt(cuped)
+    goal = plan_power(spec, METRIC, mde=0.1, alpha=0.05, power=0.8, store=store)
+    n_goal = NormalIndPower().solve_power(effect_size=0.1 / sd, alpha=0.05 / 2, power=0.8, ratio=1.0)
+    assert goal.role == "goal" and goal.test_alpha == pytest.approx(0.025, rel=1e-15)
+    assert goal.n_control == pytest.approx(n_goal, rel=1e-8)
+    assert any("2 goal metric(s)" in note for note in goal.notes)
+
+    # the guardrail is planned at its margin (no mde needed), one-sided, power 1 - 0.2 / 2 guardrails = 0.9;
+    # for a proportion non-inferiority is planned at a true effect of 0: both cells have p(1 - p)
+    guard = plan_power(spec, "is_streamer", alpha=0.05, power=0.8, store=store)
+    assert guard.role == "guardrail" and guard.test == "non-inferiority (one-sided)"
+    assert guard.test_power == pytest.approx(0.9, rel=1e-12) and guard.mde_absolute == pytest.approx(0.01)
+    p = guard.baseline_mean
+    n_guard = NormalIndPower().solve_power(effect_size=0.01 / math.sqrt(p * (1 - p)), alpha=0.05, power=0.9,
+                                           ratio=1.0, alternative="larger")
+    assert guard.n_control == pytest.approx(n_guard, rel=1e-8)
+    assert guard.n_control > plan_power(spec, "is_streamer", mde=0.01, by_role=False, store=store).n_control * 0.5
+
+    # the same metric planned as secondary is the two-sided test at alpha
+    plain = plan_power(spec, METRIC, mde=0.1, by_role=False, store=store)
+    n_plain = NormalIndPower().solve_power(effect_size=0.1 / sd, alpha=0.05, power=0.8, ratio=1.0)
+    assert plain.role == "secondary" and plain.n_control == pytest.approx(n_plain, rel=1e-8)
+    assert goal.n_control > plain.n_control  # alpha / 2 costs units

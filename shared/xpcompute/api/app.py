@@ -293,7 +293,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                                 "with its spec first, then submit an analysis so stage 1 builds its table")
         result = plan(experiment, body.metric, mde=body.mde, users=body.users, days=body.days,
                       relative=body.relative, alpha=body.alpha, power=body.power, sequential=body.sequential,
-                      looks=body.looks, spending=body.spending, daily_units=body.daily_units, store=coord.store)
+                      looks=body.looks, spending=body.spending, daily_units=body.daily_units, store=coord.store,
+                      by_role=body.by_role)
         return PowerBody.model_validate(result.to_json_dict())
 
     @app.get("/analyses/{analysis_id}", response_model=AnalysisStatusBody, responses=ERRORS, dependencies=auth,

@@ -236,6 +236,12 @@ class PowerRequest(BaseModel):
     looks: int | None = Field(default=None, ge=1, le=1000, description="Looks of the sequential test.")
     spending: Literal["obrien_fleming", "pocock"] | None = None
     daily_units: float | None = Field(default=None, gt=0, description="Enrollment per day; default from the table.")
+    by_role: bool = Field(
+        default=True,
+        description="Plan the test the ship decision applies to the metric's role: goals at alpha / goals, "
+        "guardrails one-sided non-inferiority at their margin with beta corrected across guardrails (then mde, "
+        "users and days may all be left out: the margin is the effect). False: a two-sided test at alpha.",
+    )
 
 
 class PowerBody(BaseModel):
@@ -264,6 +270,11 @@ class PowerBody(BaseModel):
     daily_units: float | None
     power: float = Field(description="Analytic (fixed-horizon) power at these sizes.")
     method: str
+    role: str = Field(default="secondary", description="The metric's role in the ship decision.")
+    test: str = Field(default="two-sided", description="The test planned: two-sided, superiority, non-inferiority.")
+    test_alpha: float | None = Field(default=None, description="The level of this one test (goals: alpha / goals).")
+    test_power: float | None = Field(default=None, description="The power this one test is planned for "
+                                                                "(guardrails: beta corrected across guardrails).")
     sequential: dict[str, Any] | None = Field(
         default=None, description="Simulated power of the sequential test ('simulated': true, n_sims, mc_se)."
     )

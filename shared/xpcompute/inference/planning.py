@@ -21,12 +21,21 @@ The split between control and one treatment cell follows the experiment's shares
 power of that design is simulated (``power.simulated_sequential_power``, looks equally spaced up to the planned
 size) and the result says ``simulated``. While the test runs (the table has units in both cells and data inside
 the window) the result adds the power reached at the current n and the days still needed (``power.progress``).
+
+Roles (``decision/``): the plan tests a metric the way the ship decision will (``role_design``), as Schultzberg,
+Ankargren & Frånberg (2024) derive. A **goal** gets the superiority test at ``alpha / goals`` (alpha is
+corrected across the goal metrics only; one- or two-sided as ``decision.goal_test`` says). A **guardrail** gets
+the one-sided non-inferiority test at the unadjusted alpha, planned at its margin (true effect 0: the change is
+harmless, and the test must show it is not worse by the margin), with the type II error corrected across the
+guardrails: power ``1 - guardrail_power_beta(G, 1 - power)``, so that all G guardrails pass together with at
+least the target power. Secondary metrics keep the two-sided test at alpha. ``by_role=False`` plans every metric
+as secondary.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
@@ -157,6 +166,60 @@ def table_moments(experiment: ExperimentSpec, metric: str, store: ObjectStore) -
     return TableMoments(pre, cuped, counts, source)
 
 
+@dataclass(frozen=True)
+class RoleDesign:
+    """How the decision will test one metric: which test, at what level, and with what per-test power."""
+
+    role: str
+    test: str  # "two-sided", "superiority (one-sided)", "non-inferiority (one-sided)"
+    alpha: float  # the level of this one test
+    sides: int
+    power: float  # the power this one test must reach
+    margin: float | None = None
+    margin_relative: bool = False
+    note: str = ""
+
+
+def role_design(experiment: ExperimentSpec, metric: str, alpha: float, power: float,
+                by_role: bool = True) -> RoleDesign:
+    """The test the ship decision applies to ``metric`` (module docstring), planned at the decision's power.
+
+    ``power`` is the planned power of the *decision*: a goal gets it as it is, each of G guardrails gets
+    ``1 - (1 - power) / G`` (``decision.tests.guardrail_power_beta``).
+    """
+    plain = RoleDesign(role="secondary", test="two-sided", alpha=alpha, sides=2, power=power)
+    if not by_role:
+        return plain
+    from xpcompute.decision import roles_for
+    from xpcompute.decision.tests import goal_alpha, guardrail_power_beta
+
+    try:
+        roles = roles_for(experiment.metrics, experiment)
+    except ValueError as exc:
+        raise InputError(f"the experiment's roles are not valid: {exc}") from exc
+    mine = roles[metric]
+    if mine.role == "goal":
+        goals = sum(1 for r in roles.values() if r.role == "goal")
+        level = goal_alpha(alpha, goals)
+        one_sided = experiment.decision.goal_test == "one_sided"
+        return RoleDesign(
+            role="goal", test="superiority (one-sided)" if one_sided else "superiority (two-sided)", alpha=level,
+            sides=1 if one_sided else 2, power=power,
+            note=f"goal: superiority test at alpha {alpha:g} / {goals} goal metric(s) = {level:.6g}",
+        )
+    if mine.role == "guardrail" and mine.margin is not None:
+        guardrails = sum(1 for r in roles.values() if r.role == "guardrail")
+        beta = guardrail_power_beta(guardrails, 1.0 - power)
+        return RoleDesign(
+            role="guardrail", test="non-inferiority (one-sided)", alpha=alpha, sides=1, power=1.0 - beta,
+            margin=mine.margin, margin_relative=mine.relative,
+            note=(f"guardrail: one-sided non-inferiority test at alpha {alpha:g} (not corrected: shipping needs "
+                  f"every guardrail), margin {mine.margin_text()}, true effect 0; beta corrected across "
+                  f"{guardrails} guardrail(s): power {1.0 - beta:.4g} each, so all pass with power >= {power:g}"),
+        )
+    return replace(plain, role=mine.role)
+
+
 @dataclass
 class PowerPlan:
     """The answer of ``plan_power``: inputs, variances (raw and CUPED), sizes, power, and how it was computed."""
@@ -184,6 +247,10 @@ class PowerPlan:
     daily_units: float | None
     power: float
     method: str
+    role: str = "secondary"
+    test: str = "two-sided"
+    test_alpha: float | None = None
+    test_power: float | None = None
     sequential: dict[str, Any] | None = None
     running: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -226,6 +293,7 @@ def plan_power(
     store: ObjectStore,
     n_sims: int = 20_000,
     seed: int = 0,
+    by_role: bool = True,
 ) -> PowerPlan:
     """Power, sample size or MDE of ``metric`` with variance from the experiment's table (module docstring).
 
@@ -233,14 +301,17 @@ def plan_power(
     ``InputError`` names what to fix (no or several of mde/users/days, a ratio metric, an unknown metric);
     ``ConflictError`` when the experiment has no analysis table yet.
     """
-    given = [name for name, v in (("mde", mde), ("users", users), ("days", days)) if v is not None]
-    if len(given) != 1:
-        raise InputError(f"give exactly one of mde, users or days (got {given or 'none'})")
     if metric not in experiment.metrics:
         raise InputError(f"metric {metric!r} is not a metric of {experiment.id!r}; choose one of "
                          f"{list(experiment.metrics)}")
     if not 0 < alpha < 1 or not 0 < power < 1:
         raise InputError(f"alpha and power must be in (0, 1), got alpha={alpha}, power={power}")
+    test = role_design(experiment, metric, alpha, power, by_role)
+    given = [name for name, v in (("mde", mde), ("users", users), ("days", days)) if v is not None]
+    if not given and test.margin is not None:  # a guardrail is planned at its margin unless told otherwise
+        mde, relative, given = test.margin, test.margin_relative, ["margin"]
+    if len(given) != 1:
+        raise InputError(f"give exactly one of mde, users or days (got {given or 'none'})")
     info = experiment.metric_info(metric)
     if info.get("kind") == "ratio":
         raise InputError(f"metric {metric!r} is a ratio: power for ratio metrics is not supported; plan on its "
@@ -254,6 +325,9 @@ def plan_power(
     proportion = info.get("kind") == "proportion" and 0 < raw.mean < 1
     design = (MetricDesign.proportion(raw.mean, reduction) if proportion
               else MetricDesign(raw.mean, raw.variance, "mean", reduction))
+    if proportion and test.role == "guardrail":
+        # non-inferiority is planned at a true effect of 0: both cells have the control's p(1 - p)
+        design = MetricDesign(raw.mean, raw.mean * (1.0 - raw.mean), "mean", reduction)
     shares = experiment.shares or {c: 1.0 for c in experiment.cells}
     total_share = sum(shares.values())
     treated = next(c for c in experiment.cells if c != experiment.control)
@@ -271,7 +345,8 @@ def plan_power(
     if mde is not None:
         if mde == 0:
             raise InputError("mde must be non-zero")
-        need = sample_size(design, mde, relative=relative, power=power, ratio=ratio, alpha=alpha)
+        need = sample_size(design, mde, relative=relative, power=test.power, ratio=ratio, alpha=test.alpha,
+                           sides=test.sides)
         n_c, n_t = need.n_control, need.n_treatment
         total = math.ceil(n_c / share_c - 1e-9)
         achieved, mde_abs = need.detail.power, need.detail.effect
@@ -281,7 +356,8 @@ def plan_power(
         if total < 4:
             raise InputError(f"{total} users are too few to plan a test; give more users or days")
         n_c, n_t = total * share_c, total * share_t
-        found = minimum_detectable_effect(design, n_c, power=power, ratio=ratio, alpha=alpha)
+        found = minimum_detectable_effect(design, n_c, power=test.power, ratio=ratio, alpha=test.alpha,
+                                          sides=test.sides)
         mde_abs, achieved = found.mde_absolute, found.detail.power
         solve_for = "mde"
     plan = PowerPlan(
@@ -291,8 +367,11 @@ def plan_power(
         variance_source=moments.variance_source, variance_used="cuped" if covariates else "raw",
         mde_absolute=mde_abs, mde_relative=mde_abs / raw.mean if raw.mean else None, users=total,
         n_control=n_c, n_treatment=n_t, days=(total / rate) if rate else None, daily_units=rate, power=achieved,
-        method="analytic: two-sample z-test, normal approximation", notes=notes,
+        method=f"analytic: two-sample z-test ({test.test}), normal approximation", notes=notes, role=test.role,
+        test=test.test, test_alpha=test.alpha, test_power=test.power,
     )
+    if test.note:
+        notes.append(test.note)
     if covariates:
         notes.append(f"CUPED R^2 {r2:.4f} from the metric on {covariates} in the control cell "
                      f"({moments.cuped.n:,.0f} units)")
@@ -302,10 +381,11 @@ def plan_power(
         k = looks or experiment.inference.planned_looks or 1
         sim_method: SequentialMethod = ("confidence_sequence" if method == "always_valid"
                                         else (spending or experiment.inference.spending))
-        se = power_at(design, mde_abs, n_c, ratio=ratio, alpha=alpha).se
+        se = power_at(design, mde_abs, n_c, ratio=ratio, alpha=test.alpha, sides=test.sides).se
         fractions = [(i + 1) / k for i in range(k)]
-        sim = simulated_sequential_power(abs(mde_abs) / se, fractions, sim_method, alpha=alpha, n_sims=n_sims,
-                                         seed=seed)
+        # the simulated boundaries are two-sided; a one-sided test at a is (to the far tail's mass) two-sided at 2a
+        sim = simulated_sequential_power(abs(mde_abs) / se, fractions, sim_method, alpha=test.alpha * (3 - test.sides),
+                                         n_sims=n_sims, seed=seed)
         plan.sequential = {
             "method": method, "simulated_method": sim_method, "looks": k, "power": sim.power, "mc_se": sim.mc_se,
             "n_sims": sim.n_sims, "seed": sim.seed, "simulated": True, "note": sim.note,
@@ -317,7 +397,8 @@ def plan_power(
     n_c_now = moments.cell_counts.get(experiment.control, 0.0)
     n_t_now = moments.cell_counts.get(treated, 0.0)
     if last_day is not None and n_c_now > 0 and n_t_now > 0 and rate:
-        prog = progress(design, mde_abs, n_c_now, n_t_now, rate, power=power, alpha=alpha)
+        prog = progress(design, mde_abs, n_c_now, n_t_now, rate, power=test.power, alpha=test.alpha,
+                        sides=test.sides)
         plan.running = {
             "data_through": last_day.isoformat(), "n_now": n_table, "power_now": prog.power_now,
             "units_required": math.ceil((prog.n_total_required) / (share_c + share_t) - 1e-9),
@@ -327,4 +408,4 @@ def plan_power(
     return plan
 
 
-__all__ = ["PlanSequential", "PowerPlan", "TableMoments", "plan_power", "table_moments"]
+__all__ = ["PlanSequential", "PowerPlan", "RoleDesign", "TableMoments", "plan_power", "role_design", "table_moments"]

@@ -35,8 +35,15 @@ object store under ``.xpcompute/``, a local worker pool, no API key.
 | ``XPCOMPUTE_REDISPATCH_S`` | ``60`` | a dispatched job nobody claimed within this is dispatched again |
 | ``XPCOMPUTE_TICK_S`` | ``0.5`` | embedded coordinator loop period (reclaim, retry, dispatch) |
 | ``XPCOMPUTE_SLICE_ENGINE`` | ``cube`` | stage-2 engine for slice jobs: ``cube`` (the embedded default: the first slices by DuckDB SQL straight from the table, then one C++ group-by by every dimension per analysis and each slice re-aggregated from it), ``duckdb``, ``spark``, ``trino`` (pipeline SQL per slice) or ``arrow`` (in-process Arrow filter + C++ group-by) |
-| ``XPCOMPUTE_STAGE1_ENGINE`` | ``duckdb`` | stage 1: ``duckdb`` (embedded), ``spark`` (a Spark session in this process) or ``spark-submit`` (a Spark application submitted to ``XPCOMPUTE_SPARK_MASTER`` and followed to completion) |
+| ``XPCOMPUTE_STAGE1_ENGINE`` | ``duckdb`` | stage 1: ``duckdb`` (embedded), ``spark`` (a Spark session in this process), ``spark-submit`` (a Spark application submitted to ``XPCOMPUTE_SPARK_MASTER`` and followed to completion; EMR on EC2 and Databricks too, see infra/README.md) or ``emr-serverless`` (the same application started with EMR Serverless ``StartJobRun``; needs an ``s3://`` ``XPCOMPUTE_OBJECTS`` and the ``XPCOMPUTE_EMR_*`` settings) |
 | ``XPCOMPUTE_SPARK_MASTER`` | ``local[*]`` | Spark master for the in-process session and for ``spark-submit``, e.g. ``local[2]``, ``spark://127.0.0.1:7077``, ``yarn`` |
+| ``XPCOMPUTE_EMR_APPLICATION_ID`` | unset | ``emr-serverless``: the Spark application (``aws emr-serverless create-application --type SPARK``) |
+| ``XPCOMPUTE_EMR_EXECUTION_ROLE_ARN`` | unset | ``emr-serverless``: the job role (S3 read on the raw tables and the code prefix, write on the objects root) |
+| ``XPCOMPUTE_EMR_CODE_URI`` | ``$XPCOMPUTE_OBJECTS/emr-code`` | ``emr-serverless``: ``s3://`` prefix for the driver, the specs and the run statuses |
+| ``XPCOMPUTE_EMR_PYTHON_ARCHIVE`` | unset | ``emr-serverless``: ``s3://.../xpcompute-env.tar.gz`` (``venv-pack`` of an environment with ``xpcompute[spark]``) |
+| ``XPCOMPUTE_EMR_LOG_URI`` | unset | ``emr-serverless``: ``s3://`` prefix for the driver's logs |
+| ``XPCOMPUTE_EMR_ENDPOINT`` | unset (AWS) | ``emr-serverless``: EMR Serverless (and its S3) endpoint, e.g. moto's |
+| ``XPCOMPUTE_EMR_POLL_S`` | ``10`` | ``emr-serverless``: seconds between ``GetJobRun`` polls; the run is cancelled past ``XPCOMPUTE_STAGE1_LEASE_S`` |
 | ``XPCOMPUTE_AUTH`` | ``auto`` | API key check: ``on``, ``off``, or ``auto`` (off in embedded mode, on otherwise) |
 | ``XPCOMPUTE_API_KEYS`` | unset | comma-separated accepted API keys |
 | ``XPCOMPUTE_API_KEY_HEADER`` | ``X-API-Key`` | header that carries the key |
@@ -68,7 +75,7 @@ Mode = Literal["embedded", "serverless"]
 StateKind = Literal["sqlite", "dynamodb"]
 DispatchKind = Literal["local", "inline", "lambda", "sqs", "openfaas"]
 EngineKind = Literal["duckdb", "spark", "trino", "arrow", "cube"]
-Stage1EngineKind = Literal["duckdb", "spark", "spark-submit"]
+Stage1EngineKind = Literal["duckdb", "spark", "spark-submit", "emr-serverless"]
 AuthMode = Literal["on", "off", "auto"]
 
 _PREFIX = "XPCOMPUTE_"
@@ -109,6 +116,13 @@ class Settings(BaseModel):
     slice_engine: EngineKind = "cube"
     stage1_engine: Stage1EngineKind = "duckdb"
     spark_master: str = "local[*]"
+    emr_application_id: str | None = None
+    emr_execution_role_arn: str | None = None
+    emr_code_uri: str | None = None
+    emr_python_archive: str | None = None
+    emr_log_uri: str | None = None
+    emr_endpoint: str | None = None
+    emr_poll_s: float = Field(default=10.0, ge=0)
     auth: AuthMode = "auto"
     api_keys: tuple[str, ...] = ()
     api_key_header: str = "X-API-Key"

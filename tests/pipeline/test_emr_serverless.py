@@ -219,3 +219,49 @@ def test_the_module_is_the_only_pipeline_user_of_boto3() -> None:
     pipeline = Path(__file__).resolve().parents[2] / "shared" / "xpcompute" / "pipeline"
     users = sorted(p.name for p in pipeline.rglob("*.py") if "import boto3" in p.read_text())
     assert users == ["emr_serverless.py"]
+
+
+def test_the_stage1_engine_setting_selects_emr_serverless(
+    moto_s3: Moto, application: str, spec: ExperimentSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``XPCOMPUTE_STAGE1_ENGINE=emr-serverless``: the coordinator's stage-1 entry point submits to EMR Serverless
+    (over HTTP to moto) and opens the table the driver reported; the test plays the driver with DuckDB."""
+    from xpcompute.config import Settings
+    from xpcompute.pipeline.spark_submit import run_stage1_configured
+    from xpcompute.pipeline.stage1 import run_stage1
+    from xpcompute.pipeline.tables import open_table
+
+    submitted: list[Any] = []
+    real_submit = EmrServerlessStage1.submit
+
+    def submit_and_play_the_driver(self: EmrServerlessStage1, experiment: ExperimentSpec, output_root: str,
+                                   *, daily: bool | None = None) -> Any:
+        run = real_submit(self, experiment, output_root, daily=daily)
+        submitted.append((self.config, run))
+        built = run_stage1(spark_app.load_spec(run.spec_uri), output_root, engine="duckdb", daily=False)
+        spark_app.write_status(run.status_uri, {
+            "format": spark_app.STATUS_FORMAT, "ok": True, "experiment": experiment.id, "application_id": "spark-9",
+            "tables": {"analysis": {"uri": built.analysis.uri, "run": built.analysis.run_id,
+                                    "rows": built.analysis.num_rows}},
+        })
+        return run
+
+    monkeypatch.setattr(EmrServerlessStage1, "submit", submit_and_play_the_driver)
+    settings = Settings.from_env({
+        "XPCOMPUTE_STAGE1_ENGINE": "emr-serverless", "XPCOMPUTE_EMR_APPLICATION_ID": application,
+        "XPCOMPUTE_EMR_EXECUTION_ROLE_ARN": ROLE, "XPCOMPUTE_EMR_ENDPOINT": moto_s3.endpoint,
+        "XPCOMPUTE_EMR_POLL_S": "0", "XPCOMPUTE_EMR_LOG_URI": "s3://xp-test/emr-logs",
+    })
+    table = run_stage1_configured(spec, "s3://xp-test/svc", settings)
+    ((config, run),) = submitted
+    assert config.application_id == application and config.code_uri == "s3://xp-test/svc/emr-code"
+    assert config.log_uri == "s3://xp-test/emr-logs" and config.endpoint_url == moto_s3.endpoint
+    assert EmrServerlessStage1(config).describe(run)["state"] == "SUCCESS"  # the run EMR Serverless recorded
+    direct = run_stage1(spec, f"s3://{moto_s3.bucket}/direct", engine="duckdb", daily=False).analysis
+    assert table.read().sort_by("user_id").equals(open_table(direct).read().sort_by("user_id"))
+
+    with pytest.raises(InputError, match="XPCOMPUTE_EMR_EXECUTION_ROLE_ARN"):
+        run_stage1_configured(spec, "s3://xp-test/svc", Settings.from_env({
+            "XPCOMPUTE_STAGE1_ENGINE": "emr-serverless", "XPCOMPUTE_EMR_APPLICATION_ID": application}))
+    with pytest.raises(InputError, match="writes to S3 only"):
+        run_stage1_configured(spec, "/tmp/local-root", settings)

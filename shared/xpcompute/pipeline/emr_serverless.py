@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from xpcompute.config import Settings
 from xpcompute.errors import InputError, JobFailedError, NotFoundError, StorageError, XPError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.spark_submit import APP_FILE, Stage1Submission, _failure
@@ -275,6 +276,26 @@ class EmrServerlessStage1:
         raise _failure(submission, f"EMR Serverless application {run.application_id}")
 
 
+def config_from_settings(settings: Settings, output_root: str) -> EmrServerlessConfig:
+    """The configuration ``XPCOMPUTE_STAGE1_ENGINE=emr-serverless`` runs under (the ``XPCOMPUTE_EMR_*`` settings).
+
+    The code prefix defaults to ``emr-code`` under the output root (the service's ``s3://`` object store).
+    """
+    missing = [f"XPCOMPUTE_{name.upper()}" for name in ("emr_application_id", "emr_execution_role_arn")
+               if not getattr(settings, name)]
+    if missing:
+        raise InputError(f"XPCOMPUTE_STAGE1_ENGINE=emr-serverless needs {' and '.join(missing)}")
+    if not output_root.startswith("s3://"):
+        raise InputError(f"XPCOMPUTE_STAGE1_ENGINE=emr-serverless writes to S3 only: XPCOMPUTE_OBJECTS must be "
+                         f"s3://bucket/prefix, got {output_root!r}")
+    return EmrServerlessConfig(
+        application_id=str(settings.emr_application_id), execution_role_arn=str(settings.emr_execution_role_arn),
+        code_uri=settings.emr_code_uri or f"{output_root.rstrip('/')}/emr-code",
+        python_archive=settings.emr_python_archive, log_uri=settings.emr_log_uri, region=settings.aws_region,
+        endpoint_url=settings.emr_endpoint,
+    )
+
+
 def submit_stage1_emr_serverless(
     experiment: ExperimentSpec, output_root: str, config: EmrServerlessConfig, *, timeout_s: float = 3600.0,
     poll_s: float = 10.0, daily: bool | None = None, client: Any | None = None,
@@ -289,6 +310,7 @@ __all__ = [
     "EmrJobRun",
     "EmrServerlessConfig",
     "EmrServerlessStage1",
+    "config_from_settings",
     "spark_submit_parameters",
     "submit_stage1_emr_serverless",
 ]

@@ -297,8 +297,9 @@ def run_stage1_configured(
 ) -> PublishedTable:
     """Stage 1 on the engine ``XPCOMPUTE_STAGE1_ENGINE`` names; returns the published analysis table.
 
-    One entry point so callers switch between DuckDB, in-process Spark and
-    ``spark-submit`` by configuration, with the same return type and errors.
+    One entry point so callers switch between DuckDB, in-process Spark,
+    ``spark-submit`` and EMR Serverless by configuration, with the same return
+    type and errors.
     """
     from xpcompute.pipeline.stage1 import run_stage1
 
@@ -306,6 +307,16 @@ def run_stage1_configured(
     if settings.stage1_engine == "spark-submit":
         submission = submit_stage1(experiment, output_root, settings.spark_master)
         return open_table(submission.table_uri("analysis"))
+    if settings.stage1_engine == "emr-serverless":
+        # boto3 only on this route (emr_serverless is the pipeline's one boto3 user)
+        from xpcompute.pipeline.emr_serverless import config_from_settings, submit_stage1_emr_serverless
+        from xpcompute.storage.objects import split_uri
+
+        config = config_from_settings(settings, output_root)
+        submission = submit_stage1_emr_serverless(experiment, output_root, config, timeout_s=settings.stage1_lease_s,
+                                                  poll_s=settings.emr_poll_s)
+        store, key = split_uri(submission.table_uri("analysis"), endpoint_url=settings.s3_endpoint or config.endpoint_url)
+        return open_table(key, store)
     if settings.stage1_engine == "spark":
         from xpcompute.pipeline.engines.spark_engine import SparkEngine, local_spark
 

@@ -32,6 +32,10 @@ class StateStore(Protocol):
         """Analyses, optionally only those in ``state`` (a restarted coordinator resumes the RUNNING ones)."""
         ...
 
+    def delete_analysis(self, analysis_id: str) -> int:
+        """Remove the analysis and every job of it; returns how many records went (0 when it was absent)."""
+        ...
+
     def add_jobs(self, jobs: Sequence[Job]) -> list[Job]:
         """Insert jobs whose ids are new; returns the ones inserted (existing ids are left untouched)."""
         ...

@@ -205,6 +205,17 @@ class DynamoDBStateStore:
         analyses = [Analysis.from_item(json.loads(i["body"])) for i in items]
         return sorted(analyses, key=lambda a: a.created_at)
 
+    def delete_analysis(self, analysis_id: str) -> int:
+        items = self._query_all(KeyConditionExpression=Key("pk").eq(_pk(analysis_id)), ConsistentRead=True,
+                                ProjectionExpression="pk, sk")
+        try:
+            with self._table.batch_writer() as batch:
+                for item in items:
+                    batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"DynamoDB BatchWriteItem (delete) on {self.table_name} failed: {exc}") from exc
+        return len(items)
+
     # ---- jobs -------------------------------------------------------------
     def add_jobs(self, jobs: Sequence[Job]) -> list[Job]:
         created: list[Job] = []

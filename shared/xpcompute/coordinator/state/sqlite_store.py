@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from xpcompute.coordinator.jobs import Analysis, AnalysisState, Job, JobState
+from xpcompute.coordinator.state.fair import SQLITE_DUE_JOBS
 from xpcompute.errors import ConflictError, NotFoundError, StorageError
 
 _SCHEMA = """
@@ -139,6 +140,12 @@ class SQLiteStateStore:
             rows = self._query("SELECT body FROM analyses WHERE state=? ORDER BY created_at", (state.value,))
         return [Analysis.from_item(json.loads(r[0])) for r in rows]
 
+    def delete_analysis(self, analysis_id: str) -> int:
+        with self._tx() as conn:
+            jobs = conn.execute("DELETE FROM jobs WHERE analysis_id=?", (analysis_id,)).rowcount
+            analyses = conn.execute("DELETE FROM analyses WHERE analysis_id=?", (analysis_id,)).rowcount
+        return int(jobs) + int(analyses)
+
     # ---- jobs -------------------------------------------------------------
     def add_jobs(self, jobs: Sequence[Job]) -> list[Job]:
         created: list[Job] = []
@@ -173,11 +180,8 @@ class SQLiteStateStore:
         return new
 
     def due_jobs(self, now: float, limit: int = 100) -> list[Job]:
-        rows = self._query(
-            "SELECT body FROM jobs WHERE state='PENDING' AND due_at IS NOT NULL AND due_at <= ? "
-            "ORDER BY priority, due_at, job_id LIMIT ?",
-            (now, limit),
-        )
+        """Due PENDING jobs by priority class, analyses taking turns within a class (``state.fair``)."""
+        rows = self._query(SQLITE_DUE_JOBS, (now, limit))
         return [Job.from_item(json.loads(r[0])) for r in rows]
 
     def job_counts(self, analysis_id: str) -> dict[JobState, int]:

@@ -1,0 +1,426 @@
+"""Segment discovery from a segment cube: per-dimension heterogeneity tests and an honest causal tree.
+
+Input: a moments cube grouped by (treatment cell, every declared dimension,
+half) (``segments.cube``), no raw rows. Two kinds of hypotheses are tested,
+and Benjamini–Hochberg controls the false discovery rate across all of them
+(per analysis: every metric, treatment cell, dimension and leaf together):
+
+1. **Heterogeneity per dimension.** For each (metric, treatment cell,
+   dimension): the CATE model (``models.ols.CATEModel``: OLS saturated in
+   dimension value x cell, plus the metric's continuous covariates, HC1) is
+   fitted on the cube summed over the other dimensions and both halves, and
+   its ``heterogeneity_test`` is the Wald test, from the model's full
+   coefficient covariance, that the CATEs of every value are equal
+   (chi-square with (values - 1) degrees of freedom). This equals the Wald
+   test that every cell x value interaction coefficient is zero in
+   ``y ~ C(dim) * C(cell) + covariates`` with HC1 errors. Values with fewer
+   than ``min_units`` units in a cell are left out of the test (and named).
+
+2. **An honest causal tree.** Units are split into two fixed halves by a hash
+   of their id (``segments.cube.HALF_SQL``). The tree is grown on the *split
+   half* only; every number reported for its leaves comes from the other,
+   *estimation half* only, so a leaf's test is a valid test even though the
+   leaf was chosen because it looked different (Athey & Imbens 2016, "honest"
+   estimation). Splits are binary, ``dim = v`` against ``dim != v`` (the
+   slice-filter semantics: a unit whose ``dim`` is null follows neither
+   branch). The *splitting criterion* is the squared z-statistic of the
+   difference between the two children's effects on the split half,
+   ``(tau_L - tau_R)^2 / (V_L + V_R)`` with difference-in-means effects and
+   Welch variances; the best split of a node is taken when that statistic
+   exceeds the chi-square(1) quantile at ``split_alpha`` and both children
+   have at least ``min_units`` units of the control and of the treatment
+   cell in each half; the depth is at most ``max_depth``.
+   Each leaf of a tree with at least one split is tested on the estimation
+   half: its effect against the effect in the rest of the units (everyone
+   not in the leaf), ``z = (tau_leaf - tau_rest) / sqrt(V_leaf + V_rest)``,
+   two-sided normal p-value (disjoint sets of units, hence independent
+   estimates). The leaf's own effect and interval are reported alongside.
+
+A *discovery* is a test whose BH-adjusted p-value is at most ``fdr``. Each
+leaf carries its slice filter (``SliceFilter`` JSON), so it can be posted
+as a live slice (``POST /analyses/{id}/slices``) unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import stats
+
+from xpcompute.compression.schema import COUNT_COLUMN, CompressedLayout, CompressedTable
+from xpcompute.errors import XPError
+from xpcompute.pipeline.slices import Condition, SliceFilter
+from xpcompute.postprocess import benjamini_hochberg
+from xpcompute.segments.cube import HALF_COLUMN, HALF_RULE
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+#: the half the tree is grown on; the other one estimates the leaves
+SPLIT_HALF = 0
+ESTIMATION_HALF = 1
+
+
+class SegmentSettings(BaseModel):
+    """The knobs of segment discovery (defaults are what the service uses)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_depth: int = Field(default=2, ge=1, le=4, description="Deepest conjunction a leaf can be (number of splits).")
+    min_units: int = Field(default=200, ge=2, description="Fewest units of the control and of the treatment cell "
+                                                          "a tree node needs in each half (and a dimension value "
+                                                          "in the heterogeneity test).")
+    split_alpha: float = Field(default=0.01, gt=0, lt=1, description="A split is made when its statistic exceeds "
+                                                                      "the chi-square(1) quantile at this level.")
+    fdr: float = Field(default=0.05, gt=0, lt=1, description="False discovery rate (Benjamini–Hochberg) across "
+                                                              "every test of the analysis.")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="Level of the reported intervals.")
+
+
+class HeterogeneityTest(BaseModel):
+    """The Wald test that the CATEs of one treatment cell are equal across a dimension's values."""
+
+    model_config = ConfigDict(frozen=True)
+
+    metric: str
+    cell: str
+    control: str
+    dimension: str
+    values: list[str]
+    left_out: list[str] = Field(default_factory=list, description="Values with fewer than min_units units in a cell.")
+    chi2: float | None
+    df: int | None
+    p_value: float | None
+    p_adjusted: float | None = None
+    discovered: bool = False
+    note: str | None = None
+
+
+class Segment(BaseModel):
+    """One leaf of an honest tree: a conjunction of dimension conditions, estimated on the estimation half."""
+
+    model_config = ConfigDict(frozen=True)
+
+    metric: str
+    cell: str
+    control: str
+    label: str
+    slice: SliceFilter = Field(description="The slice filter of this segment: POST it to /analyses/{id}/slices "
+                                           "to compute it as a live slice on every unit.")
+    depth: int
+    n_cell: float = Field(description="Units of the treatment cell in the segment, estimation half.")
+    n_control: float = Field(description="Units of the control in the segment, estimation half.")
+    effect: float | None = Field(description="Difference in means (cell - control) in the segment, estimation half.")
+    se: float | None
+    ci_low: float | None
+    ci_high: float | None
+    rest_effect: float | None = Field(description="The same effect in every unit not in the segment.")
+    difference: float | None = Field(description="effect - rest_effect: how much the segment's effect differs.")
+    difference_se: float | None
+    difference_ci_low: float | None
+    difference_ci_high: float | None
+    p_value: float | None = Field(description="Two-sided test that the segment's effect equals the rest's.")
+    p_adjusted: float | None = None
+    discovered: bool = False
+    split_statistic: float | None = Field(default=None, description="The criterion of the last split that made "
+                                                                    "this leaf, on the split half.")
+
+
+class SegmentReport(BaseModel):
+    """Everything segment discovery tested, corrected together; ``discoveries`` counts the rejections."""
+
+    model_config = ConfigDict(frozen=True)
+
+    analysis_id: str | None = None
+    dimensions: list[str]
+    metrics: list[str]
+    settings: SegmentSettings
+    halves: str = Field(default=HALF_RULE, description="How units are assigned to the two halves.")
+    criterion: str = Field(default="squared z of the difference of the children's effects on the split half")
+    tests: list[HeterogeneityTest] = Field(default_factory=list)
+    segments: list[Segment] = Field(default_factory=list)
+    tested: int = 0
+    discoveries: int = 0
+    notes: list[str] = Field(default_factory=list)
+
+
+# ---- the cube as arrays ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CubeArrays:
+    """One metric's view of the cube: per cube row its cell, half, dimension codes and (n, sum z, sum z^2)."""
+
+    cells: tuple[str, ...]
+    cell: I64
+    half: I64
+    dims: dict[str, tuple[list[object], I64]]  # per dimension: levels (typed values) and codes (-1 = null)
+    n: F64
+    s1: F64
+    s2: F64
+    scale: float
+
+    @staticmethod
+    def of(cube: CompressedTable, metric: str, treatment: str) -> CubeArrays:
+        table = cube.table
+        layout = cube.layout.metrics[metric]
+        zero = (0,) * len(layout.covariates)
+        cells_arr = pc.dictionary_encode(table.column(treatment).cast(pa.string())).combine_chunks()
+        dims: dict[str, tuple[list[object], I64]] = {}
+        for name in cube.layout.keys:
+            if name in (treatment, HALF_COLUMN):
+                continue
+            enc = pc.dictionary_encode(table.column(name)).combine_chunks()
+            codes = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+            dims[name] = (enc.dictionary.to_pylist(), codes)
+
+        def col(name: str) -> F64:
+            return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+        return CubeArrays(
+            cells=tuple(str(c) for c in cells_arr.dictionary.to_pylist()),
+            cell=np.asarray(cells_arr.indices.to_numpy(zero_copy_only=False), dtype=np.int64),
+            half=np.asarray(table.column(HALF_COLUMN).to_numpy(zero_copy_only=False), dtype=np.int64),
+            dims=dims, n=col(layout.count_column()), s1=col(layout.column(1, *zero)), s2=col(layout.column(2, *zero)),
+            scale=layout.transform(0).scale,
+        )
+
+    def sums(self, mask: NDArray[np.bool_]) -> F64:
+        """``[half, cell, (n, s1, s2)]`` sums over the rows in ``mask``."""
+        k = len(self.cells)
+        idx = (self.half * k + self.cell)[mask]
+        out = np.zeros((2, k, 3))
+        for j, v in enumerate((self.n, self.s1, self.s2)):
+            out[:, :, j] = np.bincount(idx, weights=v[mask], minlength=2 * k).reshape(2, k)
+        return out
+
+
+def effect_of(sums: F64, cell: int, control: int, scale: float) -> tuple[float, float]:
+    """Difference in means (cell - control) and its Welch variance, from ``[cell, (n, s1, s2)]`` in z units."""
+    means, variances = [], []
+    for c in (cell, control):
+        n, s1, s2 = sums[c]
+        if n < 2:
+            return float("nan"), float("nan")
+        mean = s1 / n
+        means.append(mean)
+        variances.append(max(s2 - s1 * mean, 0.0) / (n - 1) / n)
+    return scale * (means[0] - means[1]), scale * scale * (variances[0] + variances[1])
+
+
+# ---- 1. heterogeneity per dimension ------------------------------------------------------------------------
+def collapse(cube: CompressedTable, mask: NDArray[np.bool_], keys: Sequence[str]) -> CompressedTable:
+    """The cube rows in ``mask``, their moments summed by ``keys`` (what a slice of the cube is)."""
+    values = [c for c in cube.table.column_names if c not in cube.layout.keys]
+    table = cube.table.filter(pa.array(mask))
+    grouped = table.group_by(list(keys)).aggregate([(c, "sum") for c in values])
+    grouped = grouped.rename_columns([c.removesuffix("_sum") for c in grouped.column_names])
+    grouped = grouped.select([*keys, *values]).sort_by([(k, "ascending") for k in keys])
+    n_rows = int(pc.sum(grouped.column(COUNT_COLUMN)).as_py() or 0)
+    dropped = {m: n_rows - int(pc.sum(grouped.column(lay.count_column())).as_py() or 0)
+               for m, lay in cube.layout.metrics.items()}
+    layout = CompressedLayout(kind="moments", keys=tuple(keys), metrics=cube.layout.metrics, n_rows=n_rows,
+                              dropped=dropped, extra={"segment_cube": True})
+    return CompressedTable(table=grouped, layout=layout)
+
+
+def heterogeneity_tests(
+    cube: CompressedTable, metric: str, treatment: str, dimension: str, control: str | None,
+    settings: SegmentSettings,
+) -> list[HeterogeneityTest]:
+    """The Wald test of equal CATEs across ``dimension``'s values, one per treatment cell."""
+    from xpcompute.models.base import check_min_count
+    from xpcompute.models.fit import model_data
+    from xpcompute.models.ols import CATEModel
+    from xpcompute.spec import FitSpec
+
+    arrays = CubeArrays.of(cube, metric, treatment)
+    levels, codes = arrays.dims[dimension]
+    k = len(arrays.cells)
+    # units per (value, cell), both halves; the null group is a value of its own here
+    counts = np.zeros((len(levels) + 1, k))
+    np.add.at(counts, (codes + 1, arrays.cell), arrays.n)
+    labels = ["(null)", *(str(v) for v in levels)]
+    present = counts.sum(axis=1) > 0
+    kept = present & (counts.min(axis=1) >= settings.min_units)
+    left_out = [labels[i] for i in np.flatnonzero(present & ~kept)]
+    values = [labels[i] for i in np.flatnonzero(kept)]
+    layout = cube.layout.metrics[metric]
+    spec = FitSpec(metric=metric, treatment=treatment, model="cate", segment=dimension, control=control,
+                   covariates=tuple(layout.covariates), alpha=settings.alpha)
+    compressed = collapse(cube, kept[codes + 1], [treatment, dimension])
+    try:
+        data = model_data(compressed, spec)
+        treatments = data.treatments
+        if len(values) < 2:
+            return [HeterogeneityTest(metric=metric, cell=c, control=data.control, dimension=dimension, values=values,
+                                      left_out=left_out, chi2=None, df=None, p_value=None,
+                                      note=f"fewer than two values with {settings.min_units} units in every cell")
+                    for c in treatments]
+        data.check_cells_nonempty()
+        check_min_count(data)
+        model = CATEModel()
+        model.train(data)
+    except XPError as exc:
+        return [HeterogeneityTest(metric=metric, cell="*", control=control or "", dimension=dimension,
+                                  values=values, left_out=left_out, chi2=None, df=None, p_value=None,
+                                  note=f"{type(exc).__name__}: {exc}")]
+    out = []
+    for c in treatments:
+        chi2, df, p = model.heterogeneity_test(data, c)
+        out.append(HeterogeneityTest(metric=metric, cell=c, control=data.control, dimension=dimension,
+                                     values=values, left_out=left_out, chi2=chi2, df=df, p_value=p))
+    return out
+
+
+# ---- 2. the honest tree -----------------------------------------------------------------------------------------
+@dataclass
+class _Node:
+    mask: NDArray[np.bool_]
+    conditions: tuple[Condition, ...]
+    statistic: float | None = None
+
+
+def grow_tree(arrays: CubeArrays, cell: int, control: int, settings: SegmentSettings) -> list[_Node]:
+    """The leaves of the tree grown on the split half (``SPLIT_HALF``)."""
+    threshold = float(stats.chi2.isf(settings.split_alpha, 1))
+
+    def enough(s: F64) -> bool:
+        return bool(s[:, [cell, control], 0].min() >= settings.min_units)
+
+    def grow(node: _Node, depth: int) -> list[_Node]:
+        if depth >= settings.max_depth:
+            return [node]
+        fixed = {c.column for c in node.conditions if not c.negate}
+        best: tuple[float, _Node, _Node] | None = None
+        for name, (levels, codes) in arrays.dims.items():
+            if name in fixed:
+                continue
+            in_node = node.mask & (codes >= 0)
+            for v in np.unique(codes[node.mask & (codes >= 0)]):
+                left = node.mask & (codes == v)
+                right = in_node & (codes != v)
+                sl, sr = arrays.sums(left), arrays.sums(right)
+                if not (enough(sl) and enough(sr)):
+                    continue
+                tl, vl = effect_of(sl[SPLIT_HALF], cell, control, arrays.scale)
+                tr, vr = effect_of(sr[SPLIT_HALF], cell, control, arrays.scale)
+                if not vl + vr > 0:
+                    continue
+                z2 = (tl - tr) ** 2 / (vl + vr)
+                if best is None or z2 > best[0]:
+                    value = _scalar(levels[int(v)])
+                    best = (z2, _Node(left, (*node.conditions, Condition(column=name, values=(value,)))),
+                            _Node(right, (*node.conditions, Condition(column=name, values=(value,), negate=True))))
+        if best is None or best[0] <= threshold:
+            return [node]
+        z2, left_node, right_node = best
+        left_node.statistic = right_node.statistic = float(z2)
+        return grow(left_node, depth + 1) + grow(right_node, depth + 1)
+
+    return grow(_Node(np.ones(len(arrays.n), dtype=bool), ()), 0)
+
+
+def _scalar(value: object) -> str | int | bool:
+    """A dimension value as a slice filter accepts it (strings, integers, booleans; anything else as text)."""
+    if isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
+def tree_segments(
+    arrays: CubeArrays, metric: str, cell: str, control: str, settings: SegmentSettings
+) -> list[Segment]:
+    """Grow the tree for one (metric, treatment cell) and estimate each leaf on the estimation half."""
+    ci, cc = arrays.cells.index(cell), arrays.cells.index(control)
+    leaves = grow_tree(arrays, ci, cc, settings)
+    if len(leaves) < 2:
+        return []
+    q = float(stats.norm.isf(settings.alpha / 2))
+    everyone = arrays.sums(np.ones(len(arrays.n), dtype=bool))[ESTIMATION_HALF]
+    out = []
+    for leaf in leaves:
+        s = arrays.sums(leaf.mask)[ESTIMATION_HALF]
+        rest = everyone - s
+        tau, var = effect_of(s, ci, cc, arrays.scale)
+        tau_rest, var_rest = effect_of(rest, ci, cc, arrays.scale)
+        se = _sqrt(var)
+        diff = tau - tau_rest
+        dse = _sqrt(var + var_rest)
+        p = float(2 * stats.norm.sf(abs(diff) / dse)) if dse is not None and dse > 0 else None
+        slice_filter = SliceFilter(all_of=leaf.conditions)
+        out.append(Segment(
+            metric=metric, cell=cell, control=control, label=slice_filter.label(), slice=slice_filter,
+            depth=len(leaf.conditions), n_cell=float(s[ci, 0]), n_control=float(s[cc, 0]),
+            effect=_num(tau), se=se, ci_low=_num(tau - q * se) if se is not None else None,
+            ci_high=_num(tau + q * se) if se is not None else None, rest_effect=_num(tau_rest),
+            difference=_num(diff), difference_se=dse,
+            difference_ci_low=_num(diff - q * dse) if dse is not None else None,
+            difference_ci_high=_num(diff + q * dse) if dse is not None else None,
+            p_value=p, split_statistic=leaf.statistic,
+        ))
+    return out
+
+
+def _sqrt(var: float) -> float | None:
+    return float(np.sqrt(var)) if np.isfinite(var) and var >= 0 else None
+
+
+def _num(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+# ---- everything, corrected together -----------------------------------------------------------------------------
+def discover(
+    cube: CompressedTable, treatment: str, metrics: Sequence[str], control: str | None = None,
+    settings: SegmentSettings | None = None, analysis_id: str | None = None,
+) -> SegmentReport:
+    """Heterogeneity tests and honest-tree leaves for every metric and treatment cell, BH across all of them."""
+    settings = settings or SegmentSettings()
+    dims = [k for k in cube.layout.keys if k not in (treatment, HALF_COLUMN)]
+    tests: list[HeterogeneityTest] = []
+    segments: list[Segment] = []
+    notes: list[str] = []
+    for metric in metrics:
+        if metric not in cube.layout.metrics:
+            notes.append(f"metric {metric!r} is not in the segment cube")
+            continue
+        for dim in dims:
+            tests.extend(heterogeneity_tests(cube, metric, treatment, dim, control, settings))
+        arrays = CubeArrays.of(cube, metric, treatment)
+        totals = arrays.sums(np.ones(len(arrays.n), dtype=bool))[:, :, 0].sum(axis=0)
+        present = [c for c, n in zip(arrays.cells, totals, strict=True) if n > 0]
+        ctrl = _control(present, control)
+        for cell in (c for c in present if c != ctrl):
+            segments.extend(tree_segments(arrays, metric, cell, ctrl, settings))
+    return corrected(SegmentReport(analysis_id=analysis_id, dimensions=dims, metrics=list(metrics),
+                                   settings=settings, tests=tests, segments=segments, notes=notes))
+
+
+def _control(cells: Sequence[str], requested: str | None) -> str:
+    from xpcompute.models.data import choose_control
+
+    return choose_control(list(cells), requested)
+
+
+def corrected(report: SegmentReport) -> SegmentReport:
+    """BH-adjusted p-values and discoveries across every test and every leaf of the report."""
+    p = [t.p_value for t in report.tests] + [s.p_value for s in report.segments]
+    tested = np.array([x for x in p if x is not None], dtype=np.float64)
+    adjusted = iter(benjamini_hochberg(tested).tolist())
+    fdr = report.settings.fdr
+
+    def adj(value: float | None) -> dict[str, object]:
+        if value is None:
+            return {}
+        a = next(adjusted)
+        return {"p_adjusted": a, "discovered": a <= fdr}
+
+    tests = [t.model_copy(update=adj(t.p_value)) for t in report.tests]
+    segments = [s.model_copy(update=adj(s.p_value)) for s in report.segments]
+    found = sum(t.discovered for t in tests) + sum(s.discovered for s in segments)
+    return report.model_copy(update={"tests": tests, "segments": segments, "tested": len(tested),
+                                     "discoveries": found})

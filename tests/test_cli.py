@@ -77,6 +77,15 @@ def test_run_then_results_show_the_same_analysis(shop: Path, tmp_path: Path, cap
     assert len(revenue) == 1 and revenue[0]["model"] == "ols"
     ols = [r for r in card["records"] if r["metric"] == "revenue" and r["model"] == "ols" and r["slice"] == "all users"]
     assert float(revenue[0]["effect"]) == pytest.approx(ols[0]["effect"], rel=1e-12)
+    # roles, margins and the decision's own test travel with the rows; the test only in the slice it read
+    decided = {d["cell"]: d for d in card["decision"]}
+    assert revenue[0]["role"] == "goal" and revenue[0]["decision_test"].startswith("superiority")
+    assert revenue[0]["recommendation"] == decided[revenue[0]["cell"]]["recommendation"]
+    returned = [r for r in rows if r["metric"] == "returned_items"]
+    assert {r["role"] for r in returned} == {"guardrail"} and {r["margin"] for r in returned} == {"0.05"}
+    assert {r["margin_relative"] for r in returned} == {"True"}
+    other = [r for r in returned if r["slice"] != "all users"]
+    assert other and all(r["decision_test"] == "" and r["recommendation"] == "" for r in other)
 
 
 def test_slices_from_the_command_line_are_typed_by_their_dimension(shop: Path) -> None:

@@ -245,9 +245,9 @@ def cmd_results(args: argparse.Namespace) -> int:
     elif args.format in ("csv", "headlines"):
         rows = headlines(card.records, metric_infos(sorted({r.metric for r in card.records}), experiment))
         if args.format == "csv":
-            sys.stdout.write(headlines_to_csv(rows))
+            sys.stdout.write(headlines_to_csv(rows, card.decision))
         else:
-            print(json.dumps(headlines_to_json(rows), indent=2, default=str))
+            print(json.dumps(headlines_to_json(rows, card.decision), indent=2, default=str))
     else:
         show_scorecard(card, experiment, Console())
         if not card.complete:

@@ -24,11 +24,13 @@ final cell compares with the finalized scorecard.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import pprint
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -82,6 +84,10 @@ class AnalysisExport:
     inference_directions: Mapping[str, bool] = field(default_factory=dict)
     covariates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     created_at: float = 0.0
+    #: the experiment version the analysis was planned from (``ExperimentSpec.canonical``); ``None`` when ad hoc
+    experiment_spec: Mapping[str, Any] | None = None
+    #: the decision rule the stored scorecard was decided by (``None``: it has no decision)
+    decision_rule: str | None = None
 
 
 def collect(coordinator: Coordinator, analysis_id: str) -> AnalysisExport:
@@ -135,6 +141,8 @@ def collect(coordinator: Coordinator, analysis_id: str) -> AnalysisExport:
         covariates={m: tuple(experiment.covariates_for(m)) for m in experiment.metrics} if experiment is not None
         else {m: tuple(analysis.request.get("covariates") or ()) for m in analysis.request.get("metrics") or ()},
         created_at=analysis.created_at,
+        experiment_spec=experiment.canonical() if experiment is not None else None,
+        decision_rule=str(card.decision[0].get("rule")) if card.decision else None,
     )
 
 
@@ -200,6 +208,52 @@ for k, record in mine.items():
             assert a == b, f"{{k}} {{field}}: {{a!r}} here, {{b!r}} stored"
 print(f"all {{len(mine)}} records equal the stored scorecard (largest relative difference {{worst:.1e}})")
 '''
+
+
+def _decision_cells(export: AnalysisExport) -> list[NotebookNode]:
+    """The ship decision, decided again from the records above by the experiment's rule and checked against the
+    stored one (recommendation, reasons and each metric's test outcome). Why in the notebook: the call is what a
+    reader acts on, so a notebook that reproduces the numbers must also reproduce the call."""
+    if export.decision_rule is None:
+        return []
+    spec = json.dumps(dict(export.experiment_spec or {}), sort_keys=True)
+    return [
+        _md(f"""
+### The ship decision
+
+The coordinator turned the records into one recommendation per treatment cell with the rule
+`{export.decision_rule}` (`xpcompute.decision`): goals need a significant improvement, guardrails must be shown
+non-inferior at their margins, and nothing may regress. It runs again here on the records above, with the
+experiment's roles, the slices' sample-ratio checks and the failed jobs, and must give the stored call.
+"""),
+        _code(f"""
+from types import SimpleNamespace
+
+from xpcompute.decision import decide
+from xpcompute.experiment import ExperimentSpec
+
+EXPERIMENT_SPEC = {spec!r}
+experiment = ExperimentSpec.parse(json.loads(EXPERIMENT_SPEC)) if EXPERIMENT_SPEC != "{{}}" else None
+decision = [c.to_json_dict() for c in decide(
+    records, experiment=experiment, request=request, complete=stored.get("complete", True),
+    srm=[SimpleNamespace(**s) for s in stored.get("srm", [])],
+    failures=[SimpleNamespace(**f) for f in stored.get("failures", [])],
+)]
+for d in decision:
+    print(f"{{d['cell']}} vs {{d['control']}}: {{d['recommendation'].upper()}}")
+    for reason in d["reasons"]:
+        print("   ", reason)
+
+
+def call(cells):
+    return [(d["cell"], d["recommendation"], d["reasons"], [(c["metric"], c["outcome"]) for c in d["checks"]])
+            for d in cells]
+
+
+assert call(decision) == call(stored.get("decision", [])), "the decision differs from the stored one"
+print("decision: same as stored")
+"""),
+    ]
 
 
 def _inference_line(export: AnalysisExport) -> str:
@@ -322,6 +376,7 @@ print(sorted({{r.inference or "-" for r in records}}), (stored.get("inference") 
 """),
     ]
     cells += _figure_cells(export.records)
+    cells += _decision_cells(export)
     cells += [
         _md(f"""
 ## 5. Compare with the stored scorecard

@@ -88,6 +88,22 @@ def test_the_exported_notebook_reproduces_every_stored_number(finished: Finished
     figures = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
                if "application/vnd.plotly.v1+json" in o.get("data", {})]
     assert len(figures) >= 3  # effects, CATE by segment, cell means
+    # the ship call is decided again from the notebook's records and equals the stored one
+    assert card.decision, "the test experiment's metrics have roles, so its scorecard has a decision"
+    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "decision: same as stored" in outputs
+    assert f"{card.decision[0]['cell']} vs {card.decision[0]['control']}: " in outputs
+
+
+def test_the_decision_cell_fails_when_the_stored_call_differs(finished: Finished, tmp_path: Path) -> None:
+    coord, aid = finished.coordinator, finished.analysis_id
+    nb = build_notebook(collect(coord, aid))
+    raw = json.loads(coord.store.get_bytes(keys.scorecard(aid)))
+    first = raw["decision"][0]
+    first["recommendation"] = "ship" if first["recommendation"] != "ship" else "don't ship"
+    coord.store.put_bytes(keys.scorecard(aid), json.dumps(raw).encode())
+    with pytest.raises(NotebookRunError, match="decision differs"):
+        execute_notebook(nb, tmp_path, timeout_s=120)
 
 
 def test_the_final_cell_fails_when_a_stored_number_differs(finished: Finished, tmp_path: Path) -> None:

@@ -501,21 +501,53 @@ CSV_FIELDS: tuple[str, ...] = (
     "alpha", "relative_effect", "relative_ci_low", "relative_ci_high", "p_value", "p_value_adjusted", "correction",
     "inference", "sequential_ci_low", "sequential_ci_high", "sequential_p_value", "sequential_p_value_adjusted",
     "look", "boundary_crossed", "chance_to_beat_control", "shrunk_effect", "verdict", "effect_unit", "shown_mean_control", "shown_mean_cell", "shown_effect", "shown_ci",
-    "shown_relative", "shown_p",
+    "shown_relative", "shown_p", "role", "margin", "margin_relative", "decision_test", "decision_outcome",
+    "decision_level", "decision_bound", "recommendation",
 )
 
 
-def headlines_to_json(headlines: Sequence[Headline]) -> list[dict[str, Any]]:
-    """The headline rows as JSON-safe dicts: full-precision numbers plus the exact text the table prints."""
-    return [headline_dict(h) for h in headlines]
+def decision_fields(decision: Sequence[Mapping[str, Any]]) -> dict[tuple[str | None, str, str], dict[str, Any]]:
+    """Per (slice, cell, metric): the metric's role and margin, and how the ship decision tested it.
+
+    ``decision`` is the scorecard's ``decision`` (``CellDecision.to_json_dict`` per cell). Why: a reader of the
+    CSV must see which rows decided the call and against which margin, without the JSON. The role and margin of
+    a metric hold in every slice; the test, its outcome and the cell's recommendation only in the slice the
+    decision read (keyed with slice ``"*"`` for the others).
+    """
+    out: dict[tuple[str | None, str, str], dict[str, Any]] = {}
+    for cell in decision:
+        for check in cell.get("checks", ()):
+            role = {"role": check.get("role"), "margin": check.get("margin"),
+                    "margin_relative": check.get("relative") if check.get("margin") is not None else None}
+            out[("*", str(cell["cell"]), str(check["metric"]))] = role
+            out[(cell.get("slice"), str(cell["cell"]), str(check["metric"]))] = {
+                **role, "decision_test": check.get("test"), "decision_outcome": check.get("outcome"),
+                "decision_level": check.get("level"), "decision_bound": check.get("bound"),
+                "recommendation": cell.get("recommendation"),
+            }
+    return out
 
 
-def headlines_to_csv(headlines: Sequence[Headline]) -> str:
-    """The headline rows as CSV (full-precision numbers, empty when missing; covariates joined by ``;``)."""
+def headlines_to_json(headlines: Sequence[Headline],
+                      decision: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The headline rows as JSON-safe dicts: full-precision numbers plus the exact text the table prints,
+    and (given the scorecard's ``decision``) each metric's role, margin and decision test (``decision_fields``)."""
+    fields = decision_fields(decision)
+    rows = []
+    for h in headlines:
+        row = headline_dict(h)
+        row.update(fields.get((h.slice, h.cell, h.metric)) or fields.get(("*", h.cell, h.metric)) or {})
+        rows.append(row)
+    return rows
+
+
+def headlines_to_csv(headlines: Sequence[Headline], decision: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The headline rows as CSV (full-precision numbers, empty when missing; covariates joined by ``;``),
+    with the role, margin and decision columns when the scorecard's ``decision`` is given."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(CSV_FIELDS), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for row in headlines_to_json(headlines):
+    for row in headlines_to_json(headlines, decision):
         flat = {k: ("" if v is None else ";".join(v) if isinstance(v, list) else repr(v) if isinstance(v, float)
                     else v) for k, v in row.items()}
         writer.writerow(flat)

@@ -10,6 +10,7 @@ void register_regression(py::module_& m);
 void register_linalg(py::module_& m);
 void register_ranks(py::module_& m);
 void register_bootstrap(py::module_& m);
+void register_cluster_bootstrap(py::module_& m);
 }  // namespace xpcompute::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -19,4 +20,5 @@ PYBIND11_MODULE(_core, m) {
     xpcompute::bindings::register_linalg(m);
     xpcompute::bindings::register_ranks(m);
     xpcompute::bindings::register_bootstrap(m);
+    xpcompute::bindings::register_cluster_bootstrap(m);
 }

@@ -76,3 +76,20 @@ def bootstrap_grouped_quantiles(
     """``[reps, n_groups, n_probs]`` n-tile quantiles (linear inside a bucket) per group under Poisson weights.
 
     ``window_sd = 0``: ``poisson_weights``' draws; ``> 0``: windowed draws, the same bootstrap in law."""
+
+def bootstrap_cluster_quantiles(
+    groups: NDArray[np.int32],
+    buckets: NDArray[np.int32],
+    clusters: NDArray[np.int32],
+    counts: F64,
+    lower: F64,
+    upper: F64,
+    n_groups: int,
+    n_buckets: int,
+    n_clusters: int,
+    probs: F64,
+    reps: int,
+    seed: int,
+    threads: int = 0,
+) -> F64:
+    """``[reps, n_groups, n_probs]`` event-level quantiles per group under Poisson(1) weights of (group, cluster) pairs."""

@@ -24,6 +24,7 @@ __all__ = [
     "GroupMoments",
     "SolveResult",
     "backend",
+    "bootstrap_cluster_quantiles",
     "bootstrap_grouped_quantiles",
     "bootstrap_quantiles",
     "cholesky_solve",
@@ -151,4 +152,36 @@ def bootstrap_grouped_quantiles(
         _impl.bootstrap_grouped_quantiles,
         _f64(values), _f64(lower), _f64(upper), _f64(counts), np.ascontiguousarray(groups, dtype=np.int32),
         int(n_groups), _f64(probs), int(reps), int(seed), int(threads), float(window_sd),
+    )
+
+
+def bootstrap_cluster_quantiles(
+    groups: NDArray[np.int32],
+    buckets: NDArray[np.int32],
+    clusters: NDArray[np.int32],
+    counts: F64,
+    lower: F64,
+    upper: F64,
+    n_groups: int,
+    n_buckets: int,
+    n_clusters: int,
+    probs: F64,
+    reps: int,
+    seed: int,
+    threads: int = 0,
+) -> F64:
+    """Event-level quantiles per group under a Poisson(1) bootstrap clustered by unit ``[reps, n_groups, n_probs]``.
+
+    Rows are (group, value bucket, unit cluster) event counts with the events' smallest and largest
+    value; every (group, cluster) pair gets one Poisson(1) weight per replicate, the weights of
+    ``poisson_weights(ones(n_groups * n_clusters), reps, seed)`` draw for draw, and the quantile
+    interpolates linearly inside the bucket that holds it (``reference.cluster_quantiles``;
+    ``cpp/include/xpcompute/cluster_quantiles.hpp``).
+    """
+    i32 = np.int32
+    return _call(
+        _impl.bootstrap_cluster_quantiles,
+        np.ascontiguousarray(groups, dtype=i32), np.ascontiguousarray(buckets, dtype=i32),
+        np.ascontiguousarray(clusters, dtype=i32), _f64(counts), _f64(lower), _f64(upper), int(n_groups),
+        int(n_buckets), int(n_clusters), _f64(probs), int(reps), int(seed), int(threads),
     )

@@ -248,3 +248,71 @@ def bootstrap_grouped_quantiles(
         sel = groups == k
         out[:, k, :] = grouped_quantiles(values[sel], lower[sel], upper[sel], w[:, sel], probs)
     return out
+
+
+def cluster_quantiles(
+    groups: NDArray[np.int32],
+    buckets: NDArray[np.int32],
+    clusters: NDArray[np.int32],
+    counts: F64,
+    lower: F64,
+    upper: F64,
+    n_groups: int,
+    n_buckets: int,
+    n_clusters: int,
+    weights: F64,
+    probs: F64,
+) -> F64:
+    """Event-level quantiles per group of (group, bucket, cluster) histograms under cluster weightings.
+
+    ``weights`` is ``[R, n_groups * n_clusters]``: weighting r gives events of group k in cluster c
+    the weight ``weights[r, k * n_clusters + c]``. Per group, a bucket's mass is its weighted count
+    and its range is the smallest ``lower`` and largest ``upper`` of its rows; the quantile is the
+    grouped-data ogive of ``grouped_quantiles`` over the group's non-empty buckets in bucket order
+    (the first bucket whose cumulative mass reaches ``p * total``, linear inside it). Returns
+    ``[R, n_groups, P]``, NaN where a weighting leaves a group without weight.
+    """
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    probs = np.asarray(probs, dtype=np.float64)
+    out = np.full((len(w), n_groups, len(probs)), np.nan)
+    for k in range(n_groups):
+        sel = (groups == k) & (counts > 0)
+        if not sel.any():
+            continue
+        b, c, n = buckets[sel], clusters[sel], counts[sel]
+        dense = np.zeros((n_buckets, n_clusters))
+        np.add.at(dense, (b, c), n)
+        lo = np.full(n_buckets, np.inf)
+        hi = np.full(n_buckets, -np.inf)
+        np.minimum.at(lo, b, lower[sel])
+        np.maximum.at(hi, b, upper[sel])
+        keep = dense.sum(axis=1) > 0
+        cum = np.cumsum(dense[keep], axis=0)  # [nb, M]
+        mass_by_rep = w[:, k * n_clusters:(k + 1) * n_clusters] @ cum.T  # [R, nb] cumulative weighted counts
+        merged = np.diff(mass_by_rep, axis=1, prepend=0.0)
+        out[:, k, :] = grouped_quantiles(np.arange(keep.sum(), dtype=np.float64), lo[keep], hi[keep], merged, probs)
+    return out
+
+
+def bootstrap_cluster_quantiles(
+    groups: NDArray[np.int32],
+    buckets: NDArray[np.int32],
+    clusters: NDArray[np.int32],
+    counts: F64,
+    lower: F64,
+    upper: F64,
+    n_groups: int,
+    n_buckets: int,
+    n_clusters: int,
+    probs: F64,
+    reps: int,
+    seed: int,
+    threads: int = 0,
+) -> F64:
+    """Event-level quantiles per group under a Poisson(1) bootstrap of (group, cluster) pairs: ``[reps, n_groups, P]``.
+
+    Equals ``cluster_quantiles(..., poisson_weights(ones(n_groups * n_clusters), reps, seed), probs)``;
+    the compiled version draws those weights from its own generator (row b from ``(seed, b)``).
+    """
+    w = poisson_weights(np.ones(n_groups * n_clusters), reps, seed, threads)
+    return cluster_quantiles(groups, buckets, clusters, counts, lower, upper, n_groups, n_buckets, n_clusters, w, probs)

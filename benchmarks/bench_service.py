@@ -18,6 +18,13 @@ readable (< 5 s), and a live slice requested afterwards (< 3 s).
 (``InferenceSpec``); ``both`` runs the same analysis fixed-horizon and then with them, in the same warm pool,
 reports both times and their ratio, and times the inference pass alone on the analysis's records (what
 ``Coordinator.finalize`` adds), so the overhead can be read side by side.
+``--decision`` (with ``targets``) also times, on the finished 20 x 100 analysis's records and best of three, what
+the decision issue added to ``Coordinator.finalize``: every correction method at every scope (the BH pass over
+the whole analysis was there before; each other method or scope replaces it, so the most expensive one is the
+added cost) and the ship decision (``Coordinator._with_decision``: roles, goal/guardrail/deterioration tests,
+the rule), and reports their share of the analysis's wall time. Capping adds nothing to the slice and fit jobs
+(the limits are applied in stage 1 and only read from its manifest), so it is timed in stage 1: the same
+stage 1 with three metrics capped (pooled 99th percentiles) against none.
 Results print as a table and, with ``--json PATH``, are written for BENCHMARKS.md.
 """
 
@@ -187,7 +194,66 @@ def _pass_seconds(coord: Any, aid: str, users: int) -> dict[str, float]:
     return {"inference_pass_s": best, "records": float(len(card.records))}
 
 
-def targets(users: int, n_slices: int, engine: str, workers: int, inference: str = "off") -> dict[str, Any]:
+def _decision_seconds(coord: Any, aid: str) -> dict[str, Any]:
+    """Corrections (every method x scope) and the ship decision alone on a finished analysis, best of three."""
+    from xpcompute.postprocess import CORRECTIONS, SCOPES, adjust_pvalues
+
+    card = coord.results(aid)
+    analysis = coord.state.get_analysis(aid)
+
+    def best(call: Any) -> float:
+        out = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            call()
+            out = min(out, time.perf_counter() - t)
+        return out
+
+    goals = frozenset(sorted({r.metric for r in card.records})[:2])
+    corrections = {f"{m}/{s}": best(lambda m=m, s=s: adjust_pvalues(card.records, m, s))
+                   for m in CORRECTIONS for s in SCOPES}
+    corrections.update({f"{m}/goals": best(lambda m=m: adjust_pvalues(card.records, m, goals)) for m in CORRECTIONS})
+    decision_s = best(lambda: coord._with_decision(card, analysis))
+    decided = coord._with_decision(card, analysis)
+    return {"records": len(card.records), "corrections_s": corrections, "bh_analysis_s": corrections["bh/analysis"],
+            "worst_correction": max(corrections, key=lambda k: corrections[k]),
+            "worst_correction_s": max(corrections.values()), "decision_s": decision_s,
+            "decision": [(d["cell"], d["recommendation"]) for d in decided.decision],
+            "decision_note": decided.decision_note}
+
+
+def _capped_stage1(experiment: Any, store: Any) -> dict[str, float]:
+    """Stage 1 with three metrics capped at pooled 99th percentiles against the same stage 1 uncapped (best of 2).
+
+    The caps are set on the catalog's metric classes for the capped runs only (``Metric.cap``), then restored.
+    """
+    from xpcompute.metrics import get_metric
+    from xpcompute.metrics.base import Cap
+    from xpcompute.pipeline.stage1 import run_stage1
+
+    names = [m for m in ("streaming_hours", "longest_session_hours", "sessions") if m in experiment.metrics]
+    classes = [type(get_metric(m)) for m in names]
+    out: dict[str, float] = {}
+    for label, cap in (("stage1_uncapped_s", None), ("stage1_capped_s", Cap(upper=0.99))):
+        saved = [cls.__dict__.get("cap") for cls in classes]
+        try:
+            for cls in classes:
+                cls.cap = cap  # type: ignore[attr-defined]
+            times = []
+            for _ in range(2):
+                t = time.perf_counter()
+                run_stage1(experiment, store, daily=False)
+                times.append(time.perf_counter() - t)
+        finally:
+            for cls, old in zip(classes, saved, strict=True):
+                cls.cap = old  # type: ignore[attr-defined]
+        out[label] = min(times)
+    out["capped_metrics"] = float(len(names))
+    return out
+
+
+def targets(users: int, n_slices: int, engine: str, workers: int, inference: str = "off",
+            decision: bool = False) -> dict[str, Any]:
     from xpcompute import synthetic
     from xpcompute.config import Settings
     from xpcompute.coordinator.analysis_spec import AnalysisSpec
@@ -245,10 +311,17 @@ def targets(users: int, n_slices: int, engine: str, workers: int, inference: str
             out["job_seconds"] = _job_seconds(rt.coordinator.state.list_jobs(aid))
             out["jobs"] = status.progress.total
             out["failed_jobs"] = status.progress.failed
+            if decision:
+                out.update(_decision_seconds(rt.coordinator, aid))
+                added = out["worst_correction_s"] - out["bh_analysis_s"] + out["decision_s"]
+                out["decision_layer_added_s"] = added
+                out["decision_layer_share"] = added / out["analysis_s"]
             t0 = time.perf_counter()
             rt.coordinator.request_slice(aid, SliceFilter.where(country="JP", device="web", plan="premium"))
             _wait(rt.coordinator, aid)
             out["live_slice_s"] = time.perf_counter() - t0
+            if decision:
+                out.update(_capped_stage1(experiment, rt.coordinator.store))
     return out
 
 
@@ -261,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="duckdb", choices=["duckdb", "arrow", "cube"])
     parser.add_argument("--inference", default="off", choices=["off", "on", "both"],
                         help="group-sequential + Bayesian + shrinkage: off, on, or both (side by side)")
+    parser.add_argument("--decision", action="store_true",
+                        help="also time the corrections and the ship decision alone, and stage 1 with capping")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     backend = _native_backend()
@@ -278,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['workers']!s:>8} {r['jobs']:>6} {r['seconds']:>8.2f} {r['jobs_per_s']:>8.1f} "
                   f"{r['overhead_ms_per_job']:>16.2f}")
     if args.what in ("targets", "all"):
-        res = targets(args.users, args.slices or 100, args.engine, cores, args.inference)
+        res = targets(args.users, args.slices or 100, args.engine, cores, args.inference, args.decision)
         report["targets"] = res
         print(json.dumps(res, indent=1))
         print(f"{res['metrics']} metrics x {res['slices']} slices ({res['jobs']} jobs): {res['analysis_s']:.1f}s "
@@ -288,6 +363,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"inference: fixed {res['analysis_fixed_s']:.2f}s, with inference {res['analysis_s']:.2f}s "
                   f"(x{res['inference_ratio']:.3f}); the pass alone {res['inference_pass_s']:.3f}s on "
                   f"{res['records']:.0f} records = {res['inference_pass_share']:.1%} of the analysis (target < 5%)")
+        if args.decision:
+            print(f"decision layer: {res['records']} records; BH over the analysis {res['bh_analysis_s']*1e3:.1f} ms, "
+                  f"slowest correction {res['worst_correction']} {res['worst_correction_s']*1e3:.1f} ms, ship "
+                  f"decision {res['decision_s']*1e3:.1f} ms: adds {res['decision_layer_added_s']:.3f}s = "
+                  f"{res['decision_layer_share']:.2%} of the analysis (target < 5%)")
+            if "stage1_capped_s" in res:
+                print(f"stage 1: uncapped {res['stage1_uncapped_s']:.2f}s, three metrics capped "
+                      f"{res['stage1_capped_s']:.2f}s (x{res['stage1_capped_s'] / res['stage1_uncapped_s']:.3f})")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0

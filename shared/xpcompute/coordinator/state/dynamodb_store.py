@@ -29,9 +29,12 @@ from xpcompute.coordinator.jobs import (
     Job,
     JobState,
 )
+from xpcompute.coordinator.state.fair import DueKey, fair_order
 from xpcompute.errors import ConflictError, NotFoundError, StorageError
 
 INDEX = "by_state"
+#: most due-job keys read per priority class by one ``due_jobs`` call (the oldest ones)
+DUE_SCAN_MAX = 10_000
 
 
 def table_definition(name: str) -> dict[str, Any]:
@@ -248,17 +251,35 @@ class DynamoDBStateStore:
         return new
 
     def due_jobs(self, now: float, limit: int = 100) -> list[Job]:
-        jobs: list[Job] = []
+        """Due PENDING jobs by priority class, analyses taking turns within a class (``state.fair``).
+
+        The keys of a class's due jobs are read from the index (at most ``DUE_SCAN_MAX`` per class, oldest
+        first), put in the fair order, and the chosen ``limit`` are read whole, consistently.
+        """
+        chosen: list[DueKey] = []
         for priority in PRIORITIES:
-            if len(jobs) >= limit:
+            if len(chosen) >= limit:
                 break
             items = self._query_all(
-                IndexName=INDEX,
+                IndexName=INDEX, ProjectionExpression="pk, sk, due", Limit=DUE_SCAN_MAX,
                 KeyConditionExpression=Key("st").eq(f"J#PENDING#{priority}") & Key("due").lte(_num(now)),
-                Limit=limit - len(jobs),
             )
-            jobs.extend(Job.from_item(json.loads(i["body"])) for i in items[: limit - len(jobs)])
-        return jobs
+            keys = [DueKey(priority, str(i["pk"])[2:], float(i["due"]), str(i["sk"])[2:]) for i in items]
+            chosen.extend(fair_order(keys)[: limit - len(chosen)])
+        jobs = {j.job_id: j for j in self._get_jobs([k.job_id for k in chosen])}
+        return [jobs[k.job_id] for k in chosen if k.job_id in jobs and jobs[k.job_id].state == JobState.PENDING]
+
+    def _get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        """Jobs by id, 100 per BatchGetItem (consistent reads), unprocessed keys asked again."""
+        out: list[Job] = []
+        for start in range(0, len(job_ids), 100):
+            keys = [{"pk": _pk(_analysis_of(j)), "sk": f"J#{j}"} for j in job_ids[start:start + 100]]
+            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                reply = self._call("BatchGetItem", self._resource.batch_get_item, RequestItems=request)
+                out.extend(Job.from_item(json.loads(i["body"])) for i in reply["Responses"].get(self.table_name, []))
+                request = reply.get("UnprocessedKeys") or {}
+        return out
 
     def job_counts(self, analysis_id: str) -> dict[JobState, int]:
         items = self._query_all(

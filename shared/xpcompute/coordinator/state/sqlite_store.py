@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from xpcompute.coordinator.jobs import Analysis, AnalysisState, Job, JobState
-from xpcompute.coordinator.state.fair import SQLITE_DUE_JOBS
+from xpcompute.coordinator.state.fair import SQLITE_INDEX, sqlite_due_keys
 from xpcompute.errors import ConflictError, NotFoundError, StorageError
 
 _SCHEMA = """
@@ -59,6 +59,7 @@ class SQLiteStateStore:
         self._conns: list[sqlite3.Connection] = []
         try:
             self._conn().executescript(_SCHEMA)
+            self._conn().execute(SQLITE_INDEX)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot create the state tables in {self.path}: {exc}") from exc
 
@@ -181,8 +182,10 @@ class SQLiteStateStore:
 
     def due_jobs(self, now: float, limit: int = 100) -> list[Job]:
         """Due PENDING jobs by priority class, analyses taking turns within a class (``state.fair``)."""
-        rows = self._query(SQLITE_DUE_JOBS, (now, limit))
-        return [Job.from_item(json.loads(r[0])) for r in rows]
+        ids = [k.job_id for k in sqlite_due_keys(self._query, now, limit)]
+        rows = self._query(f"SELECT body FROM jobs WHERE job_id IN ({','.join('?' * len(ids))})", ids)
+        jobs = {j.job_id: j for j in (Job.from_item(json.loads(r[0])) for r in rows)}
+        return [jobs[i] for i in ids if i in jobs]
 
     def job_counts(self, analysis_id: str) -> dict[JobState, int]:
         rows = self._query("SELECT state, COUNT(*) FROM jobs WHERE analysis_id=? GROUP BY state", (analysis_id,))

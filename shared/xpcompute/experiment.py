@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -53,6 +53,7 @@ from xpcompute.metrics.declared import (
 )
 from xpcompute.metrics.registry import registered_dimension
 from xpcompute.pipeline.slices import SliceFilter
+from xpcompute.quasi import QuasiSpec, with_quasi_defaults
 from xpcompute.spec import FitSpec
 
 EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -169,6 +170,12 @@ class ExperimentSpec(BaseModel):
         default_factory=DecisionSpec, description="The decision rule (default risk_aware) and its settings."
     )
     daily: bool = Field(default=True, description="Also build the user-by-day table for dynamic effects.")
+    design: Literal["randomized", "quasi"] = Field(
+        default="randomized",
+        description="'quasi': no random assignment; a group column and a change date (the 'quasi' block), "
+        "analysed by difference in differences (xpcompute.quasi).",
+    )
+    quasi: QuasiSpec | None = Field(default=None, description="Group column, treated values, change date, period.")
     precompute: tuple[SliceFilter, ...] = Field(
         default=(SliceFilter(),), description="Slices compressed as soon as the analysis is created."
     )
@@ -190,7 +197,7 @@ class ExperimentSpec(BaseModel):
         plugins = raw.get("plugins") or ()
         if isinstance(plugins, list | tuple):
             load_plugins([str(p) for p in plugins])
-        out = dict(raw)
+        out = with_quasi_defaults(dict(raw))
         for field, definitions in (
             ("metrics", "metric_definitions"), ("covariates", "covariate_definitions"),
             ("dimensions", "dimension_definitions"),
@@ -281,6 +288,9 @@ class ExperimentSpec(BaseModel):
         if not has_rule(self.decision.rule):
             problems.append(f"decision.rule {self.decision.rule!r} is not registered; use one of {rule_names()} "
                             "(a plugin module can register its own with xpcompute.decision.register_rule)")
+        from xpcompute.quasi import check_experiment
+
+        problems += check_experiment(self)
         if problems:
             raise ValueError("; ".join(problems))
         if self.roles.names() or any(getattr(self.metric(m), "role", None) for m in self.metrics):
@@ -378,6 +388,10 @@ class ExperimentSpec(BaseModel):
         CUPED is then the metric's headline estimate; the unadjusted model stays
         next to it so the scorecard can say how much the covariates cut the SE.
         """
+        if self.quasi is not None:  # no random assignment: difference in differences only
+            from xpcompute import quasi
+
+            return quasi.fit_specs(self, metric, treatment, control)
         m = self.metric(metric)
         covariates = self.covariates_for(metric)
         specs = list(m.fit_specs(covariates, treatment, control))

@@ -60,6 +60,7 @@ _BUILT_IN = frozenset({"ttest", "proportion", "ols", "cate", "dte", "did", "mann
 _OPTION_MODELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("covariates", "--covariates", ("ols", "cate", "dte", "did", "ratio")),
     ("cluster", "--cluster", ("dte", "did")),
+    ("reference_period", "--reference-period", ("did",)),
     ("denominator", "--denominator", ("ratio",)),
 )
 _WHY: dict[tuple[str, str], str] = {
@@ -87,6 +88,11 @@ class FitSpec(BaseModel):
     time: str | None = None
     cluster: str | None = None
     denominator: str | None = None
+    reference_period: str | None = Field(
+        default=None,
+        description="Model 'did': the reference period (a label of the time column as stored, e.g. '-1' or "
+        "'2024-03-03'); effects are relative to it. Default: the first period.",
+    )
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9, 0.99)
     weights: str | None = Field(default=None, description="Frequency-weight column (integer replicate counts).")
     compress: CompressSpec = CompressSpec()

@@ -183,6 +183,9 @@ class ScorecardBody(BaseModel):
     progress: ProgressBody
     records: list[ResultRecord]
     srm: list[SRMBody]
+    srm_note: str | None = Field(
+        default=None, description="Why there is no sample-ratio check: a quasi-experiment has no random assignment."
+    )
     failures: list[FailureBody]
     spec: dict[str, Any]
     created_at: float

@@ -227,6 +227,7 @@ def render_live(data: PageData, between: str = "") -> str:
         render_slices(data.slices),
         render_cards(rows, srm, heads) if rows else "",
         render_failures(meta.get("failures")),
+        render("report/srm_note.html.j2", note=meta.get("srm_note")) if meta.get("srm_note") else "",
         render_srm(srm) if any(s.mismatch for s in srm) else "",
     ]
     results = [

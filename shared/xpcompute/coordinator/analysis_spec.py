@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -101,6 +102,18 @@ class AnalysisSpec(BaseModel):
         default=False,
         description="Rebuild the registered experiment's analysis table (a stage-1 job) before slicing, even when "
         "it is up to date with the spec and the sources. Not allowed with 'table'.",
+    )
+
+    reference_period: str | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="Model 'did': the period the effects are relative to (a label of the unit-by-period table's "
+        "day column: a day index, or for a quasi-experiment an event time such as '-1', its default). A period "
+        "the experiment does not have is refused.",
+    )
+    design: Literal["randomized", "quasi"] = Field(
+        default="randomized",
+        description="Set from the registered experiment's design. 'quasi' (no random assignment): the "
+        "sample-ratio check does not apply and is not run.",
     )
 
     inference: InferenceSpec | None = Field(

@@ -120,9 +120,15 @@ def resolve_request(spec: AnalysisSpec, experiment: ExperimentSpec | None) -> An
     if "dte" in spec.models and not experiment.daily:
         problems.append(f"model 'dte' needs the user-by-day table, which experiment {experiment.id!r} does not build; "
                         "set 'daily: true' in its spec and PUT it again, or drop 'dte'")
+    from xpcompute.quasi import request_problems
+
+    problems += request_problems(experiment, spec.models, spec.reference_period)
+    if spec.design != "randomized" and spec.design != experiment.design:
+        problems.append(f"design {spec.design!r}: experiment {experiment.id!r} is {experiment.design}; drop 'design'")
     if problems:
         raise InputError("; ".join(problems))
-    return spec.model_copy(update={"treatment": "cell", "control": control, "expected_shares": shares})
+    return spec.model_copy(update={"treatment": "cell", "control": control, "expected_shares": shares,
+                                   "design": experiment.design})
 
 
 def check_model(experiment: ExperimentSpec, metric: str, model: str) -> None:
@@ -190,6 +196,8 @@ def fit_specs(spec: AnalysisSpec, experiment: ExperimentSpec | None = None) -> l
             update["compress"] = ntile
         elif kind == "panel":
             update.update(time=DAY_COLUMN, cluster=USER_COLUMN, compress=CompressSpec())
+        if s.model == "did" and spec.reference_period is not None:
+            update["reference_period"] = spec.reference_period
         resolved.append(s.model_copy(update=update))
     seen: set[tuple[str, str]] = set()
     unique = []

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from xpcompute import quasi
 from xpcompute.coordinator.jobs import Analysis, Job, JobKind, JobState, Progress
 from xpcompute.errors import CorruptObjectError, InputError, NotFoundError
 from xpcompute.postprocess import Correction, adjust_pvalues, srm_test
@@ -72,6 +73,8 @@ class Scorecard:
     decision: list[dict[str, Any]] = field(default_factory=list)
     #: why there is no decision when the rule could not run (bad roles, say); ``None`` otherwise
     decision_note: str | None = None
+    #: why there is no sample-ratio check (a quasi-experiment: ``xpcompute.quasi.SRM_NOT_APPLICABLE``); ``None`` otherwise
+    srm_note: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +94,7 @@ class Scorecard:
             "inference": self.inference,
             "decision": self.decision,
             "decision_note": self.decision_note,
+            "srm_note": self.srm_note,
         }
 
 
@@ -141,7 +145,7 @@ def assemble(analysis: Analysis, jobs: list[Job], store: ObjectStore, complete: 
             except CorruptObjectError as exc:
                 failures.append(Failure(job.job_id, job.kind.value, job.slice_label, job.metric, job.model,
                                         job.attempts, str(exc)))
-        elif job.state == JobState.SUCCEEDED and job.kind == JobKind.SLICE:
+        elif job.state == JobState.SUCCEEDED and job.kind == JobKind.SLICE and spec.get("design") != "quasi":
             counts = job.output.get("cell_counts") or {}
             if len(counts) >= 2:
                 try:
@@ -158,4 +162,5 @@ def assemble(analysis: Analysis, jobs: list[Job], store: ObjectStore, complete: 
         complete=complete, correction=correction, progress=Progress.of(jobs), records=records,
         srm=sorted(srm, key=lambda s: s.slice), failures=failures, spec=spec,
         created_at=analysis.created_at, finished_at=analysis.finished_at, version=analysis.version,
+        srm_note=quasi.SRM_NOT_APPLICABLE if spec.get("design") == "quasi" else None,
     )

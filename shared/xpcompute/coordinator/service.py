@@ -905,6 +905,7 @@ def _scorecard_from_json(raw: dict[str, object]) -> Scorecard:
         inference=raw.get("inference"),  # type: ignore[arg-type]
         decision=list(raw.get("decision") or []),  # type: ignore[call-overload]
         decision_note=raw.get("decision_note"),  # type: ignore[arg-type]
+        srm_note=raw.get("srm_note"),  # type: ignore[arg-type]
     )
 
 

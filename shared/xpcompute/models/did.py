@@ -13,9 +13,11 @@ unit-level covariates. ``delta_{t,g}`` is the event-study effect of period
 ``t`` relative to ``r``: after the change, the estimated effect; before it, a
 placebo that is zero under parallel trends.
 
-Reference period. FitSpec has no field for it, so ``DiDModel(reference=...)``
-names it (a period label as stored, e.g. ``"2"`` or ``"2024-01-03"``); the
-default is the *first* period in sorted order. The reference should be the last
+Reference period. ``FitSpec.reference_period`` (``--reference-period`` of
+``xpcompute fit``, a quasi-experiment's last pre-change period in the service)
+or ``DiDModel(reference=...)`` (which wins) names it: a period label as stored,
+e.g. ``"2"``, ``"-1"`` or ``"2024-01-03"``; the default is the *first* period in
+sorted order. The reference should be the last
 period before the change; periods sorted before it are the pre-periods.
 
 Why it is exact on compressed data. The design spans the same columns as the
@@ -70,13 +72,15 @@ class DiDModel(DTEModel):
 
     def reference_index(self, panel: PanelData) -> int:
         """Index of the reference period in the sorted periods (default: the first)."""
-        if self.reference is None:
+        reference = self.reference if self.reference is not None else panel.spec.reference_period
+        if reference is None:
             return 0
-        if self.reference not in panel.periods:
+        if reference not in panel.periods:
             raise InputError(
-                f"reference period {self.reference!r} is not a period of the panel ({', '.join(panel.periods)})"
+                f"reference period {reference!r} is not a period of the panel ({', '.join(panel.periods)}); "
+                "choose one of these labels"
             )
-        return panel.periods.index(self.reference)
+        return panel.periods.index(reference)
 
     def contrasts(self, panel: PanelData) -> tuple[F64, list[tuple[str, int]]]:
         """``L`` with ``delta = L b`` (in the panel's ``z`` units), and the (cell, period index) of each row."""

@@ -165,7 +165,12 @@ class Windows:
     def day_index(self, t: exp.Expr) -> exp.Expr:
         """Days since the window start of an event (calendar day of a timestamp)."""
         day = t.copy() if self.kind == "date" else exp.cast(t.copy(), exp.DataType.Type.DATE)
-        return exp.cast(exp.DateDiff(this=day, expression=date_lit(self.experiment.window.start), unit=exp.var("DAY")), INT)
+        index = exp.cast(exp.DateDiff(this=day, expression=date_lit(self.experiment.window.start), unit=exp.var("DAY")), INT)
+        if self.experiment.quasi is not None:  # a quasi-experiment's periods are event times (xpcompute.quasi)
+            from xpcompute.quasi import event_period
+
+            return event_period(self.experiment, index)
+        return index
 
 
 def _windows(experiment: ExperimentSpec, source: str, kinds: Mapping[str, TimeKind] | None) -> Windows:
@@ -256,7 +261,11 @@ def _alloc_cte(experiment: ExperimentSpec, sources: Mapping[str, exp.Table]) -> 
     """
     spec = experiment.sources[experiment.allocation.source]
     user = exp.column(spec.user_column)
-    cell = exp.column(experiment.allocation.cell_column)
+    cell: exp.Expr = exp.column(experiment.allocation.cell_column)
+    if experiment.quasi is not None:  # the group column's values mapped to 'treated' / 'comparison'
+        from xpcompute.quasi import group_cell
+
+        cell = group_cell(experiment)
     ctx = experiment.sql_context()
     select = exp.select(user.copy().as_(USER), exp.Min(this=exp.cast(cell, STRING)).as_(CELL))
     having: exp.Expr = exp.Min(this=exp.cast(cell, STRING)).eq(exp.Max(this=exp.cast(cell, STRING)))
@@ -474,7 +483,12 @@ def _build(
         (exp.to_table("dims").as_("u"), exp.column(USER, table="u").eq(exp.column(USER, table="a")), "LEFT"),
     ]
     if daily:
-        days = exp.values([(d,) for d in range(experiment.window.days)], alias="days", columns=[DAY])
+        periods = list(range(experiment.window.days))
+        if experiment.quasi is not None:
+            from xpcompute.quasi import event_times
+
+            periods = event_times(experiment)
+        days = exp.values([(d,) for d in periods], alias="days", columns=[DAY])
         steps.append(("day_index", exp.select(exp.cast(exp.column(DAY), INT).as_(DAY)).from_(days)))
         select = select.select(exp.column(DAY, table="d"))
         if experiment.allocation.exposure_column is None:

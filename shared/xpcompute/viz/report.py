@@ -347,6 +347,12 @@ def figure_blocks(
             + "A bar that does not cross the vertical zero line is a detectable effect.",
             effects_forest(records, relative=relative, higher_is_better=higher_is_better),
         ))
+    did = [r for r in records if r.model == "did"]
+    if did:  # its per-period and pre-trend records get their own figure (viz/did.py), not the dte and cate ones
+        from xpcompute.viz.did import did_block
+
+        blocks.append(did_block(did))
+        records = [r for r in records if r.model != "did"]
     if any(r.segment is not None and r.time is None and r.quantile is None for r in records):
         blocks.append(FigureBlock(
             "cate", "Effect by segment (CATE)",
@@ -509,6 +515,7 @@ def render_report(
         render_headlines(heads),
         render_cards(rows, srm, heads) if rows else "",
         render_failures(meta.get("failures")),
+        render("report/srm_note.html.j2", note=meta.get("srm_note")) if meta.get("srm_note") else "",
         render_srm(srm) if any(s.mismatch for s in srm) else "",
         render_scorecard_section(rows, records, correction, supporting=bool(heads)),
         render_nav(blocks),

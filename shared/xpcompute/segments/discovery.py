@@ -25,8 +25,11 @@ and Benjamini–Hochberg controls the false discovery rate across all of them
    slice-filter semantics: a unit whose ``dim`` is null follows neither
    branch). The *splitting criterion* is the squared z-statistic of the
    difference between the two children's effects on the split half,
-   ``(tau_L - tau_R)^2 / (V_L + V_R)`` with difference-in-means effects and
-   Welch variances; the best split of a node is taken when that statistic
+   ``(tau_L - tau_R)^2 / (V_L + V_R)``, where an effect is the difference in
+   means of the CUPED-adjusted metric ``y - theta'c`` (``c``: the metric's
+   continuous covariates in the cube; ``theta``: the pooled within-cell
+   least-squares slope over the whole half, fixed for the half) with its
+   Welch variance (``theta`` taken as known, as CUPED does); the best split of a node is taken when that statistic
    exceeds the chi-square(1) quantile at ``split_alpha`` and both children
    have at least ``min_units`` units of the control and of the treatment
    cell in each half; the depth is at most ``max_depth``.
@@ -34,7 +37,7 @@ and Benjamini–Hochberg controls the false discovery rate across all of them
    half: its effect against the effect in the rest of the units (everyone
    not in the leaf), ``z = (tau_leaf - tau_rest) / sqrt(V_leaf + V_rest)``,
    two-sided normal p-value (disjoint sets of units, hence independent
-   estimates). The leaf's own effect and interval are reported alongside.
+   estimates); ``theta`` here is the estimation half's own slope. The leaf's own effect and interval are reported alongside.
 
 A *discovery* is a test whose BH-adjusted p-value is at most ``fdr``. Each
 leaf carries its slice filter (``SliceFilter`` JSON), so it can be posted
@@ -152,22 +155,29 @@ class SegmentReport(BaseModel):
 # ---- the cube as arrays ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CubeArrays:
-    """One metric's view of the cube: per cube row its cell, half, dimension codes and (n, sum z, sum z^2)."""
+    """One metric's view of the cube: per cube row its cell, half, dimension codes and moment sums.
+
+    ``moments`` columns, all in the stored z units: n, sum y, sum y^2, then per covariate j sum c_j and
+    sum y c_j, then sum c_j c_l for j <= l.
+    """
 
     cells: tuple[str, ...]
     cell: I64
     half: I64
     dims: dict[str, tuple[list[object], I64]]  # per dimension: levels (typed values) and codes (-1 = null)
-    n: F64
-    s1: F64
-    s2: F64
+    moments: F64
+    k: int
     scale: float
+
+    @property
+    def n(self) -> F64:
+        return self.moments[:, 0]
 
     @staticmethod
     def of(cube: CompressedTable, metric: str, treatment: str) -> CubeArrays:
         table = cube.table
         layout = cube.layout.metrics[metric]
-        zero = (0,) * len(layout.covariates)
+        k = len(layout.covariates)
         cells_arr = pc.dictionary_encode(table.column(treatment).cast(pa.string())).combine_chunks()
         dims: dict[str, tuple[list[object], I64]] = {}
         for name in cube.layout.keys:
@@ -177,38 +187,74 @@ class CubeArrays:
             codes = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
             dims[name] = (enc.dictionary.to_pylist(), codes)
 
-        def col(name: str) -> F64:
+        def col(ey: int, *exps: int) -> F64:
+            name = layout.column(ey, *(exps or (0,) * k))
             return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
 
+        def unit(*js: int) -> tuple[int, ...]:
+            e = [0] * k
+            for j in js:
+                e[j] += 1
+            return tuple(e)
+
+        columns = [col(0), col(1), col(2)]
+        columns += [col(0, *unit(j)) for j in range(k)] + [col(1, *unit(j)) for j in range(k)]
+        columns += [col(0, *unit(j, m)) for j in range(k) for m in range(j, k)]
         return CubeArrays(
             cells=tuple(str(c) for c in cells_arr.dictionary.to_pylist()),
             cell=np.asarray(cells_arr.indices.to_numpy(zero_copy_only=False), dtype=np.int64),
             half=np.asarray(table.column(HALF_COLUMN).to_numpy(zero_copy_only=False), dtype=np.int64),
-            dims=dims, n=col(layout.count_column()), s1=col(layout.column(1, *zero)), s2=col(layout.column(2, *zero)),
-            scale=layout.transform(0).scale,
+            dims=dims, moments=np.column_stack(columns), k=k, scale=layout.transform(0).scale,
         )
 
     def sums(self, mask: NDArray[np.bool_]) -> F64:
-        """``[half, cell, (n, s1, s2)]`` sums over the rows in ``mask``."""
-        k = len(self.cells)
-        idx = (self.half * k + self.cell)[mask]
-        out = np.zeros((2, k, 3))
-        for j, v in enumerate((self.n, self.s1, self.s2)):
-            out[:, :, j] = np.bincount(idx, weights=v[mask], minlength=2 * k).reshape(2, k)
+        """``[half, cell, moment]`` sums over the rows in ``mask``."""
+        cells = len(self.cells)
+        idx = (self.half * cells + self.cell)[mask]
+        rows = self.moments[mask]
+        out = np.zeros((2, cells, rows.shape[1]))
+        for j in range(rows.shape[1]):
+            out[:, :, j] = np.bincount(idx, weights=rows[:, j], minlength=2 * cells).reshape(2, cells)
         return out
 
+    def unpack(self, s: F64) -> tuple[float, float, float, F64, F64, F64]:
+        """(n, sum y, sum y^2, sum c, sum y c, sum c c') of one cell's moment vector."""
+        k = self.k
+        scc = np.zeros((k, k))
+        iu = np.triu_indices(k)
+        scc[iu] = s[3 + 2 * k:]
+        scc = scc + np.triu(scc, 1).T
+        return float(s[0]), float(s[1]), float(s[2]), s[3:3 + k], s[3 + k:3 + 2 * k], scc
 
-def effect_of(sums: F64, cell: int, control: int, scale: float) -> tuple[float, float]:
-    """Difference in means (cell - control) and its Welch variance, from ``[cell, (n, s1, s2)]`` in z units."""
-    means, variances = [], []
-    for c in (cell, control):
-        n, s1, s2 = sums[c]
-        if n < 2:
-            return float("nan"), float("nan")
-        mean = s1 / n
-        means.append(mean)
-        variances.append(max(s2 - s1 * mean, 0.0) / (n - 1) / n)
-    return scale * (means[0] - means[1]), scale * scale * (variances[0] + variances[1])
+    def slope(self, half_sums: F64) -> F64:
+        """CUPED slope: the pooled within-cell least-squares slope of the metric on the covariates (z units)."""
+        k = self.k
+        if not k:
+            return np.zeros(0)
+        a, b = np.zeros((k, k)), np.zeros(k)
+        for s in half_sums:
+            n, sy, _, sc, syc, scc = self.unpack(s)
+            if n > 0:
+                a += scc - np.outer(sc, sc) / n
+                b += syc - sc * sy / n
+        try:
+            return np.asarray(np.linalg.solve(a, b), dtype=np.float64)
+        except np.linalg.LinAlgError:
+            return np.zeros(k)
+
+    def effect(self, half_sums: F64, cell: int, control: int, theta: F64) -> tuple[float, float]:
+        """Difference in means (cell - control) of ``y - theta'c`` and its Welch variance, in the metric's units."""
+        means, variances = [], []
+        for c in (cell, control):
+            n, sy, syy, sc, syc, scc = self.unpack(half_sums[c])
+            if n < 2:
+                return float("nan"), float("nan")
+            su = sy - float(theta @ sc)
+            suu = syy - 2 * float(theta @ syc) + float(theta @ scc @ theta)
+            mean = su / n
+            means.append(mean)
+            variances.append(max(suu - su * mean, 0.0) / (n - 1) / n)
+        return self.scale * (means[0] - means[1]), self.scale * self.scale * (variances[0] + variances[1])
 
 
 # ---- 1. heterogeneity per dimension ------------------------------------------------------------------------
@@ -287,6 +333,7 @@ class _Node:
 def grow_tree(arrays: CubeArrays, cell: int, control: int, settings: SegmentSettings) -> list[_Node]:
     """The leaves of the tree grown on the split half (``SPLIT_HALF``)."""
     threshold = float(stats.chi2.isf(settings.split_alpha, 1))
+    theta = arrays.slope(arrays.sums(np.ones(len(arrays.n), dtype=bool))[SPLIT_HALF])
 
     def enough(s: F64) -> bool:
         return bool(s[:, [cell, control], 0].min() >= settings.min_units)
@@ -306,8 +353,8 @@ def grow_tree(arrays: CubeArrays, cell: int, control: int, settings: SegmentSett
                 sl, sr = arrays.sums(left), arrays.sums(right)
                 if not (enough(sl) and enough(sr)):
                     continue
-                tl, vl = effect_of(sl[SPLIT_HALF], cell, control, arrays.scale)
-                tr, vr = effect_of(sr[SPLIT_HALF], cell, control, arrays.scale)
+                tl, vl = arrays.effect(sl[SPLIT_HALF], cell, control, theta)
+                tr, vr = arrays.effect(sr[SPLIT_HALF], cell, control, theta)
                 if not vl + vr > 0:
                     continue
                 z2 = (tl - tr) ** 2 / (vl + vr)
@@ -341,12 +388,13 @@ def tree_segments(
         return []
     q = float(stats.norm.isf(settings.alpha / 2))
     everyone = arrays.sums(np.ones(len(arrays.n), dtype=bool))[ESTIMATION_HALF]
+    theta = arrays.slope(everyone)
     out = []
     for leaf in leaves:
         s = arrays.sums(leaf.mask)[ESTIMATION_HALF]
         rest = everyone - s
-        tau, var = effect_of(s, ci, cc, arrays.scale)
-        tau_rest, var_rest = effect_of(rest, ci, cc, arrays.scale)
+        tau, var = arrays.effect(s, ci, cc, theta)
+        tau_rest, var_rest = arrays.effect(rest, ci, cc, theta)
         se = _sqrt(var)
         diff = tau - tau_rest
         dse = _sqrt(var + var_rest)

@@ -259,7 +259,8 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    """Run an analysis's failed jobs again on the embedded default, follow them, and show the scorecard."""
+    """Run an analysis's failed jobs (and fits whose result is damaged) again on the embedded default, follow them,
+    and show the scorecard."""
     from rich.console import Console
 
     from xpcompute.config import Settings
@@ -271,7 +272,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         coord = runtime.coordinator
         retried = coord.retry_failed(args.analysis_id)
         if not retried:
-            console.print(f"analysis {args.analysis_id} has no failed job to retry")
+            console.print(f"analysis {args.analysis_id} has no failed job and no damaged result to retry")
             return 0
         console.print(f"retrying {len(retried)} job(s) of {args.analysis_id}")
         follow(coord, args.analysis_id, console, label="retry")
@@ -480,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--report", default=None, help="also write the HTML report to this file")
     results.set_defaults(func=cmd_results)
 
-    retry = sub.add_parser("retry", help="run the failed jobs of a stored analysis again (XPCOMPUTE_HOME names the store)")
+    retry = sub.add_parser("retry", help="run the failed jobs of a stored analysis again, and recompute fits whose stored result "
+                           "is damaged (XPCOMPUTE_HOME names the store)")
     retry.add_argument("analysis_id")
     retry.set_defaults(func=cmd_retry)
 

@@ -344,7 +344,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     @app.post("/analyses/{analysis_id}/retry", status_code=202, response_model=RetryAccepted, responses=ERRORS,
               dependencies=auth, tags=["analyses"])
     def retry_failed(analysis_id: str, coord: Coordinator = Depends(coordinator)) -> RetryAccepted:
-        """Run the failed jobs of an analysis again (after an outage, say); it is finalized again when they end."""
+        """Run the failed jobs of an analysis again (after an outage, say), and recompute the fits whose stored
+        result object is damaged or missing (just those); the analysis is finalized again when they end."""
         retried = coord.retry_failed(analysis_id)
         return RetryAccepted(analysis_id=analysis_id, retried=len(retried), job_ids=[j.job_id for j in retried],
                              state=coord.state.get_analysis(analysis_id).state.value)

@@ -299,7 +299,8 @@ class RetryAccepted(BaseModel):
     """The failed jobs of an analysis put back to run again (``POST /analyses/{id}/retry``)."""
 
     analysis_id: str
-    retried: int = Field(description="Jobs put back; 0 when nothing had failed.")
+    retried: int = Field(description="Jobs put back (failed jobs, and fits whose stored result was damaged); 0 when "
+                         "nothing had failed or was damaged.")
     job_ids: list[str]
     state: str
 

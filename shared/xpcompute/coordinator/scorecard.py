@@ -117,8 +117,8 @@ def records_of(job: Job, store: ObjectStore) -> list[ResultRecord]:
     except (ValueError, TypeError) as exc:  # JSON and pydantic errors are ValueErrors
         first = str(exc).splitlines()[0][:200]
         raise CorruptObjectError(
-            f"result object {job.result_key} is damaged ({len(data)} bytes: {first}); submit the analysis again "
-            "to recompute it"
+            f"result object {job.result_key} is damaged ({len(data)} bytes: {first}); retry the analysis "
+            f"(POST /analyses/{job.analysis_id}/retry or xpcompute retry {job.analysis_id}) to recompute it"
         ) from None
 
 

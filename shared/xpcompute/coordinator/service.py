@@ -48,6 +48,7 @@ from xpcompute.coordinator.planner import (
     plan_stage1,
     resolve_request,
 )
+from xpcompute.coordinator.repair import reopen_damaged
 from xpcompute.coordinator.scorecard import Failure, Scorecard, assemble, failure_of, records_of
 from xpcompute.coordinator.state.base import StateStore
 from xpcompute.errors import (
@@ -425,7 +426,8 @@ class Coordinator:
             return None
 
     def retry_failed(self, analysis_id: str) -> list[Job]:
-        """Run the FAILED jobs of an analysis again, from a fresh attempt count (``POST /analyses/{id}/retry``).
+        """Run the FAILED jobs of an analysis again, from a fresh attempt count (``POST /analyses/{id}/retry``),
+        and recompute the fits whose stored result object is damaged or missing.
 
         A job whose own parent (stage 1 or its slice) is retried waits for it
         again; the others are due now. The analysis goes back to RUNNING and is
@@ -433,10 +435,9 @@ class Coordinator:
         """
         jobs = {j.job_id: j for j in self.state.list_jobs(analysis_id)}
         failed = {jid for jid, j in jobs.items() if j.state == JobState.FAILED}
-        if not failed:
-            return []
         now = self.clock()
-        retried: list[Job] = []
+        # fits whose stored result is damaged or missing run again too, just those (coordinator/repair.py)
+        retried: list[Job] = reopen_damaged(self.state, self.store, jobs.values(), now)
         for jid in sorted(failed, key=lambda i: jobs[i].priority):
             job = jobs[jid]
             waits = job.depends_on is not None and job.depends_on in failed

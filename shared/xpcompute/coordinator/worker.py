@@ -31,6 +31,7 @@ from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import Job, JobKind, JobState
 from xpcompute.coordinator.lru import LRU
 from xpcompute.coordinator.planner import fit_input, fit_specs
+from xpcompute.coordinator.repair import store_result
 from xpcompute.coordinator.service import Coordinator
 from xpcompute.coordinator.slicing import (
     SliceTask,
@@ -298,7 +299,7 @@ def run_fit(coordinator: Coordinator, job: Job, settings: Settings | None = None
     records = [r.model_copy(update={"slice": job.slice_label}) for r in fit_compressed(compressed, spec)]
     assert job.result_key is not None
     body = json.dumps([r.to_json_dict() for r in records], sort_keys=True).encode()
-    coordinator.store.put_if_absent(job.result_key, body)
+    store_result(coordinator.store, job.result_key, body)  # a damaged object there is replaced (repair.py)
     return {"records": len(records), "input": layout}
 
 

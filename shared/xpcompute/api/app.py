@@ -61,6 +61,7 @@ from xpcompute.api.security import (
     elide,
     redact_paths,
 )
+from xpcompute.api.segment_routes import add_segment_routes
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import AnalysisState, Job
@@ -350,6 +351,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         return RetryAccepted(analysis_id=analysis_id, retried=len(retried), job_ids=[j.job_id for j in retried],
                              state=coord.state.get_analysis(analysis_id).state.value)
 
+    add_segment_routes(app, coordinator, auth, ERRORS)
     return app
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from xpcompute.records import ResultRecord
+from xpcompute.segments.discovery import SegmentReport
 
 
 class ErrorBody(BaseModel):
@@ -192,6 +193,10 @@ class ScorecardBody(BaseModel):
     finished_at: float | None
     inference: InferenceSummaryBody | None = Field(
         default=None, description="Which inference produced the decisions: method, look k of K, alpha spent, crossings."
+    )
+    segments: SegmentReport | None = Field(
+        default=None, description="Segment discovery: heterogeneity tests per dimension and honest-tree segments, "
+        "each with its BH-adjusted p-value and the slice filter that requests it as a live slice."
     )
 
 

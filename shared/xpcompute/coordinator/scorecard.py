@@ -75,6 +75,9 @@ class Scorecard:
     decision_note: str | None = None
     #: why there is no sample-ratio check (a quasi-experiment: ``xpcompute.quasi.SRM_NOT_APPLICABLE``); ``None`` otherwise
     srm_note: str | None = None
+    #: segment discovery (``xpcompute.segments.SegmentReport`` as JSON): per-dimension heterogeneity tests and
+    #: honest-tree segments with BH-adjusted p-values; ``None`` when the experiment declares no dimensions
+    segments: dict[str, Any] | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +97,7 @@ class Scorecard:
             "inference": self.inference,
             "decision": self.decision,
             "decision_note": self.decision_note,
+            "segments": self.segments,
             "srm_note": self.srm_note,
         }
 

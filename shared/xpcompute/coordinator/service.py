@@ -63,6 +63,7 @@ from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable
 from xpcompute.records import ResultRecord
+from xpcompute.segments.service import with_segments
 from xpcompute.spec import FitSpec
 from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore, newest_modification
@@ -649,6 +650,7 @@ class Coordinator:
         card = assemble(replace(done, version=analysis.version + 1), jobs, self.store, complete=True)
         card = self._with_inference(card, analysis, jobs, record_look=True)
         card = self._with_decision(card, analysis)
+        card = with_segments(self, card, analysis)  # segment discovery (xpcompute.segments)
         try:
             self.store.put_bytes(keys.scorecard(analysis_id), json.dumps(card.to_json_dict(), sort_keys=True).encode())
         except StorageError as exc:
@@ -906,6 +908,7 @@ def _scorecard_from_json(raw: dict[str, object]) -> Scorecard:
         inference=raw.get("inference"),  # type: ignore[arg-type]
         decision=list(raw.get("decision") or []),  # type: ignore[call-overload]
         decision_note=raw.get("decision_note"),  # type: ignore[arg-type]
+        segments=raw.get("segments"),  # type: ignore[arg-type]
         srm_note=raw.get("srm_note"),  # type: ignore[arg-type]
     )
 

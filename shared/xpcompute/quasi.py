@@ -126,7 +126,7 @@ def with_quasi_defaults(raw: dict[str, Any]) -> dict[str, Any]:
         return raw
     quasi = raw.get("quasi")
     if not isinstance(quasi, dict | QuasiSpec):
-        return raw  # the after-validator says the block is missing
+        raise ValueError("quasi: design: quasi needs a quasi block: {group_column, treated, change_date, period}")
     group = quasi.group_column if isinstance(quasi, QuasiSpec) else quasi.get("group_column")
     users = raw.get("users_source", "users")
     implied: dict[str, Any] = {
@@ -146,9 +146,11 @@ def with_quasi_defaults(raw: dict[str, Any]) -> dict[str, Any]:
             given = given.model_dump(exclude_defaults=True)
         if isinstance(given, tuple):
             given = list(given)
-        if field == "allocation" and isinstance(given, dict):
+        if field == "allocation" and isinstance(given, dict):  # an exposure column is refused by check_experiment
+            value = {**value, **{k: v for k, v in given.items() if k not in ("source", "cell_column")}}
+            out[field] = {**given, **value}
             given = {"source": given.get("source", "allocations"), "cell_column": given.get("cell_column", "cell"),
-                     **{k: v for k, v in given.items() if k not in ("source", "cell_column") and v is not None}}
+                     **{k: v for k, v in given.items() if k not in ("source", "cell_column")}}
         if given != value:
             problems.append(f"{field}: a quasi-experiment implies {field} = {value!r} (from quasi.group_column and "
                             f"users_source), got {given!r}; drop {field}")

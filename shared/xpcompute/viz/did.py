@@ -23,7 +23,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from xpcompute.records import ResultRecord
-from xpcompute.viz._common import cell_colors, clean, natural_key, slice_label
+from xpcompute.viz._common import cell_colors, clean, slice_label
 from xpcompute.viz.figures import (
     Panel,
     band_trace,
@@ -65,6 +65,11 @@ def _as_number(label: str) -> float | None:
         return None
 
 
+def _order(label: str, numeric: bool) -> tuple[float, str]:
+    """The panel's own order of periods: by value (integers as numbers; dates and text as text, ISO dates in order)."""
+    return (_as_number(label) or 0.0, "") if numeric else (0.0, label)
+
+
 def pre_trend_text(record: ResultRecord | None) -> str:
     """``pre-trend test chi2(3) = 1.23, p = 0.75`` (or that there are no pre-periods to test)."""
     if record is None or record.statistic is None or record.p_value is None:
@@ -92,10 +97,10 @@ def event_study(records: Sequence[ResultRecord]) -> go.Figure:
     numeric = all(_as_number(str(r.time)) is not None for r in effects)
     for i, ((metric, slc, cell), recs) in enumerate(panels_map.items(), start=1):
         ref = reference_of(recs[0])
-        rows = sorted(recs, key=lambda r: (natural_key(r.time), str(r.time)))
+        rows = sorted(recs, key=lambda r: _order(str(r.time), numeric))
         ests = [e for r in rows if (e := estimate(r, False)) is not None]
         labels = [str(e.record.time) for e in ests]
-        pre = [lbl for lbl in labels if ref is not None and natural_key(lbl) < natural_key(ref)]
+        pre = [lbl for lbl in labels if ref is not None and _order(lbl, numeric) < _order(ref, numeric)]
         xs: list[Any] = [_as_number(lbl) for lbl in labels] if numeric else labels
         meta = {"metric": metric, "slice": slc, "cell": cell, "model": MODEL}
         color = colors.get(cell, "#1c7ed6")

@@ -43,11 +43,13 @@ from xpcompute.metrics.base import IDENTIFIER, Covariate, Dimension, Metric, Rat
 from xpcompute.metrics.declared import (
     DeclaredCovariate,
     DeclaredDimension,
+    DeclaredEventQuantile,
     DeclaredMetric,
     DeclaredRatio,
     MetricDeclaration,
     build_covariate,
     build_dimension,
+    build_event_quantile,
     build_metric,
     build_ratio,
 )
@@ -345,6 +347,8 @@ class ExperimentSpec(BaseModel):
             return self._resolve("metric", name, lambda: get_metric(name))
         if isinstance(decl, DeclaredMetric):
             return self._resolve("metric", name, lambda: build_metric(decl))
+        if isinstance(decl, DeclaredEventQuantile):
+            return self._resolve("metric", name, lambda: build_event_quantile(decl))
         ratio: DeclaredRatio = decl
         for part in (ratio.numerator, ratio.denominator):
             if part == name:
@@ -483,6 +487,8 @@ def _tagged(entry: Any) -> Any:
     """A declared metric mapping with its ``kind`` (the stored form leaves defaults, and so ``kind``, out)."""
     if not isinstance(entry, dict) or "kind" in entry:
         return entry
+    if entry.get("aggregation") == "event_quantile":
+        return {**entry, "kind": "event_quantile"}
     return {**entry, "kind": "ratio" if "numerator" in entry or "denominator" in entry else "metric"}
 
 

@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ModelName = Literal["ttest", "proportion", "ols", "cate", "dte", "did", "mannwhitney", "quantile", "ratio"]
+ModelName = Literal[
+    "ttest", "proportion", "ols", "cate", "dte", "did", "mannwhitney", "quantile", "ratio", "event_quantile"
+]
 NullPolicy = Literal["drop", "refuse"]
 CollinearPolicy = Literal["drop", "refuse"]
 
@@ -54,12 +56,12 @@ class CompressSpec(BaseModel):
         return f"ntile:{self.buckets}" if self.kind == "ntile" else self.kind
 
 
-_BUILT_IN = frozenset({"ttest", "proportion", "ols", "cate", "dte", "did", "mannwhitney", "quantile", "ratio"})
+_BUILT_IN = frozenset({"ttest", "proportion", "ols", "cate", "dte", "did", "mannwhitney", "quantile", "ratio", "event_quantile"})
 #: Which built-in models read which option (a custom model may read any). ``segment`` and ``time`` are not here:
 #: the potential-outcomes base reports every model per segment or period.
 _OPTION_MODELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("covariates", "--covariates", ("ols", "cate", "dte", "did", "ratio")),
-    ("cluster", "--cluster", ("dte", "did")),
+    ("cluster", "--cluster", ("dte", "did", "event_quantile")),
     ("reference_period", "--reference-period", ("did",)),
     ("denominator", "--denominator", ("ratio",)),
 )

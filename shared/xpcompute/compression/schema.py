@@ -42,7 +42,7 @@ COUNT_COLUMN = "_n"
 ROW_KEY = "_row"
 SCHEMA_VERSION = 1
 
-Kind = Literal["moments", "distribution", "panel"]
+Kind = Literal["moments", "distribution", "panel", "events"]
 
 
 def monomials(n_covariates: int, max_y: int = 2, max_total: int = 4) -> tuple[tuple[int, ...], ...]:

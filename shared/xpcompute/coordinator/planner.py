@@ -48,11 +48,12 @@ USER_COLUMN = "user_id"
 
 
 def compression_of(model: str) -> str:
-    """The compressed layout a model reads: ``moments``, ``distribution`` (rank, quantile) or ``panel`` (dte)."""
+    """The compressed layout a model reads: ``moments``, ``distribution`` (rank, quantile), ``panel`` (dte) or
+    ``events`` (event_quantile: the slice's event histogram, from the metric's stage-1 events table)."""
     from xpcompute.models.registry import model_class
 
     kind = model_class(model).compression
-    return kind if kind in ("distribution", "panel") else "moments"
+    return kind if kind in ("distribution", "panel", "events") else "moments"
 
 
 def fit_input(analysis_id: str, slice_id: str, metric: str, model: str) -> tuple[str, str]:

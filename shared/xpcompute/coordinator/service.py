@@ -295,8 +295,11 @@ class Coordinator:
             names = [c.name for c in output_columns(experiment, daily=False)]
             for s in slices:
                 s.check(experiment)
-            require_columns(pa.table({n: pa.array([], pa.null()) for n in names}),
-                            [spec.treatment, *spec.metrics], "column")
+            from xpcompute.metrics.events import EventQuantileMetric
+
+            # an event-level quantile metric has no analysis-table column: its rows are in its events table
+            columns = [m for m in spec.metrics if not isinstance(experiment.metric(m), EventQuantileMetric)]
+            require_columns(pa.table({n: pa.array([], pa.null()) for n in names}), [spec.treatment, *columns], "column")
             return
         table = open_table(spec.table or keys.analysis_table(experiment_id), self.store)
         schema = table.schema

@@ -495,8 +495,10 @@ def moments_specs(specs: Sequence[FitSpec], metrics: Sequence[str]) -> tuple[Fit
     """
     from xpcompute.models.registry import model_class
 
-    out = [s for s in specs if model_class(s.model).compression not in ("distribution", "panel")]
+    out = [s for s in specs if model_class(s.model).compression not in ("distribution", "panel", "events")]
     covered = {s.metric for s in out}
+    # an event-level quantile metric has no analysis-table column (its rows are events: pipeline/events.py)
+    covered |= {s.metric for s in specs if model_class(s.model).compression == "events"}
     treatment = specs[0].treatment if specs else "cell"
     out += [FitSpec(metric=m, treatment=treatment) for m in metrics if m not in covered]
     return tuple(out)

@@ -30,7 +30,7 @@ from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import Job, JobKind, JobState
 from xpcompute.coordinator.lru import LRU
-from xpcompute.coordinator.planner import fit_input, fit_specs
+from xpcompute.coordinator.planner import compression_of, fit_input, fit_specs
 from xpcompute.coordinator.repair import store_result
 from xpcompute.coordinator.service import Coordinator
 from xpcompute.coordinator.slicing import (
@@ -126,6 +126,15 @@ def run_slice(
             put(key, encode_derived(table))
             artifacts[f"{metric}.{layout}"] = key
         errors.update({f"{metric}.{layout}": reason for metric, reason in failed.items()})
+    if any(compression_of(s.model) == "events" for s in specs):  # event-level quantiles (pipeline/events.py)
+        from xpcompute.pipeline.events import event_artifacts
+
+        tables, failed = event_artifacts(experiment, coordinator.store, specs, task.slice)
+        for metric, table in tables.items():
+            key = keys.analysis_distribution(job.analysis_id, job.slice_id, metric, "events")
+            put(key, encode_derived(table))
+            artifacts[f"{metric}.events"] = key
+        errors.update({f"{metric}.events": reason for metric, reason in failed.items()})
     assert job.result_key is not None
     put(job.result_key, encode_derived(compressed))
     output: dict[str, object] = {

@@ -42,7 +42,9 @@ DimensionType = Literal["string", "bigint", "boolean"]
 Window = Literal["analysis", "pre"]
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-PER_METRIC_MODELS: frozenset[str] = frozenset({"ttest", "proportion", "ols", "mannwhitney", "quantile", "ratio"})
+PER_METRIC_MODELS: frozenset[str] = frozenset(
+    {"ttest", "proportion", "ols", "mannwhitney", "quantile", "ratio", "event_quantile"}
+)
 DENOMINATOR_SUFFIX = "__den"
 
 # Default fill for users with no event in the window: counts and sums are 0 for

@@ -241,7 +241,50 @@ class DeclaredDimension(_Declared):
         return None if v is None else _name(v, "column")
 
 
-MetricDeclaration = Annotated[DeclaredMetric | DeclaredRatio, Field(discriminator="kind")]
+class DeclaredEventQuantile(_Display):
+    """An event-level quantile metric: ``quantiles`` of ``value`` over the events of ``source`` matching ``where``
+    (each event counts once; ``metrics/events.py``). Written ``aggregation: event_quantile``."""
+
+    kind: Literal["event_quantile"] = "event_quantile"
+    source: str
+    value: str = Field(description="Event-level numeric expression over the source's columns, e.g. 'amount'.")
+    where: str | None = Field(default=None, description="Event-level condition; only matching events count.")
+    #: required (no default), so the stored spec, which leaves defaults out, still says what this is
+    aggregation: Literal["event_quantile"]
+    quantiles: tuple[float, ...] = Field(default=(0.5, 0.9), description="Probabilities in (0, 1), e.g. [0.5, 0.9].")
+    higher_is_better: bool | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        return _name(v, "source")
+
+    @field_validator("value", "where")
+    @classmethod
+    def _expression(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                parse_expression(v, "value")
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantiles(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(not 0 < q < 1 for q in v):
+            raise ValueError(f"quantiles must be probabilities strictly between 0 and 1, e.g. [0.5, 0.9]; got {list(v)}")
+        return v
+
+    @field_validator("models")
+    @classmethod
+    def _only_event_model(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None and tuple(v) != ("event_quantile",):
+            raise ValueError("an event-level quantile metric is analysed by model 'event_quantile' only; drop 'models'")
+        return v
+
+
+MetricDeclaration = Annotated[DeclaredMetric | DeclaredRatio | DeclaredEventQuantile, Field(discriminator="kind")]
 
 
 def _default_models(aggregation: str) -> tuple[ModelName, ...]:
@@ -268,6 +311,22 @@ def build_metric(decl: DeclaredMetric) -> Metric:
     }
     cls = type(f"Declared_{decl.name}", (Metric,), attrs)
     return cls()
+
+
+def build_event_quantile(decl: DeclaredEventQuantile) -> Metric:
+    """An ``EventQuantileMetric`` instance, like a Python-declared one."""
+    from xpcompute.metrics.events import EventQuantileMetric
+
+    value = parse_expression(decl.value, f"metric {decl.name!r} value")
+    where = parse_expression(decl.where, f"metric {decl.name!r} where") if decl.where else None
+    attrs: dict[str, object] = {
+        "name": decl.name, "source": decl.source, "quantiles": tuple(decl.quantiles),
+        "description": decl.description or f"quantiles of {decl.value} over the events of {decl.source}",
+        "unit": decl.unit, "format": decl.format or "{:,.3f}", "higher_is_better": decl.higher_is_better,
+        "value": lambda self: value.copy(),
+        "condition": lambda self: None if where is None else where.copy(),
+    }
+    return type(f"Declared_{decl.name}", (EventQuantileMetric,), attrs)()
 
 
 def build_ratio(decl: DeclaredRatio, numerator: Metric, denominator: Metric) -> Metric:
@@ -318,12 +377,14 @@ __all__ = [
     "DeclaredCap",
     "DeclaredCovariate",
     "DeclaredDimension",
+    "DeclaredEventQuantile",
     "DeclaredMetric",
     "DeclaredRatio",
     "MetricDeclaration",
     "SqlContext",
     "build_covariate",
     "build_dimension",
+    "build_event_quantile",
     "build_metric",
     "build_ratio",
     "parse_expression",

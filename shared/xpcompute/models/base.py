@@ -41,7 +41,7 @@ from xpcompute.models.data import ModelData, Subgroup, subgroups
 from xpcompute.records import ResultRecord
 
 F64 = NDArray[np.float64]
-CompressionKind = Literal["moments", "distribution", "panel"]
+CompressionKind = Literal["moments", "distribution", "panel", "events"]
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,12 @@ def prepare(table: pa.Table, spec: FitSpec) -> CompressedTable:
         from xpcompute.compression import distribution
 
         return distribution.compress_distribution(table, spec)
+    if kind == "events":  # raw event rows: the unit id is the cluster column (compression/events.py)
+        from xpcompute.compression import events
+
+        if not spec.cluster:
+            raise InputError(f"model {spec.model!r} reads one row per event; name the unit id column (--cluster COL)")
+        return events.compress_events(table, spec.metric, spec.cluster, spec.treatment)
     if spec.compress.kind == "ntile":
         raise InputError(
             f"ntile compression is lossy and only applies to rank and quantile models; model {spec.model!r} "

@@ -18,6 +18,7 @@ MODELS: dict[str, str] = {
     "did": "xpcompute.models.did:DiDModel",
     "mannwhitney": "xpcompute.models.mannwhitney:MannWhitneyModel",
     "quantile": "xpcompute.models.quantile:QuantileModel",
+    "event_quantile": "xpcompute.models.event_quantile:EventQuantileModel",
 }
 
 

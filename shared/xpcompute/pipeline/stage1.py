@@ -39,6 +39,8 @@ class Stage1Result:
     analysis: PublishedTable
     user_day: PublishedTable | None
     seconds: dict[str, float] = field(default_factory=dict)
+    #: per event-level quantile metric, its events table (``pipeline/events.py``)
+    events: dict[str, PublishedTable] = field(default_factory=dict)
     sql: dict[str, str] = field(default_factory=dict)
 
 
@@ -132,13 +134,16 @@ def run_stage1(
         seconds["resolve"] = time.perf_counter() - started
         meta: dict[str, object] = {"experiment": experiment.id, "engine": eng.dialect.name, "spec": experiment.canonical()}
 
+        from xpcompute.pipeline.events import publish_event_tables
+
         analysis = _publish(eng, store, keys.analysis_table(experiment.id), q.analysis_plan(experiment, refs, kinds),
                             meta, seconds, sql, "analysis", caps=q.metric_caps(experiment))
         user_day = None
         if make_daily:
             user_day = _publish(eng, store, keys.user_day_table(experiment.id), q.daily_plan(experiment, refs, kinds), meta,
                                 seconds, sql, "user_day")
-    return Stage1Result(analysis=analysis, user_day=user_day, seconds=seconds, sql=sql)
+        events = publish_event_tables(eng, store, experiment, refs, kinds, meta, seconds, sql)
+    return Stage1Result(analysis=analysis, user_day=user_day, seconds=seconds, sql=sql, events=events)
 
 
 def _publish(
@@ -226,6 +231,9 @@ _NUMERIC_AGGREGATIONS = {"sum", "mean", "max", "min"}
 
 def check_sources(experiment: ExperimentSpec, files: Mapping[str, ParquetFiles]) -> None:
     """Every column the queries read exists, and the ones they add up or compare as dates have usable types."""
+    from xpcompute.pipeline.events import check_event_sources
+
+    check_event_sources(experiment, {n: f.schema for n, f in files.items()}, {n: f.uri for n, f in files.items()})
     needed = q.source_columns(experiment)
     for source, columns in needed.items():
         schema = files[source].schema

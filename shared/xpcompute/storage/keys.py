@@ -50,6 +50,11 @@ def user_day_table(experiment_id: str) -> str:
     return join_key(experiment_id, USER_DAY)
 
 
+def events_table(experiment_id: str, metric: str) -> str:
+    """The stage-1 events table of an event-level quantile metric (``pipeline/events.py``)."""
+    return join_key(_part(experiment_id, "experiment id"), f"events.{_part(metric, 'metric')}")
+
+
 def manifest(table_key: str) -> str:
     return join_key(table_key, MANIFEST)
 
@@ -154,10 +159,11 @@ def analysis_distribution(analysis_id: str, slice_id: str, metric: str, layout: 
     """A second compressed form of one metric of a slice, written by its slice job next to the moments table.
 
     ``layout`` is ``"distribution"`` (value-keyed n-tile, for rank and quantile
-    models) or ``"panel"`` (user x day sums from the user-by-day table, for ``dte``).
+    models), ``"panel"`` (user x day sums from the user-by-day table, for ``dte``) or ``"events"`` (the event
+    histogram of an event-level quantile metric, for ``event_quantile``).
     """
-    if layout not in ("distribution", "panel"):
-        raise InputError(f"compressed layout {layout!r} has no slice artifact; use 'distribution' or 'panel'")
+    if layout not in ("distribution", "panel", "events"):
+        raise InputError(f"compressed layout {layout!r} has no slice artifact; use 'distribution', 'panel' or 'events'")
     return analysis_prefix(analysis_id) + (
         f"slices/{_part(slice_id, 'slice id')}/{_part(metric, 'metric')}.{layout}.parquet"
     )

@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 
 MetricKind = Literal["simple", "proportion", "ratio", "quantile"]
 
-_KINDS: dict[str, MetricKind] = {"simple": "simple", "proportion": "proportion", "ratio": "ratio", "quantile": "quantile"}
+_KINDS: dict[str, MetricKind] = {
+    "simple": "simple", "proportion": "proportion", "ratio": "ratio", "quantile": "quantile", "event_quantile": "quantile",
+}
 
 #: Which model is a metric's headline when no CUPED estimate applies (lower ranks first).
 PRIMARY_RANK: dict[str, int] = {"proportion": 0, "ratio": 1, "ttest": 2}
@@ -396,7 +398,7 @@ def _guess_kind(records: Sequence[ResultRecord]) -> MetricKind:
         return "proportion"
     if "ratio" in models:
         return "ratio"
-    return "quantile" if models == {"quantile"} else "simple"
+    return "quantile" if models and models <= {"quantile", "event_quantile"} else "simple"
 
 
 def dropped_covariates(record: ResultRecord, covariates: Sequence[str]) -> tuple[str, ...]:

@@ -55,6 +55,7 @@ MODEL_NAMES: dict[str, str] = {
     "dte": "effect over time (DTE, clustered by user)",
     "mannwhitney": "Mann–Whitney rank test",
     "quantile": "quantile effects (bootstrap)",
+    "event_quantile": "event-level quantile effects (bootstrap clustered by unit)",
     "ratio": "ratio metric (delta method)",
 }
 

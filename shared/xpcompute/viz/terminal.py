@@ -180,7 +180,10 @@ class _Row:
 def _metric_lines(h: Headline) -> list[str]:
     """The metric's name, then its unit and a CUPED tag, then its decision role (goal, guardrail with its margin):
     short lines instead of one long one."""
-    second = " · ".join(part for part in (h.info.unit, "CUPED" if h.adjusted else "") if part)
+    # a quantile headline says which quantile (and, for event-level ones, that it is over events)
+    q = "" if h.record.quantile is None else f"p{round(h.record.quantile * 100, 10):g}" + (
+        " of events" if h.model == "event_quantile" else "")
+    second = " · ".join(part for part in (h.info.unit, q, "CUPED" if h.adjusted else "") if part)
     lines = [h.metric, second] if second else [h.metric]
     return [*lines, h.info.role_tag] if h.info.role_tag else lines
 

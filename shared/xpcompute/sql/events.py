@@ -1,0 +1,112 @@
+"""Stage-1 events table of an event-level quantile metric, and the stage-2 scan of one slice of it.
+
+Stage 1 (``events_plan``): one row per event of the metric's source inside its unit's analysis window (the
+rule of ``sql/stage1.Windows``: from ``max(first exposure, window start)`` through the window's last day), that
+matches the metric's ``where`` and has a value, for units allocated to exactly one declared cell::
+
+    alloc   (sql/stage1's allocation step: unit, cell, start, allocation-source dimensions)
+    dims    (sql/stage1's users step: one row per unit, its dimensions)
+    SELECT x.unit AS user_id, x.cell AS cell, <dimensions>, CAST(<value> AS DOUBLE) AS value
+    FROM <source> JOIN alloc AS x ON <source user> = x.unit LEFT JOIN dims AS d ON x.unit = d.unit
+    WHERE <analysis window> AND <where> AND <value> IS NOT NULL
+
+The cell and the unit's dimensions are written on every event (denormalised), so a slice is a scan with a
+filter and stage 2 never joins. The allocation and users steps join as subqueries with internal column names
+(``_xp_*``), so a source column named ``cell`` or ``user_id`` cannot become ambiguous.
+
+Stage 2 (``slice_scan``): ``SELECT <cell index>, hash(unit) % M, value FROM events WHERE <slice>``: the cell as
+its index in the experiment's sorted cells (a CASE of literals), the unit's cluster by the engine's hash (DuckDB
+``HASH``); any deterministic hash of the unit id serves, as every event of a unit gets the same cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlglot import exp
+
+from xpcompute.experiment import ExperimentSpec
+from xpcompute.metrics.base import lit
+from xpcompute.metrics.events import EventQuantileMetric
+from xpcompute.sql import stage1 as q
+from xpcompute.sql.stage1 import CELL, DOUBLE, USER, Stage1Plan, TimeKind
+
+VALUE = "value"
+CELL_INDEX = "_xp_cell"
+CLUSTER = "_xp_cluster"
+_UNIT = "_xp_unit"
+_CELL = "_xp_cell"
+_START = "_xp_start"
+
+
+def _dim_alias(name: str) -> str:
+    return f"_xp_d_{name}"
+
+
+def events_plan(
+    experiment: ExperimentSpec, metric: EventQuantileMetric, sources: Mapping[str, exp.Table],
+    kinds: Mapping[str, TimeKind] | None = None,
+) -> Stage1Plan:
+    """The events table of ``metric``: one row per event in its unit's analysis window (module docstring)."""
+    spec = experiment.sources[metric.source]
+    kind = (kinds or {}).get(metric.source, "date")
+    win = q.Windows(experiment, kind, experiment.allocation.exposure_column is not None)
+    alloc_dims = q.allocation_dimensions(experiment)
+    user_dims = [d for d in experiment.dimensions if d not in alloc_dims]
+
+    x_cols: list[exp.Expr] = [exp.column(USER).as_(_UNIT), exp.column(CELL).as_(_CELL)]
+    if experiment.allocation.exposure_column is not None:
+        x_cols.append(exp.column(_START))
+    x_cols += [exp.column(d).as_(_dim_alias(d)) for d in alloc_dims]
+    x = exp.select(*x_cols).from_("alloc").subquery("x")
+    d_cols: list[exp.Expr] = [exp.column(USER).as_(_UNIT)] + [exp.column(d).as_(_dim_alias(d)) for d in user_dims]
+    d = exp.select(*d_cols).from_("dims").subquery("d")
+
+    value = metric.value()
+    select = exp.select(
+        exp.column(_UNIT, table="x").as_(USER), exp.column(_CELL, table="x").as_(CELL),
+        *[exp.column(_dim_alias(n), table="x" if n in alloc_dims else "d").as_(n) for n in experiment.dimensions],
+        exp.cast(value.copy(), DOUBLE).as_(VALUE),
+    )
+    select = select.from_(sources[metric.source].copy()).join(
+        x, on=exp.column(spec.user_column).eq(exp.column(_UNIT, table="x")), join_type="INNER"
+    )
+    if user_dims:
+        select = select.join(d, on=exp.column(_UNIT, table="x").eq(exp.column(_UNIT, table="d")), join_type="LEFT")
+    conds: list[exp.Expr] = [win.analysis(exp.column(spec.date_column)), value.copy().is_(exp.null()).not_()]
+    condition = metric.condition()
+    if condition is not None:
+        conds.append(exp.paren(condition.copy()))
+    select = select.where(exp.and_(*conds))
+    steps: list[tuple[str, exp.Select]] = [("alloc", q._alloc_cte(experiment, sources))]
+    if user_dims:
+        steps.append(("dims", q._dims_cte(experiment, sources)))
+    return Stage1Plan(steps=tuple(steps), final=select)
+
+
+def slice_scan(table: exp.Table, cells: tuple[str, ...], clusters: int, predicate: exp.Expr | None) -> exp.Select:
+    """Cell index, unit cluster and value of the events a slice selects (DuckDB; see the module docstring)."""
+    case = exp.Case()
+    for i, c in enumerate(cells):
+        case = case.when(exp.column(CELL).eq(lit(c)), exp.Literal.number(i))
+    cluster = exp.Mod(this=exp.func("HASH", exp.column(USER)), expression=exp.Literal.number(clusters))
+    query = exp.select(
+        exp.cast(case, exp.DataType.build("SMALLINT")).as_(CELL_INDEX),
+        exp.cast(cluster, exp.DataType.build("SMALLINT")).as_(CLUSTER),
+        exp.column(VALUE),
+    ).from_(table.copy())
+    conds: list[exp.Expr] = [exp.column(CELL).isin(*[lit(c) for c in cells])]
+    if predicate is not None:
+        conds.append(exp.paren(predicate))
+    return query.where(exp.and_(*conds))
+
+
+def cell_units(table: exp.Table, predicate: exp.Expr | None) -> exp.Select:
+    """Events and distinct units per cell of a slice (for the fit's notes and the edge sample's size)."""
+    query = exp.select(
+        exp.column(CELL), exp.Count(this=exp.Star()).as_("events"),
+        exp.Count(this=exp.Distinct(expressions=[exp.column(USER)])).as_("units"),
+    ).from_(table.copy())
+    if predicate is not None:
+        query = query.where(predicate)
+    return query.group_by(exp.column(CELL))

@@ -57,7 +57,12 @@ class StateStore(Protocol):
         ...
 
     def job_counts(self, analysis_id: str) -> dict[JobState, int]:
-        """Jobs per state (cheaper than listing them: the coordinator asks after every completion)."""
+        """Jobs per state, from the analysis's counter: one read, however many jobs (the coordinator asks after
+        every completion). Stores move the counter in the same transaction as the job write that changes a state."""
+        ...
+
+    def recount_jobs(self, analysis_id: str) -> dict[JobState, int]:
+        """Jobs per state by reading every job of the analysis: what ``job_counts`` must always equal."""
         ...
 
     def expired_jobs(self, now: float, limit: int = 100) -> list[Job]:

@@ -6,8 +6,18 @@ one Query. A sparse global secondary index ``by_state`` (``st``, ``due``)
 holds only what the coordinator polls: ready PENDING jobs per priority
 (``due`` = due_at, the next dispatch time), RUNNING jobs (``due`` = lease expiry) and analyses by
 state. The record itself is a JSON ``body`` attribute, so adding a field needs
-no migration. This module is the only coordinator code that touches boto3's
-DynamoDB client; provider errors become ``StorageError``/``ConflictError`` here.
+no migration.
+
+Per-analysis job counters: ``pk=A#<analysis_id>, sk=C`` holds one number per
+job state (``n_PENDING``, ...). Every write that creates a job or changes its
+state is one ``TransactWriteItems`` of the conditional job write and an
+``ADD`` to the counter, so the counter moves exactly when the job does, and
+``job_counts`` (asked after every finished job) reads one item instead of every
+job of the analysis. The counter is created with the analysis (``complete``);
+an analysis stored before counters existed has none, and is recounted.
+
+This module is the only coordinator code that touches boto3's DynamoDB
+client; provider errors become ``StorageError``/``ConflictError`` here.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from xpcompute.coordinator.state.fair import DueKey, fair_order
 from xpcompute.errors import ConflictError, NotFoundError, StorageError
 
 INDEX = "by_state"
+COUNTER_SK = "C"
 #: most due-job keys read per priority class by one ``due_jobs`` call (the oldest ones)
 DUE_SCAN_MAX = 10_000
 
@@ -69,6 +80,14 @@ def _analysis_of(job_id: str) -> str:
 
 def _num(x: float) -> Decimal:
     return Decimal(repr(float(x)))
+
+
+def _counter_item(analysis_id: str, jobs: Sequence[Job]) -> dict[str, Any]:
+    counts = dict.fromkeys(JobState, 0)
+    for job in jobs:
+        counts[job.state] += 1
+    return {"pk": _pk(analysis_id), "sk": COUNTER_SK, "complete": True,
+            **{f"n_{state.value}": n for state, n in counts.items()}}
 
 
 class DynamoDBStateStore:
@@ -167,11 +186,13 @@ class DynamoDBStateStore:
 
     # ---- analyses ---------------------------------------------------------
     def create_analysis(self, analysis: Analysis, jobs: Sequence[Job]) -> bool:
+        """The analysis and its job counter in one transaction, then the jobs (a batch)."""
         try:
-            self._call(
-                "PutItem", self._table.put_item, Item=self._analysis_item(analysis),
-                ConditionExpression=Attr("pk").not_exists(),
-            )
+            self._transact("TransactWriteItems (create analysis)", [
+                {"Put": {"TableName": self.table_name, "Item": self._analysis_item(analysis),
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+                {"Put": {"TableName": self.table_name, "Item": _counter_item(analysis.analysis_id, jobs)}},
+            ])
         except ClientError:
             return False
         try:
@@ -217,17 +238,18 @@ class DynamoDBStateStore:
                     batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"DynamoDB BatchWriteItem (delete) on {self.table_name} failed: {exc}") from exc
-        return len(items)
+        return sum(item["sk"] != COUNTER_SK for item in items)
 
     # ---- jobs -------------------------------------------------------------
     def add_jobs(self, jobs: Sequence[Job]) -> list[Job]:
         created: list[Job] = []
         for job in jobs:
             try:
-                self._call(
-                    "PutItem", self._table.put_item, Item=self._job_item(job),
-                    ConditionExpression=Attr("pk").not_exists(),
-                )
+                self._transact("TransactWriteItems (add job)", [
+                    {"Put": {"TableName": self.table_name, "Item": self._job_item(job),
+                             "ConditionExpression": "attribute_not_exists(pk)"}},
+                    self._count(job.analysis_id, {job.state: 1}),
+                ])
             except ClientError:
                 continue
             created.append(job)
@@ -246,8 +268,26 @@ class DynamoDBStateStore:
         return sorted((Job.from_item(json.loads(i["body"])) for i in items), key=lambda j: j.job_id)
 
     def update_job(self, job: Job, expected_state: JobState, expected_version: int) -> Job:
+        """A write that keeps the state is one conditional put; a state change moves the counter with it."""
         new = Job.from_item({**job.to_item(), "version": expected_version + 1})
-        self._conditional_put(self._job_item(new), expected_state.value, expected_version, f"job {new.job_id}")
+        if new.state == expected_state:
+            self._conditional_put(self._job_item(new), expected_state.value, expected_version, f"job {new.job_id}")
+            return new
+        item = self._job_item(new)
+        try:
+            self._transact("TransactWriteItems (job transition)", [
+                {"Put": {"TableName": self.table_name, "Item": item,
+                         "ConditionExpression": "#s = :s AND #v = :v",
+                         "ExpressionAttributeNames": {"#s": "state", "#v": "version"},
+                         "ExpressionAttributeValues": {":s": expected_state.value, ":v": expected_version}}},
+                self._count(new.analysis_id, {expected_state: -1, new.state: 1}),
+            ])
+        except ClientError as exc:
+            current = self._get_item(item["pk"], item["sk"])
+            if current is None:
+                raise NotFoundError(f"job {new.job_id} not found") from exc
+            raise ConflictError(f"job {new.job_id} changed concurrently (now {current['state']}, version "
+                                f"{current['version']}); nothing written") from exc
         return new
 
     def due_jobs(self, now: float, limit: int = 100) -> list[Job]:
@@ -282,6 +322,14 @@ class DynamoDBStateStore:
         return out
 
     def job_counts(self, analysis_id: str) -> dict[JobState, int]:
+        """One consistent read of the analysis's counter; a recount where it has none (stored before counters)."""
+        counter = self._get_item(_pk(analysis_id), COUNTER_SK)
+        if counter is not None and counter.get("complete"):
+            return {state: int(counter.get(f"n_{state.value}", 0)) for state in JobState}
+        return self.recount_jobs(analysis_id)
+
+    def recount_jobs(self, analysis_id: str) -> dict[JobState, int]:
+        """Jobs per state by reading every job item of the analysis (what the counter must always equal)."""
         items = self._query_all(
             KeyConditionExpression=Key("pk").eq(_pk(analysis_id)) & Key("sk").begins_with("J#"),
             ProjectionExpression="#s", ExpressionAttributeNames={"#s": "state"}, ConsistentRead=True,
@@ -296,6 +344,29 @@ class DynamoDBStateStore:
             IndexName=INDEX, KeyConditionExpression=Key("st").eq("J#RUNNING") & Key("due").lt(_num(now)), Limit=limit
         )
         return [Job.from_item(json.loads(i["body"])) for i in items[:limit]]
+
+    def _count(self, analysis_id: str, deltas: dict[JobState, int]) -> dict[str, Any]:
+        """The ``ADD`` to an analysis's job counter that goes in the same transaction as a job write."""
+        names = {f"#n{i}": f"n_{state.value}" for i, state in enumerate(deltas)}
+        values = {f":d{i}": d for i, d in enumerate(deltas.values())}
+        return {"Update": {"TableName": self.table_name, "Key": {"pk": _pk(analysis_id), "sk": COUNTER_SK},
+                           "UpdateExpression": "ADD " + ", ".join(f"#n{i} :d{i}" for i in range(len(deltas))),
+                           "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
+
+    def _transact(self, what: str, items: list[dict[str, Any]]) -> None:
+        """``TransactWriteItems`` (the resource's client: items in the same plain form as ``put_item``'s); a failed
+        condition re-raises botocore's ``ClientError`` for the caller to read, anything else is a ``StorageError``."""
+        try:
+            self._resource.meta.client.transact_write_items(TransactItems=items)
+        except BotoCoreError as exc:
+            raise StorageError(f"DynamoDB {what} on {self.table_name}: the service is unreachable ({exc})") from exc
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise StorageError(f"DynamoDB {what} on {self.table_name} failed: {exc}") from exc
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" not in reasons:
+                raise StorageError(f"DynamoDB {what} on {self.table_name} was cancelled ({reasons})") from exc
+            raise
 
     def close(self) -> None:
         self._resource.meta.client.close()

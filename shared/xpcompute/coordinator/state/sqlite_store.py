@@ -5,6 +5,12 @@ WAL lets readers proceed while one writer commits, and ``busy_timeout`` makes
 writers queue instead of failing. Conditional writes are single
 ``UPDATE ... WHERE state=? AND version=?`` statements, atomic in SQLite, so a
 lost race shows up as zero rows changed.
+
+``job_counts`` holds jobs per state per analysis, updated in the transaction
+that inserts a job or changes its state, so the count the coordinator asks for
+after every finished job is a read of four rows. An analysis stored before the
+table existed has no rows; its first count fills them from its jobs, under the
+same write lock the transitions take.
 """
 
 from __future__ import annotations
@@ -44,6 +50,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_analysis ON jobs (analysis_id);
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, priority, due_at);
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (state, lease_expires_at);
+CREATE TABLE IF NOT EXISTS job_counts (
+    analysis_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (analysis_id, state)
+);
 """
 
 
@@ -115,6 +127,8 @@ class SQLiteStateStore:
                  json.dumps(analysis.to_item())),
             )
             conn.executemany("INSERT OR IGNORE INTO jobs VALUES (?,?,?,?,?,?,?,?)", [_job_row(j) for j in jobs])
+            conn.execute("DELETE FROM job_counts WHERE analysis_id=?", (analysis.analysis_id,))
+            _fill_counts(conn, analysis.analysis_id)
         return True
 
     def get_analysis(self, analysis_id: str) -> Analysis:
@@ -144,6 +158,7 @@ class SQLiteStateStore:
     def delete_analysis(self, analysis_id: str) -> int:
         with self._tx() as conn:
             jobs = conn.execute("DELETE FROM jobs WHERE analysis_id=?", (analysis_id,)).rowcount
+            conn.execute("DELETE FROM job_counts WHERE analysis_id=?", (analysis_id,))
             analyses = conn.execute("DELETE FROM analyses WHERE analysis_id=?", (analysis_id,)).rowcount
         return int(jobs) + int(analyses)
 
@@ -155,6 +170,7 @@ class SQLiteStateStore:
                 cur = conn.execute("INSERT OR IGNORE INTO jobs VALUES (?,?,?,?,?,?,?,?)", _job_row(job))
                 if cur.rowcount:
                     created.append(job)
+                    _count(conn, job.analysis_id, job.state, 1)
         return created
 
     def get_job(self, job_id: str) -> Job:
@@ -178,6 +194,9 @@ class SQLiteStateStore:
             )
             if cur.rowcount == 0:
                 self._raise_missing_or_conflict(conn, "jobs", "job_id", new.job_id)
+            if new.state != expected_state:
+                _count(conn, new.analysis_id, expected_state, -1)
+                _count(conn, new.analysis_id, new.state, 1)
         return new
 
     def due_jobs(self, now: float, limit: int = 100) -> list[Job]:
@@ -188,6 +207,20 @@ class SQLiteStateStore:
         return [jobs[i] for i in ids if i in jobs]
 
     def job_counts(self, analysis_id: str) -> dict[JobState, int]:
+        """The analysis's counter rows (filled from its jobs the first time, for an analysis stored before them)."""
+        rows = self._query("SELECT state, n FROM job_counts WHERE analysis_id=?", (analysis_id,))
+        if not rows:
+            with self._tx() as conn:
+                if not conn.execute("SELECT 1 FROM job_counts WHERE analysis_id=?", (analysis_id,)).fetchone():
+                    _fill_counts(conn, analysis_id)
+                rows = conn.execute("SELECT state, n FROM job_counts WHERE analysis_id=?", (analysis_id,)).fetchall()
+        counts = dict.fromkeys(JobState, 0)
+        for state, n in rows:
+            counts[JobState(state)] = int(n)
+        return counts
+
+    def recount_jobs(self, analysis_id: str) -> dict[JobState, int]:
+        """Jobs per state by reading every job of the analysis (what the counter must always equal)."""
         rows = self._query("SELECT state, COUNT(*) FROM jobs WHERE analysis_id=? GROUP BY state", (analysis_id,))
         counts = dict.fromkeys(JobState, 0)
         for state, n in rows:
@@ -215,6 +248,20 @@ class SQLiteStateStore:
         if found is None:
             raise NotFoundError(f"{key} {value!r} not found")
         raise ConflictError(f"{value} changed concurrently (now {found[0]}, version {found[1]}); nothing written")
+
+
+def _count(conn: sqlite3.Connection, analysis_id: str, state: JobState, delta: int) -> None:
+    """Move one counter, inside the caller's transaction (an analysis without counter rows is counted later)."""
+    conn.execute("UPDATE job_counts SET n = n + ? WHERE analysis_id=? AND state=?", (delta, analysis_id, state.value))
+
+
+def _fill_counts(conn: sqlite3.Connection, analysis_id: str) -> None:
+    """One counter row per job state from the analysis's jobs (zeros included: rows present = counted)."""
+    conn.executemany(
+        "INSERT INTO job_counts (analysis_id, state, n) VALUES (?, ?, "
+        "(SELECT COUNT(*) FROM jobs WHERE analysis_id=? AND state=?))",
+        [(analysis_id, state.value, analysis_id, state.value) for state in JobState],
+    )
 
 
 def _job_row(job: Job) -> tuple[object, ...]:

@@ -36,7 +36,8 @@ def test_did_analysis_equals_fit_table_on_the_panel(tmp_path: Path) -> None:
     spec = FitSpec(metric="sessions", treatment="cell", model="did", time="day", cluster="user_id",
                    control=experiment.control)
     expected = {(r.cell, r.time): r for r in fit_table(panel, spec).records}
-    assert {(r.cell, r.time) for r in did} == set(expected) and len(did) == 2 * 2  # 2 cells x days 1, 2
+    # 2 cells x (days 1, 2 and their average)
+    assert {(r.cell, r.time) for r in did} == set(expected) and len(did) == 2 * 3
     for r in did:
         want = expected[(r.cell, r.time)]
         assert r.effect == pytest.approx(want.effect, rel=1e-9) and r.se == pytest.approx(want.se, rel=1e-9)

@@ -89,7 +89,8 @@ def statsmodels_did(panel: pd.DataFrame, metric: str, ref: int) -> tuple[Any, di
 def check_did(records: list[ResultRecord], panel: pd.DataFrame, metric: str, ref: int,
               truth: QuasiTruth | None = None) -> None:
     res, index, pre = statsmodels_did(panel, metric, ref)
-    mine = {r.time: r for r in records if r.metric == metric and r.model == "did" and r.segment is None}
+    mine = {r.time: r for r in records if r.metric == metric and r.model == "did" and r.segment is None
+            and r.time is not None}
     assert set(mine) == set(index)
     for label, j in index.items():
         r = mine[label]
@@ -98,6 +99,16 @@ def check_did(records: list[ResultRecord], panel: pd.DataFrame, metric: str, ref
         if truth is not None and ref == -1:  # the effect is relative to the last pre-change week: truth there is 0
             true = getattr(truth, metric)[int(label)]
             assert abs(r.effect - true) < 4.5 * (r.se or 0), (metric, label, r.effect, true, r.se)
+    # the headline: the average of the effects after the reference, statsmodels' t_test of that contrast
+    (average,) = [r for r in records if r.metric == metric and r.segment is None and r.time is None]
+    post = [j for p, j in index.items() if int(p) > ref]
+    contrast = np.zeros(len(res.params))
+    contrast[post] = 1.0 / len(post)
+    t = res.t_test(contrast)
+    close([average.effect, average.se, average.p_value], [float(t.effect[0]), float(t.sd[0, 0]), float(t.pvalue)])
+    if truth is not None and ref == -1:
+        true = float(np.mean([v for k, v in getattr(truth, metric).items() if k >= 0]))
+        assert abs(average.effect - true) < 4.5 * (average.se or 0), (metric, average.effect, true)
     (test,) = [r for r in records if r.metric == metric and r.segment == "pre-trend"]
     r_mat = np.zeros((len(pre), len(res.params)))
     r_mat[np.arange(len(pre)), pre] = 1.0
@@ -154,7 +165,7 @@ def test_quasi_over_http_reference_period_and_page(quasi_yaml: Path, tmp_path: P
         card = client.get(f"/analyses/{aid}/results").json()
         assert card["state"] == "SUCCEEDED", card["failures"]
         assert card["srm"] == [] and card["srm_note"] == SRM_NOT_APPLICABLE
-        records = [ResultRecord.model_validate(r) for r in card["records"]]
+        records = [ResultRecord.model_validate(r) for r in card["records"] if r["time"] is not None]
         # relative to the first week: no pre-periods, so no pre-trend record
         assert sorted(int(r.time or 0) for r in records) == [-2, -1, 0, 1, 2]
         res, index, _ = statsmodels_did(oracle_panel(quasi_yaml.parent, spec), "revenue", -3)

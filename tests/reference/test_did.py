@@ -107,7 +107,7 @@ def max_rel(a: float, b: float) -> float:
 
 def check_against(records: list[ResultRecord], ref: Reference) -> float:
     """Effects and SEs per (cell, period) equal statsmodels'; returns the largest relative error."""
-    per_period = {(r.cell, r.time): r for r in records if r.segment is None}
+    per_period = {(r.cell, r.time): r for r in records if r.segment is None and r.time is not None}
     assert set(per_period) == set(ref.index)
     worst = 0.0
     for key, j in ref.index.items():
@@ -163,7 +163,7 @@ def test_default_reference_is_first_period_without_pre_trend() -> None:
     table = make_panel(seed=2)
     records = fit_table(table, did_spec()).records
     check_against(records, Reference(table, 0))
-    assert [r.time for r in records] == ["1", "2", "3", "4", "5"]
+    assert [r.time for r in records] == ["1", "2", "3", "4", "5", None]  # the periods, then their average
     assert all(r.segment is None for r in records)
     assert "reference period '0'" in records[0].notes[0]
 
@@ -207,3 +207,32 @@ def test_bad_inputs() -> None:
     one = table.filter(pa.compute.equal(table.column("period"), 0))
     with pytest.raises(InputError, match="at least two periods"):
         fit_table(one, did_spec())
+
+
+@pytest.mark.parametrize("ref", [CHANGE - 1, 0])
+def test_average_after_the_reference_matches_statsmodels_t_test(ref: int) -> None:
+    """The per-cell average of the effects after the reference is statsmodels' t_test of that contrast."""
+    table = make_panel(seed=7, groups=("comparison", "t1", "t2"), probs=(0.5, 0.3, 0.2))
+    records = fit_with_reference(table, str(ref))
+    ref_fit = Reference(table, ref)
+    averages = {r.cell: r for r in records if r.segment is None and r.time is None}
+    assert set(averages) == set(ref_fit.cells)
+    assert [r.time for r in records if r.segment is None][-2:] == [None, None]  # after the per-period records
+    for cell in ref_fit.cells:
+        cols = [j for (c, p), j in ref_fit.index.items() if c == cell and int(p) > ref]
+        contrast = np.zeros(ref_fit.x.shape[1])
+        contrast[cols] = 1.0 / len(cols)
+        t = ref_fit.res.t_test(contrast)
+        r = averages[cell]
+        np.testing.assert_allclose([r.effect, r.se or 0.0, r.p_value or 0.0],
+                                   [float(t.effect[0]), float(t.sd[0, 0]), float(t.pvalue)], rtol=RTOL)
+        assert r.ci_low is not None and r.ci_high is not None
+        np.testing.assert_allclose([r.ci_low, r.ci_high], np.asarray(t.conf_int(alpha=0.05))[0], rtol=RTOL)
+        df = ref_fit.df
+        assert r.n_cell == df.loc[df["group"] == cell, "unit"].nunique()
+        assert r.n_control == df.loc[df["group"] == "comparison", "unit"].nunique()
+        post = df[(df["period"] > ref) & (df["group"] == cell)]
+        np.testing.assert_allclose(r.mean_cell or 0.0, post["y"].mean(), rtol=1e-10)
+    # the reference as the last period leaves nothing after it: no average
+    last = fit_with_reference(table, "5")
+    assert not any(r.segment is None and r.time is None for r in last)

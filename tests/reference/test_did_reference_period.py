@@ -64,7 +64,7 @@ def reference_fit(table: pa.Table, ref: int) -> tuple[Any, dict[str, int], list[
 
 def check(records: list[ResultRecord], table: pa.Table, ref: int) -> None:
     res, index, pre = reference_fit(table, ref)
-    effects = {r.time: r for r in records if r.segment is None}
+    effects = {r.time: r for r in records if r.segment is None and r.time is not None}
     assert set(effects) == set(index)
     for label, j in index.items():
         close([effects[label].effect, effects[label].se], [res.params[j], res.bse[j]])

@@ -39,7 +39,7 @@ def test_event_time_axis_reference_and_pre_trend() -> None:
     records = did_records([-3, -2, -1, 0, 1, 2], "-1")
     fig = event_study(records)
     (effect,) = traces(fig, "effect")
-    per_period = sorted((r for r in records if r.segment is None), key=lambda r: int(r.time or 0))
+    per_period = sorted((r for r in records if r.segment is None and r.time is not None), key=lambda r: int(r.time or 0))
     assert list(effect.x) == [float(r.time or 0) for r in per_period] == [-3.0, -2.0, 0.0, 1.0, 2.0]
     np.testing.assert_allclose(np.asarray(effect.y), np.array([r.effect for r in per_period]))
     assert [c == "#ffffff" for c in effect.marker.color] == [True, True, False, False, False]  # hollow pre-periods
@@ -48,6 +48,9 @@ def test_event_time_axis_reference_and_pre_trend() -> None:
     np.testing.assert_allclose(np.asarray(band.y), np.array(expected, dtype=float))
     (ref,) = traces(fig, "reference")
     assert list(ref.x) == [-1.0] and list(ref.y) == [0.0]
+    (average,) = traces(fig, "average")
+    (mean_record,) = [r for r in records if r.segment is None and r.time is None]
+    assert list(average.x) == [0.0, 2.0] and list(average.y) == [mean_record.effect] * 2
     (test,) = [r for r in records if r.segment == "pre-trend"]
     text = pre_trend_text(test)
     assert text == f"pre-trend test chi2(2) = {test.statistic:.3g}, p = {test.p_value:.3g}"

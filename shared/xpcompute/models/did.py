@@ -36,8 +36,16 @@ with as many degrees of freedom as pre-period coefficients (statsmodels'
 ``wald_test(..., use_f=False)`` on the raw rows). It is reported as a dedicated
 record with ``segment="pre-trend"`` (``time`` None, ``statistic`` = W, ``df`` its
 degrees of freedom, ``p_value``; ``effect`` is the mean of the tested
-coefficients, without SE), one per analysis, appended after the per-period
-records, and only when there is at least one pre-period.
+coefficients, without SE), one per analysis, appended last, and only when
+there is at least one pre-period.
+
+Average effect after the reference. Per treated cell, one record with
+``time`` and ``segment`` None (so it is the metric's headline in scorecards and
+what the ship decision reads): the mean of the cell's ``delta_{t,g}`` over the
+periods after the reference, each period weighted equally, i.e. the contrast
+``l = mean of those rows of L``, with variance ``l V l'`` and a normal test
+(statsmodels' ``t_test`` of that contrast on the raw rows). It follows the
+per-period records; none when the reference is the last period.
 """
 
 from __future__ import annotations
@@ -141,10 +149,44 @@ class DiDModel(DTEModel):
                 n_cell=n1, n_control=n0, mean_cell=m1, mean_control=m0, alpha=alpha, statistic=stat,
                 time=panel.periods[t], notes=[*notes, "pre-period (placebo)" if t < ref else "post-reference period"],
             ))
+        records += self._post_averages(panel, contrast, keys, ref, scale, q, notes)
         pre = [i for i, (_, t) in enumerate(keys) if t < ref]
         if pre:
             records.append(self._pre_trend(panel, est[pre], cov[np.ix_(pre, pre)], scale, notes))
         return records
+
+    def _post_averages(self, panel: PanelData, contrast: F64, keys: list[tuple[str, int]], ref: int, scale: float,
+                       q: float, notes: list[str]) -> list[ResultRecord]:
+        """Per treated cell, the mean of its effects in the periods after the reference (``time`` None): the
+        contrast ``l = mean of L's post rows``, ``l b`` with clustered variance ``l V l'``; normal test."""
+        out = []
+        alpha = panel.spec.alpha
+        groups = panel.group_labels(panel.spec.treatment)
+        users = panel.sums.users
+        post_rows = np.tile(np.arange(panel.n_periods), panel.n_groups) > ref
+        for cell in self.design.cells[1:]:
+            post = [i for i, (c, t) in enumerate(keys) if c == cell and t > ref]
+            if not post:
+                continue
+            row = contrast[post].mean(axis=0)
+            effect = scale * float(row @ self.fit.coef)
+            var = float(row @ self.fit.cov @ row)
+            se = scale * float(np.sqrt(var)) if var >= 0 else float("nan")
+            stat = effect / se if se > 0 else float("nan")
+            p = float(2 * stats.norm.sf(abs(stat))) if se > 0 else float("nan")
+            _, m1 = raw_mean(panel, post_rows, cell)
+            _, m0 = raw_mean(panel, post_rows, panel.control)
+            first, last = panel.periods[ref + 1], panel.periods[-1]
+            out.append(ResultRecord(
+                metric=panel.spec.metric, model=self.name, cell=cell, control=panel.control,
+                effect=effect, se=se, ci_low=effect - q * se, ci_high=effect + q * se, p_value=p,
+                relative_effect=None, relative_ci_low=None, relative_ci_high=None,
+                n_cell=float(users[groups == cell].sum()), n_control=float(users[groups == panel.control].sum()),
+                mean_cell=m1, mean_control=m0, alpha=alpha, statistic=stat,
+                notes=[*notes, f"average effect over the {len(post)} period(s) after the reference ({first} to "
+                       f"{last}), each period weighted equally; n = units, means = per unit and period"],
+            ))
+        return out
 
     def _pre_trend(self, panel: PanelData, d: F64, v: F64, scale: float, notes: list[str]) -> ResultRecord:
         """Joint cluster-robust Wald test that every pre-period coefficient is zero (chi-squared, len(d) df)."""

@@ -5,7 +5,8 @@ non-reference period (``time`` = the period label, ``effect`` = the
 group-by-period coefficient relative to the reference period, with its
 clustered interval) and, when there are periods before the reference, one
 pre-trend record (``segment == "pre-trend"``: the joint Wald test that every
-pre-period coefficient is zero). ``event_study`` draws, per metric, slice and
+pre-period coefficient is zero), and per cell the average effect after the
+reference (``time`` and ``segment`` None), drawn dashed over those periods. ``event_study`` draws, per metric, slice and
 cell, the effect against event time with its confidence band; the reference
 period is the point fixed at zero (it is not a record: its effect is zero by
 definition, so the figure adds it, marked as the reference). Periods that are
@@ -86,6 +87,7 @@ def event_study(records: Sequence[ResultRecord]) -> go.Figure:
     if not any(clean(r.effect) is not None for r in effects):
         return empty_figure("No difference-in-differences records (fit model did on a unit-by-period panel).", title)
     tests = {(r.metric, r.slice): r for r in did if r.segment == PRE_TREND}
+    averages = {(r.metric, r.slice, r.cell): r for r in did if r.segment is None and r.time is None}
     panels_map = group(effects, lambda r: (r.metric, r.slice, r.cell))
     colors = cell_colors(effects)
     panels = []
@@ -129,12 +131,22 @@ def event_study(records: Sequence[ResultRecord]) -> go.Figure:
             ), row=i, col=1)
             if numeric and ref_x is not None:
                 fig.add_vline(x=ref_x + 0.5, row=i, col=1, line={"color": "#adb5bd", "width": 1, "dash": "dot"})
+        average = averages.get((metric, slc, cell))
+        after = [x for x, lbl in zip(xs, labels, strict=True)
+                 if ref is not None and _order(lbl, numeric) > _order(ref, numeric)]
+        if average is not None and clean(average.effect) is not None and after:
+            fig.add_trace(go.Scatter(
+                x=[after[0], after[-1]], y=[average.effect] * 2, mode="lines", name="average after the reference",
+                legendgroup="average", showlegend=i == 1, line={"color": color, "width": 1.5, "dash": "dash"},
+                hovertext=[hover_text(average, False)] * 2, hoverinfo="text", meta={"role": "average", **meta},
+            ), row=i, col=1)
         fig.add_hline(y=0, row=i, col=1, line={"color": "#495057", "width": 1})
         fig.update_xaxes(title_text="period relative to the change" if numeric else "period", row=i, col=1,
                          dtick=1 if numeric else None)
     return finish(fig, title, f"Points = effect in each period relative to the reference period (diamond, 0); "
                                f"band = {ci_label(effects)} clustered by unit; hollow points are pre-periods "
-                               "(placebos, about 0 under parallel trends).")
+                               "(placebos, about 0 under parallel trends); dashed = average effect after the "
+                               "reference.")
 
 
 def did_block(records: Sequence[ResultRecord]) -> Any:

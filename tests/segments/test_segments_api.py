@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ui"))
-from ui_helpers import EXPERIMENT_ID, METRICS, analysis_spec, publish_experiment  # noqa: E402
+from ui_helpers import EXPERIMENT_ID, METRICS, analysis_spec, publish_experiment
 
-from xpcompute.api.app import create_app  # noqa: E402
-from xpcompute.config import Settings  # noqa: E402
+from xpcompute.api.app import create_app
+from xpcompute.config import Settings
+
+
+class Buttons(HTMLParser):
+    """The live-slice bodies of a page's segment buttons, and how many table rows it has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[str] = []
+        self.rows = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs).get("data-slice-body")
+        if tag == "button" and found is not None:
+            self.bodies.append(found)
+        self.rows += tag == "tr"
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +84,41 @@ def test_unknown_analysis_and_bad_settings_are_refused(finished: tuple[TestClien
     client, aid = finished
     assert client.get("/analyses/nope/segments").status_code == 404
     assert client.get(f"/analyses/{aid}/segments", params={"max_depth": 9}).status_code == 422
+
+
+def test_the_page_shows_the_segments_with_a_live_slice_button_each(finished: tuple[TestClient, str]) -> None:
+    from xpcompute.pipeline.slices import SliceFilter
+
+    client, aid = finished
+    section = client.get(f"/analyses/{aid}/results").json()["segments"]
+    html = client.get(f"/analyses/{aid}/scorecard").text
+    assert html.count('<section id="segments">') == 1
+    assert f"All {section['tested']} tests are corrected together" in html
+
+    parser = Buttons()
+    parser.feed(html)
+    if not section["segments"]:
+        assert "The tree found no split worth testing" in html
+    # one button per segment, each holding exactly the segment's slice filter (what the page's script POSTs)
+    assert sorted(SliceFilter.model_validate_json(b).slice_id for b in parser.bodies) == sorted(
+        SliceFilter.model_validate(s["slice"]).slice_id for s in section["segments"])
+
+
+def test_the_partial_renders_every_segment_and_test_with_its_slice_body() -> None:
+    from xpcompute.pipeline.slices import SliceFilter
+    from xpcompute.segments.cube import build_cube
+    from xpcompute.segments.discovery import discover
+    from xpcompute.segments.simulate import DIMENSIONS, Planted
+    from xpcompute.segments.view import render_segments
+
+    report = discover(build_cube(Planted(users=40_000, seed=2, planted_effect=0.8).table(), "user_id", "cell",
+                                 list(DIMENSIONS), {"y": ["pre"]}), "cell", ["y"])
+    assert report.segments and report.discoveries >= 1
+    html = render_segments(report.model_dump(mode="json"), live=True)
+    parser = Buttons()
+    parser.feed(html)
+    assert [SliceFilter.model_validate_json(b) for b in parser.bodies] == [
+        s.slice for s in sorted(report.segments, key=lambda s: (not s.discovered, s.p_value or 2.0))]
+    assert parser.rows == 2 + len(report.segments) + len(report.tests)  # two header rows
+    assert "<button" not in render_segments(report.model_dump(mode="json"), live=False)
+    assert render_segments(None) == ""

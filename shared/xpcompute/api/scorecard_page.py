@@ -37,6 +37,7 @@ from xpcompute.coordinator.service import Coordinator
 from xpcompute.errors import XPError
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.runner import role_infos
+from xpcompute.segments.view import render_segments
 from xpcompute.templates import asset, render
 from xpcompute.viz.headline import MetricInfo, headlines
 from xpcompute.viz.report import (
@@ -236,6 +237,7 @@ def render_live(data: PageData, between: str = "") -> str:
         render_nav(blocks),
         *(figure_html(b) for b in blocks),
         render_srm(srm) if srm and not any(s.mismatch for s in srm) else "",
+        render_segments(card.segments, live=True),  # segment discovery (templates/report/segments.html.j2)
         render_spec_section(card.spec),
     ]
     return render("page/live.html.j2", signature=signature(data), state=data.analysis.state.value,

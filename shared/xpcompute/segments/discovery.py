@@ -54,7 +54,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import stats
 
 from xpcompute.compression.schema import COUNT_COLUMN, CompressedLayout, CompressedTable
 from xpcompute.errors import XPError
@@ -332,6 +331,8 @@ class _Node:
 
 def grow_tree(arrays: CubeArrays, cell: int, control: int, settings: SegmentSettings) -> list[_Node]:
     """The leaves of the tree grown on the split half (``SPLIT_HALF``)."""
+    from scipy import stats
+
     threshold = float(stats.chi2.isf(settings.split_alpha, 1))
     theta = arrays.slope(arrays.sums(np.ones(len(arrays.n), dtype=bool))[SPLIT_HALF])
 
@@ -382,6 +383,8 @@ def tree_segments(
     arrays: CubeArrays, metric: str, cell: str, control: str, settings: SegmentSettings
 ) -> list[Segment]:
     """Grow the tree for one (metric, treatment cell) and estimate each leaf on the estimation half."""
+    from scipy import stats
+
     ci, cc = arrays.cells.index(cell), arrays.cells.index(control)
     leaves = grow_tree(arrays, ci, cc, settings)
     if len(leaves) < 2:

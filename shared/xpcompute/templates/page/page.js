@@ -16,6 +16,14 @@
   let timer = null;
   let busy = false;
 
+  // Signed in at /login: state-changing requests carry the session's CSRF token (the readable
+  // xpcompute_csrf cookie; the session cookie itself is HttpOnly). With a key or auth off there is none.
+  function withCsrf(headers) {
+    const found = document.cookie.split("; ").find(function (c) { return c.startsWith("xpcompute_csrf="); });
+    if (found) { headers["X-CSRF-Token"] = decodeURIComponent(found.slice("xpcompute_csrf=".length)); }
+    return headers;
+  }
+
   function signatureOf(s) {
     const p = s.progress;
     return [s.state, p.total, p.succeeded, p.failed, p.running].join("|");
@@ -183,12 +191,16 @@
     const body = {all_of: [{column: dimension, values: values, negate: form.elements.negate.checked}]};
     const name = form.elements.name.value.trim();
     if (name) { body.name = name; }
-    const button = form.querySelector("button");
+    await requestSlice(body, form.querySelector("button"));
+  });
+
+  // one POST path for every live-slice request: the form above and each segment's button (#segments)
+  async function requestSlice(body, button) {
     button.disabled = true;
     say("pending", "Requesting the slice…");
     try {
       const response = await fetch(base + "/slices", {
-        method: "POST", headers: {"Content-Type": "application/json", Accept: "application/json"},
+        method: "POST", headers: withCsrf({"Content-Type": "application/json", Accept: "application/json"}),
         body: JSON.stringify(body),
       });
       const answer = await response.json().catch(function () { return {}; });
@@ -207,6 +219,14 @@
     } finally {
       button.disabled = false;
     }
+  }
+
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("button[data-slice-body]");
+    if (!button) { return; }
+    event.preventDefault();
+    message.scrollIntoView({block: "nearest"});
+    requestSlice(JSON.parse(button.dataset.sliceBody), button);
   });
 
   showHint();

@@ -123,6 +123,8 @@ def show_scorecard(card: Scorecard, experiment: ExperimentSpec | None, console: 
                      title=title or f"Scorecard: {card.experiment_id}", window=window, data_through=through,
                      correction=card.correction, inference=card.inference, decision=card.decision,
                      decision_note=card.decision_note)
+    if card.srm_note:  # a quasi-experiment: why there is no sample-ratio check
+        console.print(f"[yellow]sample ratio:[/] {card.srm_note}")
     for failure in card.failures:
         console.print(f"[red]failed:[/] {failure}")
 

@@ -55,8 +55,10 @@ object store under ``.xpcompute/``, a local worker pool, no API key.
 | ``XPCOMPUTE_MAX_METRICS`` | ``100`` | metrics per analysis request (422 above it) |
 | ``XPCOMPUTE_MAX_SLICES`` | ``500`` | slices per analysis request (422 above it) |
 | ``XPCOMPUTE_MAX_JOBS`` | ``20000`` | jobs per analysis, live slices included (422 above it) |
-| ``XPCOMPUTE_MAX_ANALYSES_PER_KEY`` | ``20`` | with API keys on: analyses one key may have running at once in this server process (429 above it) |
-| ``XPCOMPUTE_RATE_PER_KEY`` | ``1200`` | with API keys on: requests per minute per key in this server process, in bursts up to the same number (429 above it) |
+| ``XPCOMPUTE_MAX_ANALYSES_PER_KEY`` | ``20`` | with API keys on: analyses one key may have running at once, across every server process sharing the state store (429 above it) |
+| ``XPCOMPUTE_RATE_PER_KEY`` | ``1200`` | with API keys on: requests per minute per key over a sliding minute, counted in the state store so every server process sharing it enforces one limit (429 above it) |
+| ``XPCOMPUTE_SESSION_TTL_S`` | ``3600`` | with API keys on: lifetime of the browser session ``POST /login`` gives for a key (an HttpOnly, SameSite=Strict cookie, ``Secure`` over https; ``api/session.py``) |
+| ``XPCOMPUTE_SESSION_SECRET`` | derived from the keys | signs session cookies and CSRF tokens; unset, a secret derived from ``XPCOMPUTE_API_KEYS`` (the same in every process with the same keys; changing the keys ends every session) |
 | ``XPCOMPUTE_TABLE_ALLOW`` | unset | comma-separated key prefixes a request's ``table`` may name besides its own experiment's ``{experiment}/...`` |
 """
 
@@ -136,6 +138,8 @@ class Settings(BaseModel):
     max_jobs: int = Field(default=20_000, ge=1)
     max_analyses_per_key: int = Field(default=20, ge=1)
     rate_per_key: int = Field(default=1200, ge=1)
+    session_ttl_s: float = Field(default=3600.0, ge=60, le=7 * 86400)
+    session_secret: str | None = Field(default=None, repr=False)
     table_allow: tuple[str, ...] = ()
 
     @field_validator("api_keys", "table_allow", mode="before")

@@ -21,6 +21,7 @@ so progress never depends on a scheduler alone.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,6 +34,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xpcompute import __version__
+from xpcompute.api.access import Access
 from xpcompute.api.models import (
     AnalysisCreated,
     AnalysisStatusBody,
@@ -56,12 +58,12 @@ from xpcompute.api.scorecard_page import Part, scorecard_response
 from xpcompute.api.security import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
-    KeyQuota,
     api_key_checker,
     elide,
     redact_paths,
 )
 from xpcompute.api.segment_routes import add_segment_routes
+from xpcompute.api.session import session_router
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import AnalysisState, Job
@@ -152,10 +154,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     app.state.backend = backend
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ApiKeyMiddleware, settings=settings)  # outermost: no key, no body read
-    quota = KeyQuota(settings.max_analyses_per_key)
+    # sessions (api/session.py) and per-key quotas shared through the state store (api/quotas.py)
+    access = Access(settings, lambda: backend.coordinator.state)
+    app.add_middleware(ApiKeyMiddleware, settings=settings, sessions=access.sessions,
+                       rate=access.rate)  # outermost: no key, no body read
     roots: list[str | Path] = [settings.objects_root, settings.home]
-    auth = [Depends(api_key_checker(settings))]
+    auth = [Depends(api_key_checker(settings, access.sessions))]
 
     @app.exception_handler(XPError)
     async def _xp_error(_: Request, exc: XPError) -> JSONResponse:
@@ -262,12 +266,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         A registered experiment is analysed at its current version; stage 1 runs first as a job when its
         analysis table is missing, older than the spec or the sources, or ``refresh`` is set.
         """
-        key = request.headers.get(settings.api_key_header, "") if settings.auth_enabled else None
-        if key is not None:
-            quota.check(key, lambda a: coord.state.get_analysis(a).state == AnalysisState.RUNNING)
-        analysis = coord.submit(experiment_id, spec)
-        if key is not None:
-            quota.add(key, analysis.analysis_id)
+        analysis_id = uuid.uuid4().hex
+        with access.analysis_slot(request, analysis_id):  # 429 when the key has its limit running
+            analysis = coord.submit(experiment_id, spec, analysis_id=analysis_id)
         total = coord.state.job_counts(analysis.analysis_id)
         return AnalysisCreated(
             analysis_id=analysis.analysis_id, experiment_id=experiment_id,
@@ -352,6 +353,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                              state=coord.state.get_analysis(analysis_id).state.value)
 
     add_segment_routes(app, coordinator, auth, ERRORS)
+    app.include_router(session_router(settings, access.sessions))  # GET/POST /login, POST /logout (api/session.py)
     return app
 
 

@@ -9,9 +9,12 @@ request without a key gets 401 even when its body is malformed JSON, which
 FastAPI would otherwise parse and refuse with 422 first) and by the routes'
 dependency, which is also what declares the key's security scheme in
 ``/openapi.json``. The middleware also holds each key to a request rate
-(``XPCOMPUTE_RATE_PER_KEY``); ``KeyQuota`` bounds the analyses one key may
-have running (``XPCOMPUTE_MAX_ANALYSES_PER_KEY``). Both are per server
-process: behind several processes, each enforces its own.
+(``XPCOMPUTE_RATE_PER_KEY``); the app bounds the analyses one key may have
+running (``XPCOMPUTE_MAX_ANALYSES_PER_KEY``). The app gives both the shared
+versions in ``api/quotas.py`` (counted in the state store, so every process on
+it enforces one limit); ``RateLimiter`` and ``KeyQuota`` here are this process's
+own. A browser without the key header may be admitted by its session cookie
+(``api/session.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
@@ -50,8 +54,9 @@ class QuotaError(XPError):
     code = "quota_exceeded"
 
 
-#: paths anyone may read without a key: liveness and the API's own description
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+#: paths anyone may read without a key: liveness, the API's own description, and signing in and out
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/login",
+                          "/logout"})
 
 
 def _json_response(status: int, code: str, message: str) -> tuple[Message, Message]:
@@ -90,14 +95,21 @@ class RateLimiter:
 
 
 class ApiKeyMiddleware:
-    """401 before routing and body parsing for a missing or wrong key; 429 past the key's request rate."""
+    """401 before routing and body parsing for a missing or wrong key; 429 past the key's request rate.
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    Without the key header, ``sessions`` (``api.session.Sessions``) may admit the request by its session
+    cookie, and refuses (403) a state-changing one without the session's CSRF token. ``rate`` is the
+    per-key limiter (``api.quotas.SharedRateLimiter``: shared by every process on the state store); without
+    one, this process's own token bucket.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings, sessions: Any = None, rate: Any = None) -> None:
         self.app = app
         self.settings = settings
         self.keys = [k.encode() for k in settings.api_keys]
         self.header = settings.api_key_header.lower().encode()
-        self.rate = RateLimiter(settings.rate_per_key)
+        self.sessions = sessions
+        self.rate = rate if rate is not None else RateLimiter(settings.rate_per_key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.settings.auth_enabled or scope.get("path") in PUBLIC_PATHS:
@@ -108,8 +120,17 @@ class ApiKeyMiddleware:
             if name == self.header:
                 given = value
                 break
-        problem = check_key(given, self.keys, self.settings)
-        if problem is None and not self.rate.allow(key_id(given.decode("latin-1"))):
+        if not given and self.sessions is not None:  # a browser signed in at /login: its session cookie
+            kid, refusal = self.sessions.admit(scope)
+            if refusal is not None:
+                await send(refusal[0])
+                await send(refusal[1])
+                return
+            problem = None
+        else:
+            problem = check_key(given, self.keys, self.settings)
+            kid = key_id(given.decode("latin-1"))
+        if problem is None and not await anyio.to_thread.run_sync(self.rate.allow, kid):
             start, body = _json_response(429, QuotaError.code, (
                 f"this API key sent more than {self.settings.rate_per_key} requests in the last minute "
                 "(XPCOMPUTE_RATE_PER_KEY); wait and retry"))
@@ -242,18 +263,22 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def api_key_checker(settings: Settings) -> Callable[..., None]:
-    """A FastAPI dependency that accepts a request only with a configured key in the configured header.
+def api_key_checker(settings: Settings, sessions: Any = None) -> Callable[..., None]:
+    """A FastAPI dependency that accepts a request only with a configured key in the configured header
+    (or, with ``sessions``, a valid session cookie from ``POST /login``; the middleware checked its CSRF token).
 
     Declared through ``APIKeyHeader``, so ``/openapi.json`` lists the scheme and every route that needs it.
     """
     keys = [k.encode() for k in settings.api_keys]
     scheme = APIKeyHeader(name=settings.api_key_header, auto_error=False, scheme_name="ApiKey",
                           description="An accepted API key (XPCOMPUTE_API_KEYS); required unless XPCOMPUTE_AUTH "
-                          "is off.")
+                          "is off. A browser may sign in at /login instead (a session cookie; state-changing "
+                          "requests then carry its CSRF token in the X-CSRF-Token header).")
 
     def check(request: Request, key: str | None = Security(scheme)) -> None:
         if not settings.auth_enabled:
+            return
+        if not key and sessions is not None and sessions.from_cookies(request.cookies) is not None:
             return
         problem = check_key((key or "").encode("latin-1", "replace"), keys, settings)
         if problem is not None:

@@ -23,7 +23,7 @@ client; provider errors become ``StorageError``/``ConflictError`` here.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -367,6 +367,37 @@ class DynamoDBStateStore:
             if "ConditionalCheckFailed" not in reasons:
                 raise StorageError(f"DynamoDB {what} on {self.table_name} was cancelled ({reasons})") from exc
             raise
+
+    # ---- per-key quotas (coordinator/state/quotas.py) -----------------------------
+    def quota_count(self, name: str, by: int, expires_at: float) -> int:
+        """Add ``by`` to the counter item ``Q#<name>`` (``ADD``, atomic) and return it; ``by=0`` reads it."""
+        key = {"pk": f"Q#{name}", "sk": "Q"}
+        if not by:
+            item = self._get_item(key["pk"], "Q")
+            return int(item["n"]) if item else 0
+        out = self._call("UpdateItem", self._table.update_item, Key=key, UpdateExpression="ADD n :by SET #e = :e",
+                         ExpressionAttributeNames={"#e": "exp"},
+                         ExpressionAttributeValues={":by": by, ":e": int(expires_at)}, ReturnValues="UPDATED_NEW")
+        return int(out["Attributes"]["n"])
+
+    def quota_holds(self, owner: str) -> list[str]:
+        item = self._get_item(f"H#{owner}", "H")
+        return sorted(str(e) for e in (item or {}).get("e", ()))
+
+    def quota_try_hold(self, owner: str, entry: str, limit: int) -> bool:
+        """Add ``entry`` to the string set of ``H#<owner>`` only while it has fewer than ``limit`` entries."""
+        try:
+            self._call("UpdateItem", self._table.update_item, Key={"pk": f"H#{owner}", "sk": "H"},
+                       UpdateExpression="ADD e :one", ConditionExpression="attribute_not_exists(e) OR size(e) < :limit",
+                       ExpressionAttributeValues={":one": {entry}, ":limit": limit})
+        except ClientError:  # the condition failed: at the limit
+            return False
+        return True
+
+    def quota_drop_holds(self, owner: str, entries: Collection[str]) -> None:
+        if entries:
+            self._call("UpdateItem", self._table.update_item, Key={"pk": f"H#{owner}", "sk": "H"},
+                       UpdateExpression="DELETE e :gone", ExpressionAttributeValues={":gone": set(entries)})
 
     def close(self) -> None:
         self._resource.meta.client.close()

@@ -171,6 +171,9 @@ def check_experiment(spec: ExperimentSpec) -> list[str]:
     if spec.allocation.exposure_column is not None:
         problems.append("allocation.exposure_column: a quasi-experiment has no exposure; every unit is observed over "
                         "the whole window. Drop it")
+    if spec.covariates:
+        problems.append("covariates: model did on a quasi-experiment does not adjust for CUPED covariates (the "
+                        "unit-level differences are absorbed by comparing changes); drop covariates")
     if spec.shares is not None:
         problems.append("shares: a quasi-experiment has no planned shares (no random assignment, no sample-ratio "
                         "check). Drop shares")

@@ -69,6 +69,7 @@ def test_design_quasi_implies_cells_allocation_and_daily_and_round_trips() -> No
      "a quasi-experiment has no exposure"),
     ({"shares": {"comparison": 1, "treated": 1}}, "a quasi-experiment has no planned shares"),
     ({"daily": False}, "a quasi-experiment implies daily"),
+    ({"covariates": [{"name": "pre_orders", "metric": "orders"}]}, "covariates: model did on a quasi-experiment"),
 ])
 def test_bad_quasi_specs_name_the_field(over: dict[str, Any], message: str) -> None:
     with pytest.raises(XPError) as info:

@@ -65,7 +65,10 @@ class Planted:
 
     def inside(self, table: pa.Table) -> np.ndarray:
         """Which rows of ``table`` are in the planted segment."""
+        import pyarrow.compute as pc
+
         mask = np.ones(table.num_rows, dtype=bool)
         for dim, value in self.segment.items():
-            mask &= np.asarray(table.column(dim).to_pylist()) == value
+            column = table.column(dim).cast(pa.string())
+            mask &= np.asarray(pc.equal(column, value).to_numpy(zero_copy_only=False), dtype=bool)
         return mask

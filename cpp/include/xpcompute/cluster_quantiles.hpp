@@ -14,11 +14,13 @@
 // grouped-data ogive lower_j + clip((p * F(last) - F(j - 1)) / (F(j) - F(j - 1)), 0, 1) * (upper_j - lower_j),
 // as in grouped_bootstrap.hpp. A replicate that leaves a group without weight gives NaN.
 //
-// Speed: each F(j) is one dot product of the M weights with a row of the group's cumulative count matrix
-// [non-empty buckets x clusters] (built once). The search for j starts at the bucket of the point
-// estimate (unit weights) and steps from there, so a replicate costs O(M * (1 + steps)) per prob rather
-// than O(buckets * clusters): a replicate's quantile moves a few buckets at most. Counts and weights are
-// integers, so every F(j) is exact (below 2**53) and the result does not depend on summation order.
+// Speed: per group, a replicate needs F at the bucket of the point estimate (unit weights) of each prob, one dot
+// product of the M weights with that bucket's cumulative counts per cluster (kept dense for those buckets only),
+// and the total F(last) likewise; from there the search steps bucket by bucket, each step adding or removing one
+// bucket's weighted count from its sparse (cluster, count) rows. A replicate's quantile moves a few buckets at
+// most, so a replicate costs O(M * (1 + probs)) plus a few buckets' rows, whatever the number of buckets, and
+// setting up costs O(rows + probs * M). Counts and weights are whole numbers, so every F(j) is exact (below
+// 2**53) and the result does not depend on summation order.
 #pragma once
 
 #include <algorithm>
@@ -36,13 +38,25 @@ namespace xpcompute {
 
 namespace detail {
 
-// One group's histogram: its non-empty buckets in value order and their cumulative counts per cluster.
+// One group's histogram: its non-empty buckets in value order, each bucket's (cluster, count) rows, and dense
+// cumulative counts per cluster at the point estimate's bucket of each prob and at the last bucket.
 struct ClusterHistogram {
-    std::vector<double> lo, hi;    // per non-empty bucket
-    std::vector<double> cum;       // [nb, n_clusters] row-major: events of cluster c in buckets <= j
-    std::vector<std::size_t> start;  // per prob: the bucket of the point estimate (unit weights)
+    std::vector<double> lo, hi;          // per non-empty bucket
+    std::vector<std::int64_t> row_ptr;   // nb + 1 offsets into cluster/count
+    std::vector<std::int32_t> cluster;   // the bucket's rows
+    std::vector<double> count;
+    std::vector<std::size_t> start;      // per prob: the bucket of the point estimate (unit weights)
+    std::vector<double> cum_start;       // [n_probs, M]: counts per cluster in buckets <= start[q]
+    std::vector<double> total;           // [M]: counts per cluster in every bucket
     std::size_t nb = 0;
 };
+
+// sum of w[cluster] * count over one bucket's rows
+inline double bucket_mass(const ClusterHistogram& h, std::size_t j, const double* w) {
+    double s = 0.0;
+    for (std::int64_t r = h.row_ptr[j]; r < h.row_ptr[j + 1]; ++r) s += w[h.cluster[static_cast<std::size_t>(r)]] * h.count[static_cast<std::size_t>(r)];
+    return s;
+}
 
 inline double dot_row(const double* w, const double* row, std::int64_t m) {
     // four running sums: the products are whole numbers below 2**53, so any order gives the same exact sum
@@ -98,45 +112,61 @@ inline void bootstrap_cluster_quantiles(const std::int32_t* groups, const std::i
     const std::size_t B = static_cast<std::size_t>(n_buckets);
     const double inf = std::numeric_limits<double>::infinity();
 
-    // dense counts per group, then the compacted cumulative matrix of its non-empty buckets
+    // per group: rows grouped by bucket (counting sort), the non-empty buckets, the dense rows at the starts
     std::vector<detail::ClusterHistogram> hist(static_cast<std::size_t>(n_groups));
     {
-        std::vector<double> dense;
-        std::vector<double> lo, hi, mass;
         std::vector<std::vector<std::int64_t>> rows_of(static_cast<std::size_t>(n_groups));
         for (std::int64_t i = 0; i < n; ++i)
             if (counts[i] > 0.0) rows_of[static_cast<std::size_t>(groups[i])].push_back(i);
+        std::vector<std::int64_t> per_bucket, next;
+        std::vector<double> lo, hi, mass;
         for (std::int64_t k = 0; k < n_groups; ++k) {
-            dense.assign(B * static_cast<std::size_t>(m), 0.0);
+            const auto& rows = rows_of[static_cast<std::size_t>(k)];
+            per_bucket.assign(B + 1, 0);
             lo.assign(B, inf);
             hi.assign(B, -inf);
             mass.assign(B, 0.0);
-            for (const std::int64_t i : rows_of[static_cast<std::size_t>(k)]) {
+            for (const std::int64_t i : rows) {
                 const std::size_t j = static_cast<std::size_t>(buckets[i]);
-                dense[j * static_cast<std::size_t>(m) + static_cast<std::size_t>(clusters[i])] += counts[i];
+                ++per_bucket[j + 1];
                 lo[j] = std::min(lo[j], lower[i]);
                 hi[j] = std::max(hi[j], upper[i]);
                 mass[j] += counts[i];
             }
+            for (std::size_t j = 0; j < B; ++j) per_bucket[j + 1] += per_bucket[j];
             auto& h = hist[static_cast<std::size_t>(k)];
-            std::vector<double> running(static_cast<std::size_t>(m), 0.0);
-            std::vector<double> total;
+            h.cluster.resize(rows.size());
+            h.count.resize(rows.size());
+            next.assign(per_bucket.begin(), per_bucket.end() - 1);
+            for (const std::int64_t i : rows) {
+                const std::size_t at = static_cast<std::size_t>(next[static_cast<std::size_t>(buckets[i])]++);
+                h.cluster[at] = clusters[i];
+                h.count[at] = counts[i];
+            }
+            std::vector<double> cum_total;
             double t = 0.0;
             for (std::size_t j = 0; j < B; ++j) {
                 if (!(mass[j] > 0.0)) continue;
                 h.lo.push_back(lo[j]);
                 h.hi.push_back(hi[j]);
-                for (std::int64_t c = 0; c < m; ++c) {
-                    running[static_cast<std::size_t>(c)] += dense[j * static_cast<std::size_t>(m) + static_cast<std::size_t>(c)];
-                    h.cum.push_back(running[static_cast<std::size_t>(c)]);
-                }
-                total.push_back(t += mass[j]);
+                h.row_ptr.push_back(per_bucket[j]);
+                cum_total.push_back(t += mass[j]);
             }
+            h.row_ptr.push_back(static_cast<std::int64_t>(rows.size()));
             h.nb = h.lo.size();
-            for (std::int64_t q = 0; q < n_probs && h.nb > 0; ++q) {
+            if (h.nb == 0) continue;
+            h.total.assign(static_cast<std::size_t>(m), 0.0);
+            for (std::size_t r = 0; r < h.cluster.size(); ++r) h.total[static_cast<std::size_t>(h.cluster[r])] += h.count[r];
+            h.cum_start.assign(static_cast<std::size_t>(n_probs * m), 0.0);
+            for (std::int64_t q = 0; q < n_probs; ++q) {
                 const double target = probs[q] * t;
-                std::size_t j = static_cast<std::size_t>(std::lower_bound(total.begin(), total.end(), target) - total.begin());
-                h.start.push_back(std::min(j, h.nb - 1));
+                std::size_t j = static_cast<std::size_t>(std::lower_bound(cum_total.begin(), cum_total.end(), target) -
+                                                         cum_total.begin());
+                j = std::min(j, h.nb - 1);
+                h.start.push_back(j);
+                double* dst = h.cum_start.data() + q * m;
+                for (std::int64_t r = 0; r < h.row_ptr[j + 1]; ++r)
+                    dst[h.cluster[static_cast<std::size_t>(r)]] += h.count[static_cast<std::size_t>(r)];
             }
         }
     }
@@ -160,8 +190,7 @@ inline void bootstrap_cluster_quantiles(const std::int32_t* groups, const std::i
                 std::fill(dst, dst + n_probs, nan);
                 continue;
             }
-            auto F = [&](std::size_t j) { return detail::dot_row(wk, h.cum.data() + j * static_cast<std::size_t>(m), m); };
-            const double total = F(h.nb - 1);
+            const double total = detail::dot_row(wk, h.total.data(), m);
             if (!(total > 0.0)) {
                 std::fill(dst, dst + n_probs, nan);
                 continue;
@@ -169,23 +198,19 @@ inline void bootstrap_cluster_quantiles(const std::int32_t* groups, const std::i
             for (std::int64_t q = 0; q < n_probs; ++q) {
                 const double target = probs[q] * total;
                 std::size_t j = h.start[static_cast<std::size_t>(q)];
-                double fj = F(j);
+                double fj = detail::dot_row(wk, h.cum_start.data() + q * m, m);
                 double prev = 0.0;
-                if (fj >= target) {  // step down while the bucket below still reaches the target
-                    while (j > 0) {
-                        const double below = F(j - 1);
-                        if (below >= target) {
-                            --j;
-                            fj = below;
-                        } else {
-                            prev = below;
-                            break;
-                        }
+                if (fj >= target) {  // step down while the buckets below still reach the target
+                    prev = fj - detail::bucket_mass(h, j, wk);
+                    while (j > 0 && prev >= target) {
+                        fj = prev;
+                        --j;
+                        prev = fj - detail::bucket_mass(h, j, wk);
                     }
                 } else {  // step up until the target is reached (the last bucket always reaches it)
                     while (fj < target && j + 1 < h.nb) {
                         prev = fj;
-                        fj = F(++j);
+                        fj += detail::bucket_mass(h, ++j, wk);
                     }
                 }
                 const double mass = fj - prev;

@@ -154,22 +154,24 @@ def compress_events(
     vtype = table.schema.field(metric).type
     if not (pa.types.is_integer(vtype) or pa.types.is_floating(vtype) or pa.types.is_decimal(vtype)):
         raise InputError(f"event value column {metric!r} has type {vtype}; an event-level quantile needs numbers")
-    values = table.column(metric).cast(pa.float64()).to_numpy(zero_copy_only=False)
-    labels = table.column(treatment).cast(pa.string()).to_numpy(zero_copy_only=False)
-    ok = np.isfinite(values) & np.asarray([x is not None for x in labels])
+    values = table.column(metric).cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    cell_col = table.column(treatment).cast(pa.string())
+    ok = np.isfinite(values) & cell_col.is_valid().to_numpy(zero_copy_only=False)
     dropped = int((~ok).sum())
-    values, labels = values[ok], labels[ok].astype(str)
+    labels = cell_col.fill_null("").to_numpy(zero_copy_only=False)[ok].astype(str)
+    values = values[ok]
     cluster = unit_clusters(table.column(unit), clusters)[ok]
-    names = tuple(cells) if cells is not None else tuple(sorted(set(labels.tolist())))
-    index = {c: i for i, c in enumerate(names)}
-    codes = np.fromiter((index.get(x, -1) for x in labels), dtype=np.int64, count=len(labels))
+    found, inverse = np.unique(labels, return_inverse=True)
+    names = tuple(cells) if cells is not None else tuple(str(c) for c in found)
+    lookup = np.array([names.index(str(c)) if str(c) in names else -1 for c in found], dtype=np.int64)
+    codes = lookup[inverse] if len(found) else np.empty(0, dtype=np.int64)
     keep = codes >= 0
     k = sample_clusters(int(keep.sum()), clusters)
     edges = bucket_edges(values[keep & (cluster < k)], buckets)
     hist = EventHistogram(cells=names, edges=edges, clusters=clusters)
-    units = table.column(unit).to_numpy(zero_copy_only=False)[ok]
-    for c, i in index.items():
-        hist.units[c] = len(set(units[codes == i].tolist()))
+    _, unit_index = np.unique(table.column(unit).to_numpy(zero_copy_only=False)[ok], return_inverse=True)
+    for i, c in enumerate(names):
+        hist.units[c] = int(len(np.unique(unit_index[codes == i])))
     hist.add(codes[keep], cluster[keep], values[keep])
     out = hist.compressed(metric)
     if dropped:

@@ -42,8 +42,8 @@ def test_aa_rejection_rate_and_coverage() -> None:
             covered[j] += r.ci_low <= 0.0 <= r.ci_high
     lo, hi = binomial_band(N_SIM, ALPHA)
     clo, chi = binomial_band(N_SIM, 1 - ALPHA)
-    print(f"A/A, {N_SIM} simulations: rejection rate at 0.05 {dict(zip(PROBS, (rejections / N_SIM).round(4)))}, "
-          f"coverage {dict(zip(PROBS, (covered / N_SIM).round(4)))}")
+    print(f"A/A, {N_SIM} simulations: rejection rate at 0.05 {dict(zip(PROBS, (rejections / N_SIM).round(4), strict=True))}, "
+          f"coverage {dict(zip(PROBS, (covered / N_SIM).round(4), strict=True))}")
     for j, p in enumerate(PROBS):
         assert lo <= rejections[j] <= hi, (p, rejections[j], (lo, hi))
         assert clo <= covered[j] <= chi, (p, covered[j], (clo, chi))

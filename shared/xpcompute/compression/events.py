@@ -171,7 +171,7 @@ def compress_events(
     hist = EventHistogram(cells=names, edges=edges, clusters=clusters)
     _, unit_index = np.unique(table.column(unit).to_numpy(zero_copy_only=False)[ok], return_inverse=True)
     for i, c in enumerate(names):
-        hist.units[c] = int(len(np.unique(unit_index[codes == i])))
+        hist.units[c] = len(np.unique(unit_index[codes == i]))
     hist.add(codes[keep], cluster[keep], values[keep])
     out = hist.compressed(metric)
     if dropped:

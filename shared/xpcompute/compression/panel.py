@@ -152,7 +152,8 @@ def panel_sums(compressed: CompressedTable, metric: str) -> PanelSums:
     p = len(periods)
     table = compressed.table
     names, _ = panel_columns(metric, p)
-    missing = [n for n in (users_column(metric), *names) if n not in table.column_names]
+    have = set(table.column_names)  # once: the property builds a new list on every call (2P^2 + 3P names)
+    missing = [n for n in (users_column(metric), *names) if n not in have]
     if missing:
         raise InputError(
             f"compressed panel lacks column(s) {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "

@@ -481,6 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--report", default=None, help="also write the HTML report to this file")
     results.set_defaults(func=cmd_results)
 
+    from xpcompute.cli_segments import add_segments_command
+
+    add_segments_command(sub)  # xpcompute segments ANALYSIS_ID (cli_segments.py)
+
     retry = sub.add_parser("retry", help="run the failed jobs of a stored analysis again, and recompute fits whose stored result "
                            "is damaged (XPCOMPUTE_HOME names the store)")
     retry.add_argument("analysis_id")
@@ -526,6 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=cmd_serve)
+
+    from xpcompute.cli_meta import add_meta_commands
+
+    add_meta_commands(sub)  # xpcompute archive ..., xpcompute meta ...
     return parser
 
 

@@ -1,0 +1,148 @@
+"""HTTP routes of the experiment archive and of meta-analysis (``xpcompute.meta``).
+
+* ``GET /experiments/{id}/analyses``: every analysis of an experiment, newest first (``?state=SUCCEEDED``);
+* ``GET /experiments/{id}/archive``: its versions, stage-1 tables and analyses;
+* ``DELETE /analyses/{id}``: remove one finished analysis and the objects derived for it;
+* ``POST /meta/replay``: replay a metric definition over the archive; answers the JSON document
+  (``/meta/replay/report`` answers the HTML report of the same request).
+
+A replay runs in the request (it reads compressed and stage-1 data, seconds for dozens of experiments);
+the CLI (``xpcompute meta replay``) is the route for very large archives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from xpcompute.coordinator.jobs import AnalysisState
+from xpcompute.coordinator.service import Coordinator
+
+
+class ArchivedAnalysisBody(BaseModel):
+    analysis_id: str
+    experiment_id: str
+    experiment_version: int | None
+    state: str
+    created_at: float
+    finished_at: float | None
+    metrics: list[str]
+    slices: int
+    error: str | None = None
+
+
+class AnalysisListBody(BaseModel):
+    experiment_id: str
+    analyses: list[ArchivedAnalysisBody]
+
+
+class ArchiveVersionBody(BaseModel):
+    version: int
+    spec_hash: str
+    created_at: str
+
+
+class ArchiveBody(BaseModel):
+    experiment_id: str
+    versions: list[ArchiveVersionBody]
+    tables: dict[str, dict[str, Any] | None]
+    analyses: list[ArchivedAnalysisBody]
+
+
+class DeletedBody(BaseModel):
+    analysis_id: str
+    experiment_id: str
+    state_records: int
+    objects: int
+
+
+class ReplayRequest(BaseModel):
+    """A metric definition to replay over the archived experiments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str | dict[str, Any] = Field(
+        description="The new definition: a registered metric's name, or a declaration (the mapping a 'metrics:' "
+        "entry of the experiment YAML takes: name, source, value, where, aggregation, divisor, cap; or a ratio)."
+    )
+    baseline: str | None = Field(default=None, max_length=64,
+                                 description="The archived metric it replaces; default the metric of the same name.")
+    experiments: list[str] | None = Field(default=None, max_length=1000,
+                                          description="Experiment ids; default every registered experiment.")
+
+
+class ReplayBody(BaseModel):
+    metric: str
+    baseline: str
+    definition: str | dict[str, Any]
+    summary: dict[str, Any]
+    decision_changes: list[dict[str, Any]]
+    experiments: list[dict[str, Any]]
+    skipped: dict[str, str]
+    seconds: float
+
+
+AnalysisStateName = Literal["RUNNING", "SUCCEEDED", "FAILED"]
+
+
+def meta_router(coordinator: Callable[[], Coordinator], dependencies: list[Any],
+                errors: dict[int | str, dict[str, Any]]) -> APIRouter:
+    """The archive and meta routes; ``coordinator`` is the app's dependency that yields its coordinator."""
+    router = APIRouter(dependencies=dependencies)
+
+    @router.get("/experiments/{experiment_id}/analyses", response_model=AnalysisListBody, responses=errors,
+                tags=["experiments"])
+    def list_analyses(
+        experiment_id: str, state: AnalysisStateName | None = Query(default=None, description="Only this state."),
+        coord: Coordinator = Depends(coordinator),
+    ) -> AnalysisListBody:
+        """Every analysis of one experiment, newest first: the archive a team asks about its past tests."""
+        from xpcompute.meta.archive import analyses_of
+
+        found = analyses_of(coord, experiment_id, AnalysisState(state) if state else None)
+        return AnalysisListBody(experiment_id=experiment_id,
+                                analyses=[ArchivedAnalysisBody(**a.to_json_dict()) for a in found])
+
+    @router.get("/experiments/{experiment_id}/archive", response_model=ArchiveBody, responses=errors,
+                tags=["experiments"])
+    def archive(experiment_id: str, coord: Coordinator = Depends(coordinator)) -> ArchiveBody:
+        """One experiment's archive: its registered versions, published stage-1 tables and analyses."""
+        from xpcompute.meta.archive import describe
+
+        return ArchiveBody.model_validate(describe(coord, experiment_id))
+
+    @router.delete("/analyses/{analysis_id}", response_model=DeletedBody, responses=errors, tags=["analyses"])
+    def delete(analysis_id: str, coord: Coordinator = Depends(coordinator)) -> DeletedBody:
+        """Remove one finished analysis: its state records and every object derived for it (slices, results,
+        scorecard, its sequential look). Other analyses, the experiment's versions and tables are untouched."""
+        from xpcompute.meta.archive import delete_analysis
+
+        return DeletedBody(**delete_analysis(coord, analysis_id).to_json_dict())
+
+    def run_replay(body: ReplayRequest, coord: Coordinator) -> Any:
+        from xpcompute.meta.replay import replay
+
+        return replay(coord, body.metric, body.baseline, body.experiments)
+
+    @router.post("/meta/replay", response_model=ReplayBody, responses=errors, tags=["meta"])
+    def post_replay(body: ReplayRequest, coord: Coordinator = Depends(coordinator)) -> dict[str, Any]:
+        """Replay a metric definition over the archived experiments: per experiment the old and new effect and
+        SE, across experiments their correlation, sign agreement, sensitivity, SE ratio and changed decisions."""
+        result: dict[str, Any] = run_replay(body, coord).to_json_dict()
+        return result
+
+    @router.post("/meta/replay/report", response_class=HTMLResponse, include_in_schema=False)
+    def post_replay_report(body: ReplayRequest, coord: Coordinator = Depends(coordinator)) -> HTMLResponse:
+        """The same replay as its self-contained HTML report (Plotly figures)."""
+        from xpcompute.meta.report import render_replay
+
+        return HTMLResponse(render_replay(run_replay(body, coord)))
+
+    return router
+
+
+__all__ = ["ReplayRequest", "meta_router"]

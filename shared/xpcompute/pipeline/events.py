@@ -137,7 +137,7 @@ def event_histogram(
         hist = EventHistogram(cells=cells, edges=edges, clusters=clusters)
         hist.units = {c: per_cell.get(c, (0, 0))[1] for c in cells}
         con = eng.con  # type: ignore[attr-defined]
-        reader = con.sql(render(scan, "duckdb")).fetch_record_batch(BATCH_ROWS)
+        reader = con.sql(render(scan, "duckdb")).to_arrow_reader(BATCH_ROWS)
         for batch in reader:
             hist.add(np.asarray(batch.column(0).to_numpy(zero_copy_only=False), dtype=np.int64),
                      np.asarray(batch.column(1).to_numpy(zero_copy_only=False), dtype=np.int64),

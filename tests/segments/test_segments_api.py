@@ -33,7 +33,7 @@ class Buttons(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str, Path]]:
     tmp = tmp_path_factory.mktemp("segments")
     settings = Settings(home=tmp / "home", dispatch="inline", slice_engine="cube")
     app = create_app(settings)
@@ -46,11 +46,11 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestCli
         app.state.backend.coordinator.tick()
         state = client.get(f"/analyses/{aid}").json()["state"]
         assert state == "SUCCEEDED", client.get(f"/analyses/{aid}").json()
-        yield client, aid
+        yield client, aid, tmp / "home"
 
 
-def test_the_scorecard_carries_the_segments_section(finished: tuple[TestClient, str]) -> None:
-    client, aid = finished
+def test_the_scorecard_carries_the_segments_section(finished: tuple[TestClient, str, Path]) -> None:
+    client, aid, _ = finished
     results = client.get(f"/analyses/{aid}/results")
     assert results.status_code == 200
     section = results.json()["segments"]
@@ -66,8 +66,8 @@ def test_the_scorecard_carries_the_segments_section(finished: tuple[TestClient, 
     assert again["tests"] == section["tests"] and again["segments"] == section["segments"]
 
 
-def test_a_segment_is_one_call_from_a_live_slice(finished: tuple[TestClient, str]) -> None:
-    client, aid = finished
+def test_a_segment_is_one_call_from_a_live_slice(finished: tuple[TestClient, str, Path]) -> None:
+    client, aid, _ = finished
     answer = client.get(f"/analyses/{aid}/segments", params={"min_units": 20, "max_depth": 2})
     assert answer.status_code == 200, answer.text
     segments = answer.json()["segments"]
@@ -80,16 +80,16 @@ def test_a_segment_is_one_call_from_a_live_slice(finished: tuple[TestClient, str
     assert posted.json()["label"] == first["label"]
 
 
-def test_unknown_analysis_and_bad_settings_are_refused(finished: tuple[TestClient, str]) -> None:
-    client, aid = finished
+def test_unknown_analysis_and_bad_settings_are_refused(finished: tuple[TestClient, str, Path]) -> None:
+    client, aid, _ = finished
     assert client.get("/analyses/nope/segments").status_code == 404
     assert client.get(f"/analyses/{aid}/segments", params={"max_depth": 9}).status_code == 422
 
 
-def test_the_page_shows_the_segments_with_a_live_slice_button_each(finished: tuple[TestClient, str]) -> None:
+def test_the_page_shows_the_segments_with_a_live_slice_button_each(finished: tuple[TestClient, str, Path]) -> None:
     from xpcompute.pipeline.slices import SliceFilter
 
-    client, aid = finished
+    client, aid, _ = finished
     section = client.get(f"/analyses/{aid}/results").json()["segments"]
     html = client.get(f"/analyses/{aid}/scorecard").text
     assert html.count('<section id="segments">') == 1
@@ -122,3 +122,20 @@ def test_the_partial_renders_every_segment_and_test_with_its_slice_body() -> Non
     assert parser.rows == 2 + len(report.segments) + len(report.tests)  # two header rows
     assert "<button" not in render_segments(report.model_dump(mode="json"), live=False)
     assert render_segments(None) == ""
+
+
+def test_the_cli_prints_the_same_report(finished: tuple[TestClient, str, Path], monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from xpcompute.cli import main
+
+    client, aid, home = finished
+    monkeypatch.setenv("XPCOMPUTE_HOME", str(home))
+    assert main(["segments", aid, "--format", "json", "--min-units", "20"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    served = client.get(f"/analyses/{aid}/segments", params={"min_units": 20}).json()
+    assert printed == served
+    assert main(["segments", aid]) == 0
+    out = capsys.readouterr().out
+    assert f"Segment discovery of analysis {aid}" in out and "Heterogeneity by dimension" in out

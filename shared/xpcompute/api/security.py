@@ -12,8 +12,8 @@ dependency, which is also what declares the key's security scheme in
 (``XPCOMPUTE_RATE_PER_KEY``); the app bounds the analyses one key may have
 running (``XPCOMPUTE_MAX_ANALYSES_PER_KEY``). The app gives both the shared
 versions in ``api/quotas.py`` (counted in the state store, so every process on
-it enforces one limit); ``RateLimiter`` and ``KeyQuota`` here are this process's
-own. A browser without the key header may be admitted by its session cookie
+it enforces one limit); ``RateLimiter`` here is this process's own (the
+fallback while that store cannot be reached). A browser without the key header may be admitted by its session cookie
 (``api/session.py``).
 """
 
@@ -152,35 +152,6 @@ def check_key(given: bytes, keys: list[bytes], settings: Settings) -> str | None
     if not any(hmac.compare_digest(given, k) for k in keys):
         return f"missing or wrong API key: send it in the {settings.api_key_header} header"
     return None
-
-
-class KeyQuota:
-    """Analyses each key has running in this process, held to ``XPCOMPUTE_MAX_ANALYSES_PER_KEY``.
-
-    ``is_running(analysis_id)`` is asked (of the state store) only when a key is at its limit, to drop the
-    analyses that have finished since.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._running: dict[str, set[str]] = {}
-        self._lock = threading.Lock()
-
-    def check(self, key: str, is_running: Callable[[str], bool]) -> None:
-        kid = key_id(key)
-        with self._lock:
-            held = self._running.setdefault(kid, set())
-            if len(held) >= self.limit:
-                held.difference_update({a for a in held if not is_running(a)})
-            if len(held) >= self.limit:
-                raise QuotaError(
-                    f"this API key has {len(held)} analyses running; at most {self.limit} may run at once per key "
-                    "(XPCOMPUTE_MAX_ANALYSES_PER_KEY): wait for one to finish"
-                )
-
-    def add(self, key: str, analysis_id: str) -> None:
-        with self._lock:
-            self._running.setdefault(key_id(key), set()).add(analysis_id)
 
 
 def elide(message: str, limit: int = 2000) -> str:

@@ -53,7 +53,8 @@ class StateStore(Protocol):
         ...
 
     def due_jobs(self, now: float, limit: int = 100) -> list[Job]:
-        """PENDING jobs whose ``due_at`` has passed, pre-computed before live, oldest first."""
+        """PENDING jobs whose ``due_at`` has passed: by priority class (pre-computed before live), and within a
+        class analyses take turns, each analysis's jobs oldest first (``state/fair.py``)."""
         ...
 
     def job_counts(self, analysis_id: str) -> dict[JobState, int]:

@@ -73,6 +73,7 @@ class SQLiteQuotaStore:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # as the state store: WAL, no fsync per commit
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
@@ -96,9 +97,9 @@ class SQLiteQuotaStore:
             if by:
                 conn.execute("INSERT INTO quota_counters (name, n, expires_at) VALUES (?, ?, ?) ON CONFLICT(name) "
                              "DO UPDATE SET n = n + excluded.n", (name, by, expires_at))
-                if by > 0:  # a new counter now and then: drop the ones past their time
-                    conn.execute("DELETE FROM quota_counters WHERE expires_at < ?", (time.time(),))
             row = conn.execute("SELECT n FROM quota_counters WHERE name=?", (name,)).fetchone()
+            if by > 0 and row is not None and int(row[0]) == by:  # a new counter: drop the ones past their time
+                conn.execute("DELETE FROM quota_counters WHERE expires_at < ?", (time.time(),))
         return int(row[0]) if row else 0
 
     def holds(self, owner: str) -> list[str]:

@@ -5,7 +5,7 @@ experiments, and the lossy-compression check compares n-tile with exact results
 over them; both need an archive whose truth is known. ``write_archive`` draws
 ``n`` experiments with ``synthetic.generate`` (seeded, so the same arguments
 give the same archive), each with its own size, duration and true effects,
-a share of them null (A/A: no effect on any metric), and for each:
+every fourth of them null (A/A: no effect on any metric), and for each:
 
 * writes its raw tables under ``{root}/raw/{id}/`` and its spec as ``{root}/specs/{id}.yaml``;
 * registers the spec with a coordinator over ``{root}/home`` and runs one analysis of every metric
@@ -44,6 +44,8 @@ _REBUFFER = (0.0, 0.0, 0.0, 0.10, 0.0)
 _CANCEL = (0.0, -0.05, 0.0, 0.0, 0.05, 0.0)
 _SIZES = (1.0, 0.5, 2.0, 1.0, 1.5, 0.75)
 _DAYS = (7, 5, 10, 14, 7, 3, 21)
+#: every 4th experiment is null (A/A: no effect on anything); others may be null on some metrics by the cycles
+NULL_EVERY = 4
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,12 @@ def plans(n: int = 50, users: int = 20_000, seed: int = 0, vary_size: bool = Tru
     out = []
     for i in range(n):
         size = _SIZES[i % len(_SIZES)] if vary_size else 1.0
+        live = 0.0 if i % NULL_EVERY == 0 else 1.0  # every NULL_EVERY-th experiment is an A/A test
         out.append(ArchivePlan(
             experiment_id=f"archive-{i:03d}", users=max(100, int(users * size)), days=_DAYS[i % len(_DAYS)],
             start=date(2025, 1, 6) + timedelta(days=7 * i), seed=seed * 100_003 + i,
-            watch_lift=_WATCH[i % len(_WATCH)], session_lift=_SESSIONS[i % len(_SESSIONS)],
-            rebuffer_change=_REBUFFER[i % len(_REBUFFER)], cancel_change=_CANCEL[i % len(_CANCEL)],
+            watch_lift=live * _WATCH[i % len(_WATCH)], session_lift=live * _SESSIONS[i % len(_SESSIONS)],
+            rebuffer_change=live * _REBUFFER[i % len(_REBUFFER)], cancel_change=live * _CANCEL[i % len(_CANCEL)],
         ))
     return out
 

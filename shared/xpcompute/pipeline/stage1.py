@@ -56,6 +56,9 @@ def stage1_sql(
     out = {"analysis": render(q.analysis_query(experiment, refs, kinds), dialect, pretty=True)}
     if experiment.daily:
         out["user_day"] = render(q.daily_query(experiment, refs, kinds), dialect, pretty=True)
+    from xpcompute.pipeline.events import events_sql
+
+    out.update({f"events.{name}": text for name, text in events_sql(experiment, dialect, tables, kinds).items()})
     return out
 
 

@@ -125,7 +125,7 @@ def test_the_partial_renders_every_segment_and_test_with_its_slice_body() -> Non
 
 
 def test_the_cli_prints_the_same_report(finished: tuple[TestClient, str, Path], monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+                                        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     import json
 
     from xpcompute.cli import main
@@ -139,3 +139,7 @@ def test_the_cli_prints_the_same_report(finished: tuple[TestClient, str, Path], 
     assert main(["segments", aid]) == 0
     out = capsys.readouterr().out
     assert f"Segment discovery of analysis {aid}" in out and "Heterogeneity by dimension" in out
+    # the offline HTML report has the section too, without the live-slice buttons (no server behind it)
+    assert main(["results", aid, "--report", str(tmp_path / "report.html")]) == 0
+    report = (tmp_path / "report.html").read_text()
+    assert report.count('<section id="segments">') == 1 and "data-slice-body" not in report

@@ -58,10 +58,13 @@ def analysis_segments(
 
 def with_segments(coordinator: Coordinator, card: Scorecard, analysis: Analysis) -> Scorecard:
     """The scorecard with its ``segments`` section (``SegmentReport`` as JSON), when the experiment declares
-    dimensions; a discovery that cannot run leaves a report with the reason in ``notes``."""
+    dimensions (and the analysis is of a randomized experiment); a discovery that cannot run leaves a report with
+    the reason in ``notes``."""
     experiment = coordinator.experiment_of(analysis)
     if experiment is None or not experiment.dimensions or analysis.request.get("table"):
         return card
+    if analysis.request.get("design", getattr(experiment, "design", "randomized")) != "randomized":
+        return card  # a quasi-experiment's groups are not randomized: an honest tree's effects would not be causal
     try:
         report = analysis_segments(coordinator, analysis.analysis_id)
     except (XPError, ValueError, ArithmeticError) as exc:

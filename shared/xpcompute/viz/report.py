@@ -499,6 +499,8 @@ def render_report(
     Other scalar keys are shown as labelled chips. ``infos`` (``MetricInfo`` per metric, with roles from
     ``headline.with_roles``) order the headline estimates goals, guardrails, the rest, and pick CUPED headlines.
     """
+    from xpcompute.segments.view import render_segments
+
     meta = dict(meta or {})
     rows = scorecard_rows(records, higher_is_better)
     srm = srm_views(meta.get("srm"))
@@ -521,6 +523,7 @@ def render_report(
         render_nav(blocks),
         *(figure_html(b) for b in blocks),
         render_srm(srm) if srm and not any(s.mismatch for s in srm) else "",
+        render_segments(meta.get("segments")),  # segment discovery (templates/report/segments.html.j2)
         render_spec_section(meta.get("spec")),
     ]
     return render("report/document.html.j2", title=title, css=Markup(CSS), plotly_js=Markup(plotly_js),

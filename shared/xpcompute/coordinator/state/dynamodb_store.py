@@ -44,8 +44,10 @@ from xpcompute.errors import ConflictError, NotFoundError, StorageError
 
 INDEX = "by_state"
 COUNTER_SK = "C"
-#: most due-job keys read per priority class by one ``due_jobs`` call (the oldest ones)
-DUE_SCAN_MAX = 10_000
+#: most due-job keys read per priority class by one ``due_jobs`` call (the oldest ones): the order is fair
+#: within them. A larger due set (a backlog being dispatched again) is served oldest window first; the index
+#: holds whole items, so each key read costs the item's read capacity
+DUE_SCAN_MAX = 2_000
 
 
 def table_definition(name: str) -> dict[str, Any]:

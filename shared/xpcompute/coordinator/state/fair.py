@@ -14,8 +14,11 @@ local pool re-orders what it is sent the same way (``dispatch.local_pool.FairQue
 this is the same rule one step earlier, in the query itself.
 
 The order is computed per call: a batch of ``limit`` jobs holds the first jobs
-of every analysis before the second of any. SQLite computes it in SQL (window
-reads its ``jobs_fair`` index per analysis; DynamoDB reads the keys of the due jobs and calls ``fair_order``.
+of every analysis before the second of any. SQLite reads its ``jobs_fair``
+index per analysis (``sqlite_due_keys``: 14 ms for 20,000 due jobs, against
+0.4 ms for the old unfair query); DynamoDB reads the keys of the oldest
+``DUE_SCAN_MAX`` due jobs per class from its state index, orders them with
+``fair_order`` and batch-reads the chosen ones.
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
 
 from xpcompute import native
 from xpcompute.compression.distribution import DistributionView
@@ -34,6 +33,7 @@ from xpcompute.compression.transform import ColumnTransform
 from xpcompute.errors import CellError, ZeroVarianceError
 from xpcompute.models.base import CausalModel, MeansCovariance, make_record
 from xpcompute.models.data import ModelData, Subgroup
+from xpcompute.models.dist import norm_sf
 from xpcompute.records import ResultRecord
 
 F64 = NDArray[np.float64]
@@ -87,7 +87,7 @@ def mann_whitney(x: F64, wx: F64, y: F64, wy: F64, use_continuity: bool = True) 
     if use_continuity:
         numerator -= 0.5
     z = float(numerator / sigma)
-    p = float(np.clip(2 * stats.norm.sf(z), 0.0, 1.0))
+    p = float(np.clip(2 * norm_sf(z), 0.0, 1.0))
     return MannWhitneyResult(u=float(u), z=z, p_value=p, n_x=n_x, n_y=n_y, tie_term=float(tie_term))
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
 
 from xpcompute.compression.transform import IDENTITY, ColumnTransform
 from xpcompute.errors import ColumnTypeError
 from xpcompute.models.base import MeansCovariance
 from xpcompute.models.data import ModelData, Subgroup
+from xpcompute.models.dist import norm_sf
 from xpcompute.models.ttest import WelchTTest, cell_moments
 from xpcompute.records import ResultRecord
 
@@ -61,6 +61,6 @@ class TwoProportionZTest(WelchTTest):
             pooled = (a.mean_y * a.n + b.mean_y * b.n) / (a.n + b.n)
             se0 = float(np.sqrt(pooled * (1 - pooled) * (1 / a.n + 1 / b.n)))
             z = (a.mean_y - b.mean_y) / se0 if se0 > 0 else float("nan")
-            p = float(2 * stats.norm.sf(abs(z))) if se0 > 0 else float("nan")
+            p = 2 * norm_sf(abs(z)) if se0 > 0 else float("nan")
             out.append(rec.model_copy(update={"statistic": z, "p_value": p}))
         return out

@@ -136,6 +136,7 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         "/healthz", "/experiments", "/experiments/{experiment_id}", "/experiments/{experiment_id}/versions",
         "/experiments/{experiment_id}/analyses", "/experiments/{experiment_id}/power", "/analyses/{analysis_id}",
         "/analyses/{analysis_id}/results", "/analyses/{analysis_id}/slices", "/analyses/{analysis_id}/retry",
+        "/analyses/{analysis_id}/segments",  # segment discovery (api/segment_routes.py)
     }
     assert "AnalysisSpec" in spec["components"]["schemas"]
     assert client.get("/healthz").json()["status"] == "ok"

@@ -29,6 +29,8 @@ effects are spread about their mean by ``sqrt(M / (M - 1))`` before anything is 
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import NDArray
 from scipy import stats
 
@@ -63,10 +65,14 @@ class EventHistogramView:
             )
         t = compressed.table
         self.info: dict[str, object] = dict(compressed.layout.extra[EXTRA_KEY])
-        labels = np.asarray(t.column("cell").to_numpy(zero_copy_only=False), dtype=object)
-        self.cells: tuple[str, ...] = tuple(sorted({str(x) for x in labels}))
-        index = {c: i for i, c in enumerate(self.cells)}
-        self.groups = np.fromiter((index[str(x)] for x in labels), dtype=np.int32, count=len(labels))
+        encoded = pc.dictionary_encode(t.column("cell").cast(pa.string())).combine_chunks()
+        found = [str(x) for x in encoded.dictionary.to_pylist()]
+        self.cells: tuple[str, ...] = tuple(sorted(found))
+        remap = np.array([self.cells.index(c) for c in found], dtype=np.int32)
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        self.groups = remap[codes] if len(found) else np.empty(0, dtype=np.int32)
+        self.totals = np.bincount(self.groups, weights=t.column("n").to_numpy().astype(np.float64),
+                                  minlength=len(self.cells))
         self.clusters = t.column("cluster").to_numpy().astype(np.int32)
         self.buckets = t.column("bucket").to_numpy().astype(np.int32)
         self.n = t.column("n").to_numpy().astype(np.float64)
@@ -76,7 +82,7 @@ class EventHistogramView:
         self.n_buckets = int(self.info["buckets"])  # type: ignore[call-overload]
 
     def events(self, cell: str) -> float:
-        return float(self.n[self.groups == self.cells.index(cell)].sum())
+        return float(self.totals[self.cells.index(cell)])
 
     def point(self, probs: F64) -> F64:
         """``[n_cells, P]``: each cell's ogive quantiles on its bucket totals (NaN for an empty cell)."""

@@ -139,8 +139,9 @@ class Sessions:
         if session is None:
             path = str(scope.get("path", ""))
             if method == "GET" and path.endswith("/scorecard") and "text/html" in headers.get("accept", ""):
-                location = f"{scope.get('root_path', '')}/login?next={quote(scope.get('root_path', '') + path)}"
-                return None, _redirect(location)
+                root = str(scope.get("root_path", ""))
+                full = path if path.startswith(root) else root + path  # ASGI servers differ on including it
+                return None, _redirect(f"{root}/login?next={quote(full)}")
             problem = check_key(b"", [k.encode() for k in self.settings.api_keys], self.settings)
             return None, _json(401, "unauthorized", f"{problem}; in a browser, sign in at /login")
         if method in UNSAFE_METHODS:

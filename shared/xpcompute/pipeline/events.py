@@ -5,11 +5,12 @@ per event-quantile metric at ``keys.events_table(experiment, metric)`` (``sql/ev
 atomically like the analysis table. ``check_event_sources`` (called by ``check_sources``) refuses a missing
 column, a time column that is not a date or timestamp and a value column that is not numeric, naming them.
 
-Stage 2 (``event_histogram``, from the slice job): three DuckDB scans of the slice's events (``sql/events``):
-events and units per cell; the values of the first clusters (the pooled edge sample); then every event's cell
-index, unit cluster and value, streamed in batches into ``compression.events.EventHistogram`` (NumPy
-``searchsorted`` into the pooled bucket edges, ``bincount`` of (cell, cluster, bucket)). The result is the
-``events`` compressed table the ``event_quantile`` model reads.
+Stage 2 (``event_histogram``, from the slice job): one DuckDB scan of the slice's events (``sql/events``), every
+event's cell index, unit cluster and value, streamed in Arrow batches into ``compression.events.EventHistogram``
+(NumPy ``searchsorted`` into the pooled bucket edges, ``bincount`` of (cell, cluster, bucket)). The bucket edges
+come from the first ``EDGE_SAMPLE`` (200,000) or more events of the scan, cells pooled: they depend on the table's
+order but never on treatment, and any edges give a valid histogram (they only set where the buckets are fine).
+The result is the ``events`` compressed table the ``event_quantile`` model reads.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from xpcompute.compression.events import (
+    EDGE_SAMPLE,
     EVENT_BUCKETS,
     EVENT_CLUSTERS,
     EventHistogram,
     bucket_edges,
-    sample_clusters,
 )
 from xpcompute.compression.schema import CompressedTable
 from xpcompute.errors import ColumnTypeError, InputError, MissingColumnError, NotFoundError
@@ -121,30 +122,42 @@ def event_histogram(
     predicate = slice_filter.to_sql()
     with engine_scope("duckdb") as eng:
         eng.register(EVENTS, files)
-        ref = eng.table_ref(EVENTS)
-        counts = eng.fetch(render(q.cell_units(ref, predicate), "duckdb"))
-        per_cell = {str(c): (int(e), int(u)) for c, e, u in zip(counts.column(0).to_pylist(), counts.column(1).to_pylist(),
-                                                                 counts.column(2).to_pylist(), strict=True)}
-        n_events = sum(per_cell.get(c, (0, 0))[0] for c in cells)
-        if n_events == 0:
-            raise InputError(f"slice {slice_filter.label()!r} has no events of metric {metric!r} in any cell")
-        scan = q.slice_scan(ref, cells, clusters, predicate)
-        k = sample_clusters(n_events, clusters)
-        sample_q = q.exp.select(q.exp.column(q.VALUE)).from_(scan.subquery("s")).where(
-            q.exp.column(q.CLUSTER) < q.exp.Literal.number(k))
-        sample = eng.fetch(render(sample_q, "duckdb")).column(0).to_numpy(zero_copy_only=False)
-        edges = bucket_edges(sample.astype(np.float64), buckets)
-        hist = EventHistogram(cells=cells, edges=edges, clusters=clusters)
-        hist.units = {c: per_cell.get(c, (0, 0))[1] for c in cells}
-        con = eng.con  # type: ignore[attr-defined]
-        reader = con.sql(render(scan, "duckdb")).to_arrow_reader(BATCH_ROWS)
+        scan = q.slice_scan(eng.table_ref(EVENTS), cells, clusters, predicate)
+        reader = eng.con.sql(render(scan, "duckdb")).to_arrow_reader(BATCH_ROWS)  # type: ignore[attr-defined]
+        hist: EventHistogram | None = None
+        waiting: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        seen = 0
         for batch in reader:
-            hist.add(np.asarray(batch.column(0).to_numpy(zero_copy_only=False), dtype=np.int64),
-                     np.asarray(batch.column(1).to_numpy(zero_copy_only=False), dtype=np.int64),
-                     np.asarray(pc.cast(batch.column(2), pa.float64()).to_numpy(zero_copy_only=False)))
+            arrays = (np.asarray(batch.column(0).to_numpy(zero_copy_only=False), dtype=np.int64),
+                      np.asarray(batch.column(1).to_numpy(zero_copy_only=False), dtype=np.int64),
+                      np.asarray(pc.cast(batch.column(2), pa.float64()).to_numpy(zero_copy_only=False)))
+            if hist is None:
+                waiting.append(arrays)
+                seen += len(arrays[2])
+                if seen < EDGE_SAMPLE:
+                    continue
+                hist = EventHistogram(cells=cells, edges=_edges(waiting, buckets), clusters=clusters)
+                for w in waiting:
+                    hist.add(*w)
+                waiting = []
+            else:
+                hist.add(*arrays)
+        if hist is None:
+            hist = EventHistogram(cells=cells, edges=_edges(waiting, buckets), clusters=clusters)
+            for w in waiting:
+                hist.add(*w)
+    if not hist.counts.any():
+        raise InputError(f"slice {slice_filter.label()!r} has no events of metric {metric!r} in any cell")
     extra: dict[str, object] = {"slice": slice_filter.label(), "slice_id": slice_filter.slice_id,
-                                "edge_sample": len(sample), "seconds": round(time.perf_counter() - started, 3)}
+                                "edge_sample": min(seen, int(hist.counts.sum())),
+                                "seconds": round(time.perf_counter() - started, 3)}
     return hist.compressed(metric, extra)
+
+
+def _edges(batches: list[tuple[np.ndarray, np.ndarray, np.ndarray]], buckets: int) -> np.ndarray:
+    """Pooled bucket edges from the first batches of the scan (cells together: never dependent on treatment)."""
+    values = np.concatenate([b[2] for b in batches]) if batches else np.empty(0)
+    return bucket_edges(values, buckets)
 
 
 def event_artifacts(

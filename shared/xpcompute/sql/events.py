@@ -99,14 +99,3 @@ def slice_scan(table: exp.Table, cells: tuple[str, ...], clusters: int, predicat
     if predicate is not None:
         conds.append(exp.paren(predicate))
     return query.where(exp.and_(*conds))
-
-
-def cell_units(table: exp.Table, predicate: exp.Expr | None) -> exp.Select:
-    """Events and distinct units per cell of a slice (for the fit's notes and the edge sample's size)."""
-    query = exp.select(
-        exp.column(CELL), exp.Count(this=exp.Star()).as_("events"),
-        exp.Count(this=exp.Distinct(expressions=[exp.column(USER)])).as_("units"),
-    ).from_(table.copy())
-    if predicate is not None:
-        query = query.where(predicate)
-    return query.group_by(exp.column(CELL))

@@ -24,7 +24,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -451,6 +450,8 @@ class ExperimentSpec(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path) -> ExperimentSpec:
         """Load a spec; relative local source URIs resolve against the YAML file's folder."""
+        import yaml  # here: functions read specs stored as JSON and never load YAML
+
         path = Path(path)
         try:
             raw = yaml.safe_load(path.read_text())

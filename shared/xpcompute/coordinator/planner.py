@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import (
@@ -361,6 +360,8 @@ def check_job_limit(planned: int, existing: int, limits: Limits) -> None:
 
 def distinct_at_most(table: PublishedTable, column: str, limit: int) -> int:
     """Distinct non-null values of ``column``, counted only up to ``limit + 1`` (one column read in batches)."""
+    import pyarrow.compute as pc  # here: planning needs it, the slice and fit functions that import this do not
+
     seen: set[object] = set()
     try:
         for batch in table.dataset().to_batches(columns=[column]):

@@ -63,7 +63,6 @@ from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable
 from xpcompute.records import ResultRecord
-from xpcompute.segments.service import with_segments
 from xpcompute.spec import FitSpec
 from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore, newest_modification
@@ -653,6 +652,9 @@ class Coordinator:
         card = assemble(replace(done, version=analysis.version + 1), jobs, self.store, complete=True)
         card = self._with_inference(card, analysis, jobs, record_look=True)
         card = self._with_decision(card, analysis)
+        from xpcompute.segments.service import with_segments  # here: only finalize runs it (the job functions
+        # import this module for claims and completions, and segment discovery's modules cost their cold start)
+
         card = with_segments(self, card, analysis)  # segment discovery (xpcompute.segments)
         try:
             self.store.put_bytes(keys.scorecard(analysis_id), json.dumps(card.to_json_dict(), sort_keys=True).encode())

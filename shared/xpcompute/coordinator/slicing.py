@@ -44,10 +44,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from xpcompute.compression.distribution import at_most_distinct, compress_values, fit_keys, value_column
@@ -58,11 +58,17 @@ from xpcompute.compression.transform import ColumnTransform, cached_transforms
 from xpcompute.coordinator.lru import LRU
 from xpcompute.errors import CorruptObjectError, InputError, MissingValuesError, NotFoundError
 from xpcompute.experiment import ExperimentSpec
+from xpcompute.lazy import lazy
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable, open_table
 from xpcompute.spec import CompressSpec, FitSpec
 from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore
+
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
+else:  # loaded on first use: a fit decodes a stored slice with this module and computes nothing
+    pc = lazy("pyarrow.compute")
 
 
 @dataclass(frozen=True)

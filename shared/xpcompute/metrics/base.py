@@ -21,13 +21,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import ClassVar, Literal, get_args
-
-from sqlglot import exp
+from typing import TYPE_CHECKING, ClassVar, Literal, get_args
 
 from xpcompute.decision.roles import Role as MetricRoleName
 from xpcompute.errors import InputError, UnsafeIdentifierError
+from xpcompute.lazy import lazy
 from xpcompute.spec import FitSpec, ModelName
+
+if TYPE_CHECKING:
+    from sqlglot import exp
+else:  # sqlglot loads when SQL is first composed: the paths that never build SQL (a fit) skip its import
+    exp = lazy("sqlglot", "exp")
 
 Aggregation = Literal["sum", "count", "count_distinct", "max", "min", "mean", "any", "none"]
 """How event rows become one value per user.

@@ -15,10 +15,9 @@ Adding a metric means adding one class here with ``@register_metric``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from sqlglot import exp
-
+from xpcompute.lazy import lazy
 from xpcompute.metrics.base import (
     Aggregation,
     ColumnType,
@@ -34,6 +33,11 @@ from xpcompute.metrics.base import (
 )
 from xpcompute.metrics.registry import register_covariate, register_dimension, register_metric
 from xpcompute.spec import ModelName
+
+if TYPE_CHECKING:
+    from sqlglot import exp
+else:  # sqlglot loads when SQL is first composed: the paths that never build SQL (a fit) skip its import
+    exp = lazy("sqlglot", "exp")
 
 SECONDS_PER_HOUR = 3600.0
 CENTS_PER_DOLLAR = 100.0

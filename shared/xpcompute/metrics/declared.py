@@ -18,14 +18,12 @@ user wrote is ever pasted into SQL.
 from __future__ import annotations
 
 from functools import cache
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import sqlglot
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlglot import exp
-from sqlglot.errors import ParseError
 
 from xpcompute.errors import InputError
+from xpcompute.lazy import lazy
 from xpcompute.metrics.base import (
     PER_METRIC_MODELS,
     Aggregation,
@@ -43,23 +41,45 @@ from xpcompute.metrics.base import (
 )
 from xpcompute.spec import ModelName
 
-#: Scalar functions a declared expression may call (sqlglot expression classes).
-ALLOWED_FUNCTIONS: tuple[type[exp.Expr], ...] = (
-    exp.Coalesce, exp.Abs, exp.Round, exp.Floor, exp.Ceil, exp.Greatest, exp.Least, exp.Nullif,
-    exp.Lower, exp.Upper, exp.Length, exp.Ln, exp.Exp, exp.Sqrt, exp.Pow, exp.If, exp.Cast, exp.TryCast,
-)
-#: Everything else a declared expression may contain: the grammar of arithmetic, logic and CASE.
-ALLOWED_NODES: tuple[type[exp.Expr], ...] = (
-    exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.Neg,
-    exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.IntDiv,
-    exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is, exp.In, exp.Between, exp.Like, exp.ILike,
-    exp.And, exp.Or, exp.Not, exp.Case, exp.DataType, exp.DataTypeParam, exp.Tuple,
-)
-_CAST_TYPES = {
-    exp.DataType.Type.DOUBLE, exp.DataType.Type.FLOAT, exp.DataType.Type.BIGINT, exp.DataType.Type.INT,
-    exp.DataType.Type.SMALLINT, exp.DataType.Type.DECIMAL, exp.DataType.Type.VARCHAR, exp.DataType.Type.TEXT,
-    exp.DataType.Type.BOOLEAN, exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP,
-}
+if TYPE_CHECKING:
+    import sqlglot
+    from sqlglot import exp
+else:  # sqlglot loads when an expression is first parsed: a spec without declared expressions never needs it
+    sqlglot = lazy("sqlglot")
+    exp = lazy("sqlglot", "exp")
+
+@cache
+def _grammar() -> tuple[tuple[type[exp.Expr], ...], tuple[type[exp.Expr], ...], frozenset[object]]:
+    """(functions, other nodes, cast types) a declared expression may contain, as sqlglot classes.
+
+    Built on first use (sqlglot loads with it): importing this module, as every experiment spec does, must not
+    cost a function that never parses an expression the import of sqlglot.
+    """
+    functions = (  # scalar functions a declared expression may call
+        exp.Coalesce, exp.Abs, exp.Round, exp.Floor, exp.Ceil, exp.Greatest, exp.Least, exp.Nullif,
+        exp.Lower, exp.Upper, exp.Length, exp.Ln, exp.Exp, exp.Sqrt, exp.Pow, exp.If, exp.Cast, exp.TryCast,
+    )
+    nodes = (  # everything else: the grammar of arithmetic, logic and CASE
+        exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.Neg,
+        exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.IntDiv,
+        exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is, exp.In, exp.Between, exp.Like, exp.ILike,
+        exp.And, exp.Or, exp.Not, exp.Case, exp.DataType, exp.DataTypeParam, exp.Tuple,
+    )
+    t = exp.DataType.Type
+    casts = frozenset({t.DOUBLE, t.FLOAT, t.BIGINT, t.INT, t.SMALLINT, t.DECIMAL, t.VARCHAR, t.TEXT, t.BOOLEAN,
+                       t.DATE, t.TIMESTAMP})
+    return functions, nodes, casts
+
+
+def __getattr__(name: str) -> object:
+    """``ALLOWED_FUNCTIONS`` and ``ALLOWED_NODES``, the allow-lists, built on first read (``_grammar``)."""
+    if name == "ALLOWED_FUNCTIONS":
+        return _grammar()[0]
+    if name == "ALLOWED_NODES":
+        return _grammar()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 MAX_EXPRESSION_CHARS = 2000
 _FUNCTION_NAMES = "coalesce, abs, round, floor, ceil, greatest, least, nullif, lower, upper, length, ln, exp, sqrt, power, if, cast"
 
@@ -76,9 +96,10 @@ def parse_expression(text: str, role: str = "expression") -> exp.Expr:
         raise InputError(f"{role} is {len(text)} characters long; at most {MAX_EXPRESSION_CHARS} are allowed")
     if ";" in text:
         raise InputError(f"{role} {text!r} contains ';'; write one expression, not statements")
+    functions, nodes, casts = _grammar()
     try:
         tree = sqlglot.parse_one(text, read="duckdb", into=exp.Condition)
-    except (ParseError, ValueError) as exc:
+    except (sqlglot.errors.ParseError, ValueError) as exc:
         raise InputError(f"{role} {text!r} is not a valid expression: {str(exc).splitlines()[0]}") from None
     for node in tree.walk():
         if isinstance(node, exp.Column):
@@ -89,11 +110,11 @@ def parse_expression(text: str, role: str = "expression") -> exp.Expr:
             check_identifier(node.name, f"{role} {text!r}: column")
             continue
         if isinstance(node, exp.DataType):
-            if node.this not in _CAST_TYPES:
+            if node.this not in casts:
                 raise InputError(f"{role} {text!r}: cast to {node.sql()} is not allowed; use a number, string, "
                                  "boolean, date or timestamp type")
             continue
-        if isinstance(node, ALLOWED_FUNCTIONS + ALLOWED_NODES):
+        if isinstance(node, functions + nodes):
             continue
         what = node.sql_name() if isinstance(node, exp.Func) else type(node).__name__
         raise InputError(
@@ -373,7 +394,6 @@ def build_dimension(decl: DeclaredDimension, default_source: str) -> Dimension:
 
 
 __all__ = [
-    "ALLOWED_FUNCTIONS",
     "DeclaredCap",
     "DeclaredCovariate",
     "DeclaredDimension",

@@ -31,15 +31,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
-from sqlglot import exp
 
 from xpcompute.errors import ColumnTypeError, InputError, UnsafeIdentifierError
+from xpcompute.lazy import lazy
 from xpcompute.metrics.base import IDENTIFIER, lit
 
 if TYPE_CHECKING:
+    import pyarrow.compute as pc
+    from sqlglot import exp
+
     from xpcompute.experiment import ExperimentSpec
+else:  # loaded on first use: validating a filter needs neither sqlglot (SQL) nor pyarrow.compute (masks)
+    exp = lazy("sqlglot", "exp")
+    pc = lazy("pyarrow.compute")
 
 Scalar = StrictStr | StrictInt | StrictBool
 MAX_VALUE_CHARS = 256

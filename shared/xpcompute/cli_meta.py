@@ -3,7 +3,9 @@
 * ``xpcompute archive list EXPERIMENT [--json]``: the experiment's versions, stage-1 tables and analyses;
 * ``xpcompute archive delete ANALYSIS``: remove one finished analysis and the objects derived for it;
 * ``xpcompute meta replay --metric NEW [--baseline OLD] [--experiments A,B] [--report F] [--json F]``: replay a
-  metric definition over the archived experiments (``xpcompute.meta.replay``).
+  metric definition over the archived experiments (``xpcompute.meta.replay``);
+* ``xpcompute meta compression --buckets N[,N..]``: n-tile against exact results over the archive
+  (``xpcompute.meta.compression``), the smallest N per metric that meets the seeds' 99.9% agreement.
 
 The store is the one ``XPCOMPUTE_HOME`` (or ``XPCOMPUTE_OBJECTS``/``_STATE``) names, or ``--home``.
 """
@@ -104,6 +106,43 @@ def cmd_meta_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_meta_compression(args: argparse.Namespace) -> int:
+    """n-tile against exact results over the archive; the smallest N per metric that meets the criterion."""
+    from xpcompute.meta.compression import validate_compression
+
+    coordinator = _coordinator(args.home)
+    try:
+        check = validate_compression(coordinator, args.buckets, args.models, args.experiments or None,
+                                     args.metrics or None, p_tolerance=args.p_tolerance, criterion=args.criterion)
+    finally:
+        coordinator.state.close()
+    body = check.to_json_dict()
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({**body, "comparisons": [c.to_json_dict() for c in check.comparisons]},
+                                              indent=2, default=str))
+    s = body["summary"]
+    print(f"ntile:N against exact over {body['experiments']} experiments ({', '.join(check.models)}); criterion "
+          f"{s['criterion']:.1%} of p-values within {s['p_tolerance']:g} and of decisions the same")
+    for metric, entry in s["metrics"].items():
+        for n, row in entry["buckets"].items():
+            effect = row["max_effect_difference_se"]
+            print(f"  {metric:<20} ntile:{n:<6} p agree {row['p_value_agreement']:.2%}, decisions agree "
+                  f"{row['decision_agreement']:.2%}, largest |dp| {row['max_p_difference']:.2g}, largest "
+                  f"|d effect|/SE {'n/a' if effect is None else format(effect, '.2g')}"
+                  f"{'  meets' if row['meets_criterion'] else ''}")
+        rec = entry["recommended_buckets"]
+        print(f"  {metric:<20} recommended: {'none of these' if rec is None else f'ntile:{rec}'}")
+    return 0
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in _csv(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected bucket counts separated by commas, got {text!r}") from None
+
+
 def add_meta_commands(sub: Any) -> None:
     """Add ``archive`` and ``meta`` to the ``xpcompute`` parser's subcommands."""
     archive = sub.add_parser("archive", help="list an experiment's archive (versions, tables, analyses), or delete "
@@ -132,6 +171,16 @@ def add_meta_commands(sub: Any) -> None:
     rp.add_argument("--threads", type=int, default=None, help="DuckDB threads for stage 1 (default: cores)")
     rp.add_argument("--home", default=None, help="store folder (default $XPCOMPUTE_HOME)")
     rp.set_defaults(func=cmd_meta_replay)
+    cp = meta_sub.add_parser("compression", help="ntile:N against exact results over the archive (rank/quantile)")
+    cp.add_argument("--buckets", type=_ints, required=True, help="N, or several: 10,100,1000")
+    cp.add_argument("--models", type=_csv, default=("mannwhitney",), help="mannwhitney and/or quantile")
+    cp.add_argument("--metrics", type=_csv, default=(), help="default: every simple metric of each experiment")
+    cp.add_argument("--experiments", type=_csv, default=(), help="default: every registered experiment")
+    cp.add_argument("--p-tolerance", type=float, default=0.001, help="p-values agree when they differ by at most this")
+    cp.add_argument("--criterion", type=float, default=0.999, help="share that must agree (the seeds' 99.9%%)")
+    cp.add_argument("--json", default=None, help="write the summary and every comparison here")
+    cp.add_argument("--home", default=None, help="store folder (default $XPCOMPUTE_HOME)")
+    cp.set_defaults(func=cmd_meta_compression)
 
 
 __all__ = ["add_meta_commands"]

@@ -51,6 +51,7 @@ from xpcompute.compression.encode import (
     numeric_column,
     require_columns,
 )
+from xpcompute.compression.panel_gram import panel_moments
 from xpcompute.compression.schema import COUNT_COLUMN, CompressedLayout, CompressedTable, MetricLayout
 from xpcompute.compression.transform import ColumnTransform, column_transforms, transforms_for
 from xpcompute.errors import CellError, ColumnTypeError, InputError
@@ -288,7 +289,7 @@ def compress_user_periods(
         names, exps = panel_columns(metric, n_periods)
         names_by_metric[metric] = names
         columns = [ysum[s] for s in range(n_periods)] + [pres[s] for s in range(n_periods)]
-        res = native.group_moments(mkeys, rows.radices, columns, exps, rows.user_w, n_users)
+        res = panel_moments(mkeys, rows.radices, columns, exps, rows.user_w, n_users)  # BLAS Gram when few groups
         results.append((metric, res))
         del ysum, pres, columns
 

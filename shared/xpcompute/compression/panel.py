@@ -289,7 +289,7 @@ def compress_user_periods(
         names, exps = panel_columns(metric, n_periods)
         names_by_metric[metric] = names
         columns = [ysum[s] for s in range(n_periods)] + [pres[s] for s in range(n_periods)]
-        res = panel_moments(mkeys, rows.radices, columns, exps, rows.user_w, n_users)  # BLAS Gram when few groups
+        res = panel_moments(mkeys, rows.radices, columns, exps, rows.user_w, n_users)  # Gram matrices when few groups
         results.append((metric, res))
         del ysum, pres, columns
 

@@ -118,7 +118,7 @@ def compare_experiment(coordinator: Coordinator, analysis: Analysis, buckets: Se
         for model in models:
             if model not in DISTRIBUTION_MODELS:
                 raise InputError(f"model {model!r} is not compressed lossily; choose from {DISTRIBUTION_MODELS}")
-            base = FitSpec(metric=metric, treatment="cell", control=archived.control, model=model, alpha=alpha,  # type: ignore[arg-type]
+            base = FitSpec(metric=metric, treatment="cell", control=archived.control, model=model, alpha=alpha,
                            bootstrap_reps=bootstrap_reps)
             exact = {(r.cell, r.quantile): r for r in fit_table(table, base).records}
             for n in buckets:

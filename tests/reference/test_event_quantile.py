@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 from event_quantile_helpers import clustered_events, raw_cluster_bootstrap
 
 from xpcompute.compression.events import compress_events
@@ -92,10 +93,12 @@ def test_se_and_interval_match_a_raw_clustered_bootstrap() -> None:
         assert se_naive < 0.8 * se_raw, "the data must make clustering matter for this test to have teeth"
 
 
-def test_relative_effect_and_notes() -> None:
+def test_p_value_relative_effect_and_notes() -> None:
     table = clustered_events(4000, seed=8, effect=0.1, digits=None)
     records = fit_table(table, _spec(reps=300)).records
     for r in records:
+        assert r.se is not None and r.p_value is not None
+        assert r.p_value == pytest.approx(2 * stats.norm.sf(abs(r.effect / r.se)), rel=1e-9)
         assert r.relative_effect == pytest.approx(r.mean_cell / r.mean_control - 1, rel=1e-12)
         assert r.relative_ci_low is not None and r.relative_ci_low < r.relative_effect < r.relative_ci_high
         text = " ".join(r.notes)

@@ -32,13 +32,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
-from scipy import stats
 
 from xpcompute import native
 from xpcompute.compression.events import EXTRA_KEY
 from xpcompute.errors import InputError, ZeroVarianceError
 from xpcompute.models.base import CausalModel
 from xpcompute.models.data import ModelData
+from xpcompute.models.dist import norm_ppf, norm_sf
 from xpcompute.models.quantile import pair_covariance, quantile_label
 from xpcompute.native.reference import grouped_quantiles
 from xpcompute.records import ResultRecord
@@ -183,7 +183,7 @@ class EventQuantileModel(CausalModel):
         qc = qc.mean() + scale * (qc - qc.mean()) if len(qc) else qc
         qk = qk.mean() + scale * (qk - qk.mean()) if len(qk) else qk
         effect = q1 - q0
-        z = float(stats.norm.ppf(1 - alpha / 2))
+        z = norm_ppf(1 - alpha / 2)
         se = ci_low = ci_high = p_value = statistic = None
         rel = rel_se = rel_lo = rel_hi = None
         if len(qc) >= 2:
@@ -193,7 +193,7 @@ class EventQuantileModel(CausalModel):
             ci_low, ci_high = float(lo), float(hi)
             if se > 0:
                 statistic = effect / se
-                p_value = float(2 * stats.norm.sf(abs(statistic)))
+                p_value = 2 * norm_sf(abs(statistic))
             else:
                 notes.append(f"{quantile_label(p)}: every bootstrap replicate gives the same effect (the quantile "
                              "sits on an atom of the event values), so there is no p-value")

@@ -35,6 +35,7 @@ object store under ``.xpcompute/``, a local worker pool, no API key.
 | ``XPCOMPUTE_REDISPATCH_S`` | ``60`` | a dispatched job nobody claimed within this is dispatched again |
 | ``XPCOMPUTE_TICK_S`` | ``0.5`` | embedded coordinator loop period (reclaim, retry, dispatch) |
 | ``XPCOMPUTE_SLICE_ENGINE`` | ``cube`` | stage-2 engine for slice jobs: ``cube`` (the embedded default: the first slices by DuckDB SQL straight from the table, then one C++ group-by by every dimension per analysis and each slice re-aggregated from it), ``duckdb``, ``spark``, ``trino`` (pipeline SQL per slice) or ``arrow`` (in-process Arrow filter + C++ group-by) |
+| ``XPCOMPUTE_SEGMENTS`` | ``true`` | segment discovery when an analysis of a registered, randomized experiment with dimensions is finalized (the scorecard's ``segments`` section; it builds the segment cube, about 12 s at 10M users on 2 cores); ``false`` leaves the section out (``GET /analyses/{id}/segments`` still answers) |
 | ``XPCOMPUTE_STAGE1_ENGINE`` | ``duckdb`` | stage 1: ``duckdb`` (embedded), ``spark`` (a Spark session in this process), ``spark-submit`` (a Spark application submitted to ``XPCOMPUTE_SPARK_MASTER`` and followed to completion; EMR on EC2 and Databricks too, see infra/README.md) or ``emr-serverless`` (the same application started with EMR Serverless ``StartJobRun``; needs an ``s3://`` ``XPCOMPUTE_OBJECTS`` and the ``XPCOMPUTE_EMR_*`` settings) |
 | ``XPCOMPUTE_SPARK_MASTER`` | ``local[*]`` | Spark master for the in-process session and for ``spark-submit``, e.g. ``local[2]``, ``spark://127.0.0.1:7077``, ``yarn`` |
 | ``XPCOMPUTE_EMR_APPLICATION_ID`` | unset | ``emr-serverless``: the Spark application (``aws emr-serverless create-application --type SPARK``) |
@@ -116,6 +117,7 @@ class Settings(BaseModel):
     redispatch_s: float = Field(default=60.0, gt=0)
     tick_s: float = Field(default=0.5, gt=0)
     slice_engine: EngineKind = "cube"
+    segments: bool = True
     stage1_engine: Stage1EngineKind = "duckdb"
     spark_master: str = "local[*]"
     emr_application_id: str | None = None

@@ -143,3 +143,18 @@ def test_the_cli_prints_the_same_report(finished: tuple[TestClient, str, Path], 
     assert main(["results", aid, "--report", str(tmp_path / "report.html")]) == 0
     report = (tmp_path / "report.html").read_text()
     assert report.count('<section id="segments">') == 1 and "data-slice-body" not in report
+
+
+def test_xpcompute_segments_false_leaves_the_section_out(finished: tuple[TestClient, str, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from xpcompute.segments.service import with_segments
+
+    client, aid, _ = finished
+    coord = client.app.state.backend.coordinator  # type: ignore[attr-defined]
+    card = replace(coord.results(aid), segments=None)
+    analysis = coord.state.get_analysis(aid)
+    assert with_segments(coord, card, analysis).segments is not None
+    monkeypatch.setenv("XPCOMPUTE_SEGMENTS", "false")
+    assert with_segments(coord, card, analysis).segments is None

@@ -56,10 +56,22 @@ def analysis_segments(
                     settings=settings, analysis_id=analysis_id)
 
 
+def discovery_enabled() -> bool:
+    """``XPCOMPUTE_SEGMENTS`` (``config.Settings.segments``): whether finalize runs segment discovery."""
+    from xpcompute.config import Settings
+
+    try:
+        return Settings.from_env().segments
+    except XPError:  # another variable is invalid: the service reports that where it reads it
+        return True
+
+
 def with_segments(coordinator: Coordinator, card: Scorecard, analysis: Analysis) -> Scorecard:
     """The scorecard with its ``segments`` section (``SegmentReport`` as JSON), when the experiment declares
     dimensions (and the analysis is of a randomized experiment); a discovery that cannot run leaves a report with
     the reason in ``notes``."""
+    if not discovery_enabled():
+        return card
     experiment = coordinator.experiment_of(analysis)
     if experiment is None or not experiment.dimensions or analysis.request.get("table"):
         return card

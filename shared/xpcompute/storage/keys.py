@@ -15,6 +15,8 @@ Layout under a store root (``XPCOMPUTE_OBJECTS``)::
     analyses/{analysis}/slices/{slice}.parquet         one compressed slice of an analysis (a slice job)
     analyses/{analysis}/slices/{slice}/{metric}.{distribution|panel}.parquet   its n-tile / panel forms
     analyses/{analysis}/cubes/{signature}.parquet      moments by every dimension (the ``cube`` engine)
+                                                       and the segment cube: by cell x dimensions x ``_half``,
+                                                       the MD5 half of the unit id (``segments/cube.py``)
     analyses/{analysis}/results/{slice}/{metric}.{model}.json   one fit's result records
     analyses/{analysis}/scorecard.json                 the finalized scorecard
 

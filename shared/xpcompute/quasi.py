@@ -10,6 +10,7 @@ source and cells, a group column of the users source and the change::
       comparison: [south, east]     # optional; default every other (non-null) value
       change_date: 2026-03-16       # first day with the change
       period: week                  # day | week: the periods of the panel
+      reference_period: -1          # optional: the event time effects are relative to (default -1)
 
 Stage 1 then assigns each unit of the users source the cell ``treated`` or
 ``comparison`` (``sql.stage1._alloc_cte`` through ``group_cell``), and the
@@ -19,7 +20,8 @@ period with it; ``event_period``). The analysis window must start a whole
 number of periods before the change and cover whole periods, so no period
 straddles the change. Every metric is analysed by model ``did``
 (``models/did.py``: period effects, group-by-period effects, errors clustered
-by unit) with the reference period ``-1``; nothing else applies, since the
+by unit) with the reference period ``quasi.reference_period`` (default
+``-1``; an analysis request may choose another); nothing else applies, since the
 groups were not randomised (their levels may differ; only changes are
 compared). For the same reason the sample-ratio check does not apply: the
 coordinator does not run it on a quasi-experiment's slices and the scorecard
@@ -41,15 +43,15 @@ if TYPE_CHECKING:
 
 TREATED = "treated"
 COMPARISON = "comparison"
-#: the reference period of a quasi-experiment's DiD: the last period before the change (event time -1)
+#: the default reference period of a quasi-experiment's DiD: the last period before the change (event time -1)
 REFERENCE = "-1"
 PERIOD_DAYS = {"day": 1, "week": 7}
 #: what the scorecard says in place of the sample-ratio check
 SRM_NOT_APPLICABLE = (
     "Quasi-experiment: the groups were not randomly assigned, so the sample-ratio check does not apply and was not "
     "run (it cannot block a decision). Group sizes and levels may differ by design; difference in differences "
-    "compares their changes over time relative to the last period before the change, which assumes parallel "
-    "trends: see the pre-trend test."
+    "compares their changes over time relative to a reference period (by default the last one before the "
+    "change), which assumes parallel trends: see the pre-trend test."
 )
 
 __all__ = [
@@ -80,6 +82,9 @@ class QuasiSpec(BaseModel):
     )
     change_date: date = Field(description="First day with the change (the first post-change period starts here).")
     period: Literal["day", "week"] = Field(default="day", description="Length of one period of the panel.")
+    reference_period: int = Field(
+        default=-1, description="Event time the effects are relative to; default -1, the last period before the change."
+    )
 
     @field_validator("group_column")
     @classmethod
@@ -194,6 +199,10 @@ def check_experiment(spec: ExperimentSpec) -> list[str]:
                         "periods: use period: week or a shorter window")
     if not problems and (w.days - before) // k < 1:
         problems.append("the window has no whole period after quasi.change_date; move window.end")
+    if not problems and quasi.reference_period not in event_times(spec):
+        times = event_times(spec)
+        problems.append(f"quasi.reference_period {quasi.reference_period} is not a period of the window: its event "
+                        f"times run from {times[0]} to {times[-1]} ({quasi.period}s relative to the change)")
     return problems
 
 
@@ -265,8 +274,9 @@ def fit_specs(spec: ExperimentSpec, metric: str, treatment: str = "cell", contro
     """A quasi-experiment's fits of one metric: model ``did`` on the unit-by-period table, reference ``-1``."""
     from xpcompute.spec import FitSpec
 
+    assert spec.quasi is not None
     return [FitSpec(metric=metric, treatment=treatment, control=control or COMPARISON, model="did", time="day",
-                    cluster="user_id", reference_period=REFERENCE)]
+                    cluster="user_id", reference_period=str(spec.quasi.reference_period))]
 
 
 def request_problems(spec: ExperimentSpec, models: tuple[str, ...], reference: str | None) -> list[str]:

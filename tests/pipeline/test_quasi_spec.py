@@ -42,6 +42,8 @@ def test_design_quasi_implies_cells_allocation_and_daily_and_round_trips() -> No
     assert ExperimentSpec.parse(spec.model_dump(mode="json")) == spec
     assert [s.model for m in spec.metrics for s in spec.fit_specs_for(m)] == ["did"]
     assert spec.fit_specs_for("orders")[0].reference_period == "-1"
+    first = ExperimentSpec.parse(raw_spec(quasi={**raw_spec()["quasi"], "reference_period": -2}))
+    assert first.fit_specs_for("orders")[0].reference_period == "-2"
     daily = ExperimentSpec.parse(raw_spec(quasi={**raw_spec()["quasi"], "period": "day"}))
     assert event_times(daily) == list(range(-14, 14))
 
@@ -69,6 +71,9 @@ def test_design_quasi_implies_cells_allocation_and_daily_and_round_trips() -> No
      "a quasi-experiment has no exposure"),
     ({"shares": {"comparison": 1, "treated": 1}}, "a quasi-experiment has no planned shares"),
     ({"daily": False}, "a quasi-experiment implies daily"),
+    ({"quasi": {"group_column": "region", "treated": ["north"], "change_date": "2026-03-16", "period": "week",
+                "reference_period": 2}}, "quasi.reference_period 2 is not a period of the window: its event times "
+     "run from -2 to 1 (weeks relative to the change)"),
     ({"covariates": [{"name": "pre_orders", "metric": "orders"}]}, "covariates: model did on a quasi-experiment"),
 ])
 def test_bad_quasi_specs_name_the_field(over: dict[str, Any], message: str) -> None:

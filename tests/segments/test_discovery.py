@@ -125,3 +125,23 @@ def test_a_leaf_is_a_live_slice_body() -> None:
         body = seg.model_dump(mode="json")["slice"]
         again = SliceFilter.model_validate(body)
         assert again.slice_id == seg.slice.slice_id and again.label() == seg.label
+
+
+def test_null_dimension_values_follow_the_slice_filter_semantics() -> None:
+    """A null device is a value of its own in the Wald test, and follows neither branch of a device split: every
+    leaf counts exactly the rows its slice filter selects (what a live slice of it would compute)."""
+    truth = Planted(users=80_000, seed=4, base_effect=0.1, planted_effect=0.5)
+    table = truth.table()
+    rng = np.random.default_rng(1)
+    device = pa.array([None if rng.random() < 0.1 else v for v in table.column("device").to_pylist()])
+    table = table.set_column(table.schema.get_field_index("device"), "device", device)
+    cube = build_cube(table, "user_id", "cell", list(DIMENSIONS), {"y": ["pre"]})
+    report = discover(cube, "cell", ["y"])
+    (device_test,) = [t for t in report.tests if t.dimension == "device"]
+    assert "(null)" in device_test.values and device_test.df == len(DIMENSIONS["device"])
+    assert any(c.column == "device" for s in report.segments for c in s.slice.all_of)
+    est = np.asarray(assign_halves(table.column("user_id"))) == ESTIMATION_HALF
+    treated = np.asarray(table.column("cell").to_pylist()) == "treatment"
+    for seg in report.segments:
+        inside = np.asarray(seg.slice.to_arrow_mask(table).to_numpy(zero_copy_only=False), dtype=bool)
+        assert (seg.n_cell, seg.n_control) == ((inside & est & treated).sum(), (inside & est & ~treated).sum())

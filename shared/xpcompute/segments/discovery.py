@@ -316,6 +316,11 @@ def heterogeneity_tests(
     out = []
     for c in treatments:
         chi2, df, p = model.heterogeneity_test(data, c)
+        if not (np.isfinite(chi2) and np.isfinite(p) and df > 0):
+            out.append(HeterogeneityTest(metric=metric, cell=c, control=data.control, dimension=dimension,
+                                         values=values, left_out=left_out, chi2=None, df=None, p_value=None,
+                                         note=f"the Wald statistic cannot be computed (chi2 {chi2}, df {df})"))
+            continue
         out.append(HeterogeneityTest(metric=metric, cell=c, control=data.control, dimension=dimension,
                                      values=values, left_out=left_out, chi2=chi2, df=df, p_value=p))
     return out

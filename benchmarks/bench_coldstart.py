@@ -10,7 +10,10 @@ start to exit), median of ``--runs``:
   already compressed and stored, and return its reply: the handler's own event parsing, the claim, reading and
   decoding the compressed slice, the fit, storing the records and completing the job. The state store is SQLite
   and the object store a local folder, so the figure is the project's code, not an AWS SDK's; the report that
-  goes to the coordinator is kept in memory (on AWS it is one Lambda or SQS request).
+  goes to the coordinator is kept in memory (on AWS it is one Lambda or SQS request). With the image's
+  dependency set (``infra/aws/requirements.txt``), which has no pandas: pyarrow imports pandas, when it is
+  installed, on its first conversion of Python values (about 0.15 s), and this environment has it for the tests
+  and benchmarks, so the child hides it. ``first fit (pandas installed)`` is the same run without hiding it.
 
     .venv/bin/python benchmarks/bench_coldstart.py --runs 7
 
@@ -41,6 +44,12 @@ TARGETS = {"handler": 0.35, "first fit": 0.6}
 FIRST_FIT = """
 import sys
 sys.path.insert(0, sys.argv[1])
+if sys.argv[4] == "image":  # the image's dependency set has no pandas: hide this environment's, as if absent
+    class NoPandas:
+        def find_spec(self, name, path=None, target=None):
+            if name == "pandas" or name.startswith("pandas."):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    sys.meta_path.insert(0, NoPandas())
 import functions.fit.handler as h
 from xpcompute.config import Settings
 from xpcompute.coordinator.runtime import FunctionRuntime
@@ -115,7 +124,7 @@ def reset(env: dict[str, str], job_id: str) -> None:
     job = coord.state.get_job(job_id)
     if job.result_key is not None:
         coord.store.delete(job.result_key)
-    coord.state.update_job(replace(job, state=JobState.PENDING, attempts=0, output={}, worker=None,
+    coord.state.update_job(replace(job, state=JobState.PENDING, attempts=0, output={}, worker=None, due_at=time.time(),
                                    lease_expires_at=None, started_at=None, finished_at=None), job.state, job.version)
     coord.state.close()
 
@@ -130,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, list[float]] = {"import numpy": []}
     times.update({f"import functions.{h}.handler": [] for h in HANDLERS})
     times["first fit"] = []
+    times["first fit (pandas installed)"] = []
     with tempfile.TemporaryDirectory() as tmp:
         env, job_id, aid = prepare(Path(tmp), args.users)
         fn_env = _env(env)
@@ -140,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                     fresh(["-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); import functions.{h}.handler"],
                           fn_env))
             reset(env, job_id)
-            times["first fit"].append(fresh(["-c", FIRST_FIT, str(ROOT), job_id, aid], fn_env))
+            times["first fit"].append(fresh(["-c", FIRST_FIT, str(ROOT), job_id, aid, "image"], fn_env))
+            reset(env, job_id)
+            times["first fit (pandas installed)"].append(fresh(["-c", FIRST_FIT, str(ROOT), job_id, aid, "dev"], fn_env))
     med = {k: statistics.median(v) for k, v in times.items()}
     base = med["import numpy"]
     print(f"\nCold start, fresh interpreters, median of {args.runs} ({os.cpu_count()} cores; "
@@ -148,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| what | median s | x import numpy | target |")
     print("|---|---|---|---|")
     for k, v in med.items():
-        target = TARGETS["first fit"] if k == "first fit" else TARGETS["handler"] if "handler" in k else None
+        target = TARGETS["first fit"] if k.startswith("first fit") else TARGETS["handler"] if "handler" in k else None
         verdict = "" if target is None else f"< {target} s: {'met' if v < target else 'not met'}"
         print(f"| `{k}` | {v:.3f} | {v / base:.2f} | {verdict} |")
     if args.json:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xpcompute import __version__
 from xpcompute.api.access import Access
-from xpcompute.api.meta_routes import meta_router
+from xpcompute.api.meta_routes import add_meta_routes
 from xpcompute.api.models import (
     AnalysisCreated,
     AnalysisStatusBody,
@@ -55,7 +55,6 @@ from xpcompute.api.models import (
     SliceStateBody,
     Stage1Body,
 )
-from xpcompute.api.scorecard_page import Part, scorecard_response
 from xpcompute.api.security import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
@@ -73,6 +72,8 @@ from xpcompute.errors import NotFoundError, XPError
 from xpcompute.pipeline.slices import SliceFilter
 
 log = logging.getLogger(__name__)
+#: ``api.scorecard_page.Part``, spelled here so the route signature does not import the page module
+Part = Literal["page", "live"]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 429, 500, 503)
@@ -334,6 +335,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         ``part=live`` returns only the parts the page's script swaps in as results land. The page is left
         out of /openapi.json, which describes the JSON API that programs call.
         """
+        # here, not at import: the page's modules (plotly.js, the Jinja2 templates, the report views) cost the api
+        # function's cold start on every new environment, and most requests are JSON
+        from xpcompute.api.scorecard_page import scorecard_response
+
         return scorecard_response(coord, analysis_id, part)
 
     @app.post("/analyses/{analysis_id}/slices", status_code=202, response_model=LiveSliceAccepted,
@@ -353,7 +358,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         return RetryAccepted(analysis_id=analysis_id, retried=len(retried), job_ids=[j.job_id for j in retried],
                              state=coord.state.get_analysis(analysis_id).state.value)
 
-    app.include_router(meta_router(coordinator, auth, ERRORS))  # archive and meta-analysis (api/meta_routes.py)
+    add_meta_routes(app, coordinator, auth, ERRORS)  # archive and meta-analysis (api/meta_routes.py)
     add_segment_routes(app, coordinator, auth, ERRORS)
     app.include_router(session_router(settings, access.sessions))  # GET/POST /login, POST /logout (api/session.py)
     return app

@@ -130,6 +130,92 @@ class EventHistogram:
         return CompressedTable(table=table, layout=layout)
 
 
+def histogram_table(
+    cells: tuple[str, ...], cell_index: NDArray[np.integer], cluster: NDArray[np.integer], bucket: NDArray[np.integer],
+    n: NDArray[np.integer], lo: F64, hi: F64, n_buckets: int, clusters: int, metric: str,
+    extra: dict[str, object] | None = None,
+) -> CompressedTable:
+    """Rows (cell index, cluster, bucket, events, smallest and largest value) -> the ``events`` compressed table.
+
+    The layout says whether every (cell, bucket) holds one value (``lossless``) and how many events each cell has.
+    """
+    g = len(cells)
+    cb = cell_index.astype(np.int64) * n_buckets + bucket.astype(np.int64)
+    low = np.full(g * n_buckets, np.inf)
+    high = np.full(g * n_buckets, -np.inf)
+    np.minimum.at(low, cb, lo)
+    np.maximum.at(high, cb, hi)
+    used = np.flatnonzero(np.isfinite(low))
+    events = np.bincount(cell_index.astype(np.int64), weights=n.astype(np.float64), minlength=g)
+    table = pa.table({
+        "cell": pa.DictionaryArray.from_arrays(pa.array(cell_index.astype(np.int32)), pa.array(list(cells), pa.string()))
+        .cast(pa.string()),
+        "cluster": pa.array(cluster.astype(np.int32)),
+        "bucket": pa.array(bucket.astype(np.int32)),
+        "n": pa.array(n.astype(np.int64)),
+        "lo": pa.array(lo.astype(np.float64)),
+        "hi": pa.array(hi.astype(np.float64)),
+    })
+    info: dict[str, object] = {
+        "clusters": clusters, "buckets": n_buckets, "lossless": bool(np.all(low[used] == high[used])), "units": {},
+        "events": {c: int(events[k]) for k, c in enumerate(cells)}, **(extra or {}),
+    }
+    layout = CompressedLayout(
+        kind="events", keys=("cell",), metrics={metric: MetricLayout(metric=metric, covariates=(), exponents=())},
+        n_rows=int(events.sum()), extra={EXTRA_KEY: info},
+    )
+    return CompressedTable(table=table, layout=layout)
+
+
+@dataclass(frozen=True)
+class Guide:
+    """A lookup table that puts a value in its bucket with a few arithmetic steps (the SQL route of stage 2).
+
+    ``t(v) = sign(v) ln(1 + |v| / scale)`` (log-like in both tails, so quantile-spaced edges of skewed data are
+    roughly evenly spaced in ``t``); grid cell ``g = clip(floor((t(v) - start) * inverse), 0, cells - 1)`` holds
+    ``first[g]`` = the number of edges at or below the cell's start, and the edges either side of it (``below``,
+    ``above``: -inf/+inf past the ends). A value's bucket is ``first - (v < below) + (v >= above)``: exact when at
+    most one edge lies between the cell's start and the value, which the caller checks on the result (every
+    bucket's values within its edges) before using it.
+    """
+
+    scale: float
+    start: float
+    inverse: float
+    cells: int
+    first: NDArray[np.int32]
+    below: F64
+    above: F64
+
+    @classmethod
+    def of(cls, edges: F64, per_bucket: int = 64) -> Guide:
+        edges = np.asarray(edges, dtype=np.float64)
+        if len(edges) == 0:
+            return cls(1.0, 0.0, 0.0, 1, np.zeros(1, np.int32), np.array([-np.inf]), np.array([np.inf]))
+        scale = float(np.median(np.abs(edges))) or 1.0
+        t = np.sign(edges) * np.log1p(np.abs(edges) / scale)
+        cells = per_bucket * (len(edges) + 1)
+        span = float(t[-1] - t[0])
+        inverse = cells / span if span > 0 else 0.0
+        starts = t[0] + np.arange(cells) / inverse if inverse > 0 else np.full(cells, t[0])
+        first = np.searchsorted(t, starts, side="right").astype(np.int32)
+        padded = np.concatenate([[-np.inf], edges, [np.inf]])
+        return cls(scale, float(t[0]), inverse, cells, first, padded[first], padded[first + 1])
+
+    def arrow(self) -> pa.Table:
+        return pa.table({"g": np.arange(self.cells, dtype=np.int32), "first": self.first, "below": self.below,
+                         "above": self.above})
+
+
+def buckets_hold_their_values(edges: F64, bucket: NDArray[np.integer], lo: F64, hi: F64) -> bool:
+    """Every row's values lie in its bucket: ``edges[b - 1] <= lo`` and ``hi < edges[b]`` (the guide was exact)."""
+    padded = np.concatenate([[-np.inf], np.asarray(edges, dtype=np.float64), [np.inf]])
+    b = np.asarray(bucket, dtype=np.int64)
+    if len(b) and (b.min() < 0 or b.max() > len(edges)):
+        return False
+    return bool(np.all(padded[b] <= lo) and np.all(hi < padded[b + 1]))
+
+
 def unit_clusters(units: pa.Array | pa.ChunkedArray, clusters: int = EVENT_CLUSTERS) -> NDArray[np.int64]:
     """hash(unit id) mod ``clusters`` for integer or string ids (pandas' stable 64-bit hash: same id, same cluster)."""
     from pandas.util import hash_array

@@ -99,3 +99,43 @@ def slice_scan(table: exp.Table, cells: tuple[str, ...], clusters: int, predicat
     if predicate is not None:
         conds.append(exp.paren(predicate))
     return query.where(exp.and_(*conds))
+
+
+def histogram_query(scan: exp.Select, guide: exp.Table, scale: float, start: float, inverse: float,
+                    cells: int) -> exp.Select:
+    """The event histogram in SQL: (cell index, cluster, bucket) with events, smallest and largest value.
+
+    The bucket comes from the guide table (``compression.events.Guide``) joined on the value's grid cell, then
+    one step either way; the caller checks every bucket's values lie within its edges. Non-finite values do not
+    count (as in the NumPy route).
+    """
+    v = exp.column(VALUE)
+    sign = exp.Case().when(v.copy() < exp.Literal.number(0), exp.Literal.number(-1)).else_(exp.Literal.number(1))
+    t = exp.Mul(this=exp.paren(sign), expression=exp.Ln(this=exp.Add(
+        this=exp.Literal.number(1), expression=exp.Div(this=exp.Abs(this=v.copy()), expression=double_lit(scale)))))
+    raw = exp.Floor(this=exp.Mul(this=exp.paren(exp.Sub(this=t, expression=double_lit(start))),
+                                 expression=double_lit(inverse)))
+    g = exp.cast(exp.Least(this=exp.Greatest(this=raw, expressions=[exp.Literal.number(0)]),
+                           expressions=[exp.Literal.number(cells - 1)]), exp.DataType.build("INT"))
+    inner = exp.select(exp.column(CELL_INDEX), exp.column(CLUSTER), v.copy(), g.as_("_xp_g")).from_(
+        scan.subquery("s")).where(exp.Anonymous(this="isfinite", expressions=[v.copy()]))
+    step_down = exp.Case().when(exp.column(VALUE, table="e") < exp.column("below", table="gd"),
+                                exp.Literal.number(1)).else_(exp.Literal.number(0))
+    step_up = exp.Case().when(exp.column(VALUE, table="e") >= exp.column("above", table="gd"),
+                              exp.Literal.number(1)).else_(exp.Literal.number(0))
+    bucket = exp.Add(this=exp.Sub(this=exp.column("first", table="gd"), expression=step_down), expression=step_up)
+    return (
+        exp.select(
+            exp.column(CELL_INDEX, table="e").as_(CELL_INDEX), exp.column(CLUSTER, table="e").as_(CLUSTER),
+            bucket.as_("bucket"), exp.Count(this=exp.Star()).as_("n"),
+            exp.Min(this=exp.column(VALUE, table="e")).as_("lo"), exp.Max(this=exp.column(VALUE, table="e")).as_("hi"),
+        )
+        .from_(inner.subquery("e"))
+        .join(exp.alias_(guide.copy(), "gd"), on=exp.column("_xp_g", table="e").eq(exp.column("g", table="gd")))
+        .group_by(exp.Literal.number(1), exp.Literal.number(2), exp.Literal.number(3))
+    )
+
+
+def double_lit(x: float) -> exp.Expr:
+    """A double literal that round-trips exactly (repr of the float)."""
+    return exp.cast(exp.Literal.number(repr(float(x))), DOUBLE)

@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xpcompute import __version__
 from xpcompute.api.access import Access
-from xpcompute.api.meta_routes import meta_router
+from xpcompute.api.meta_routes import add_meta_routes
 from xpcompute.api.models import (
     AnalysisCreated,
     AnalysisStatusBody,
@@ -358,7 +358,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         return RetryAccepted(analysis_id=analysis_id, retried=len(retried), job_ids=[j.job_id for j in retried],
                              state=coord.state.get_analysis(analysis_id).state.value)
 
-    app.include_router(meta_router(coordinator, auth, ERRORS))  # archive and meta-analysis (api/meta_routes.py)
+    add_meta_routes(app, coordinator, auth, ERRORS)  # archive and meta-analysis (api/meta_routes.py)
     add_segment_routes(app, coordinator, auth, ERRORS)
     app.include_router(session_router(settings, access.sessions))  # GET/POST /login, POST /logout (api/session.py)
     return app

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -89,13 +89,16 @@ class ReplayBody(BaseModel):
 AnalysisStateName = Literal["RUNNING", "SUCCEEDED", "FAILED"]
 
 
-def meta_router(coordinator: Callable[[], Coordinator], dependencies: list[Any],
-                errors: dict[int | str, dict[str, Any]]) -> APIRouter:
-    """The archive and meta routes; ``coordinator`` is the app's dependency that yields its coordinator."""
-    router = APIRouter(dependencies=dependencies)
+def add_meta_routes(app: FastAPI, coordinator: Callable[[], Coordinator], dependencies: list[Any],
+                    errors: dict[int | str, dict[str, Any]]) -> None:
+    """Add the archive and meta routes to ``app``; ``coordinator`` is the app's dependency yielding its coordinator.
 
-    @router.get("/experiments/{experiment_id}/analyses", response_model=AnalysisListBody, responses=errors,
-                tags=["experiments"])
+    Registered on the app itself (not an included router), so the app's 405 handler lists their methods in
+    ``Allow`` next to the other routes of the same path (``GET`` and ``POST /experiments/{id}/analyses``).
+    """
+
+    @app.get("/experiments/{experiment_id}/analyses", response_model=AnalysisListBody, responses=errors,
+             tags=["experiments"], dependencies=dependencies)
     def list_analyses(
         experiment_id: str, state: AnalysisStateName | None = Query(default=None, description="Only this state."),
         coord: Coordinator = Depends(coordinator),
@@ -107,15 +110,16 @@ def meta_router(coordinator: Callable[[], Coordinator], dependencies: list[Any],
         return AnalysisListBody(experiment_id=experiment_id,
                                 analyses=[ArchivedAnalysisBody(**a.to_json_dict()) for a in found])
 
-    @router.get("/experiments/{experiment_id}/archive", response_model=ArchiveBody, responses=errors,
-                tags=["experiments"])
+    @app.get("/experiments/{experiment_id}/archive", response_model=ArchiveBody, responses=errors,
+             tags=["experiments"], dependencies=dependencies)
     def archive(experiment_id: str, coord: Coordinator = Depends(coordinator)) -> ArchiveBody:
         """One experiment's archive: its registered versions, published stage-1 tables and analyses."""
         from xpcompute.meta.archive import describe
 
         return ArchiveBody.model_validate(describe(coord, experiment_id))
 
-    @router.delete("/analyses/{analysis_id}", response_model=DeletedBody, responses=errors, tags=["analyses"])
+    @app.delete("/analyses/{analysis_id}", response_model=DeletedBody, responses=errors, tags=["analyses"],
+                dependencies=dependencies)
     def delete(analysis_id: str, coord: Coordinator = Depends(coordinator)) -> DeletedBody:
         """Remove one finished analysis: its state records and every object derived for it (slices, results,
         scorecard, its sequential look). Other analyses, the experiment's versions and tables are untouched."""
@@ -128,21 +132,21 @@ def meta_router(coordinator: Callable[[], Coordinator], dependencies: list[Any],
 
         return replay(coord, body.metric, body.baseline, body.experiments)
 
-    @router.post("/meta/replay", response_model=ReplayBody, responses=errors, tags=["meta"])
+    @app.post("/meta/replay", response_model=ReplayBody, responses=errors, tags=["meta"], dependencies=dependencies)
     def post_replay(body: ReplayRequest, coord: Coordinator = Depends(coordinator)) -> dict[str, Any]:
         """Replay a metric definition over the archived experiments: per experiment the old and new effect and
         SE, across experiments their correlation, sign agreement, sensitivity, SE ratio and changed decisions."""
         result: dict[str, Any] = run_replay(body, coord).to_json_dict()
         return result
 
-    @router.post("/meta/replay/report", response_class=HTMLResponse, include_in_schema=False)
+    @app.post("/meta/replay/report", response_class=HTMLResponse, include_in_schema=False,
+              dependencies=dependencies)
     def post_replay_report(body: ReplayRequest, coord: Coordinator = Depends(coordinator)) -> HTMLResponse:
         """The same replay as its self-contained HTML report (Plotly figures)."""
         from xpcompute.meta.report import render_replay
 
         return HTMLResponse(render_replay(run_replay(body, coord)))
 
-    return router
 
 
-__all__ = ["ReplayRequest", "meta_router"]
+__all__ = ["ReplayRequest", "add_meta_routes"]

@@ -157,7 +157,8 @@ def run_stage1_job(coordinator: Coordinator, settings: Settings, job: Job) -> di
     """Stage 1 for the experiment version the analysis was planned from: sources -> the published analysis table.
 
     The engine is ``XPCOMPUTE_STAGE1_ENGINE``: DuckDB in this process (the
-    default), a Spark session, or a Spark application (``spark-submit``). The
+    default), a Spark session, a Spark application (``spark-submit``), or the
+    same application as an EMR Serverless job run (``emr-serverless``). The
     table's manifest holds the spec it was built from, which is what later
     analyses compare (``Coordinator.stage1_reason``).
 

@@ -3,8 +3,8 @@ local object store, a small synthetic table) while one fault is injected per ana
 records are compared with a fault-free reference run of the same analysis.
 
 Faults: a pool worker SIGKILLed mid-job, a store outage of a few seconds (writes fail with ``StorageError``),
-a truncated compressed slice, a damaged stored result JSON (recovered by submitting the analysis again, as its
-error message says), a job past ``XPCOMPUTE_JOB_TIMEOUT_S`` (a hanging job body in a ``fork`` pool), and a
+a truncated compressed slice, a damaged stored result JSON (recovered by retrying the analysis, as its error
+message says: just the damaged fit runs again), a job past ``XPCOMPUTE_JOB_TIMEOUT_S`` (a hanging job body in a ``fork`` pool), and a
 coordinator restart (stop the runtime mid-analysis, start a new one on the same home: ``resume``).
 
 Figures: faults injected, analyses completed, records lost (expected but missing), records duplicated (same
@@ -242,8 +242,9 @@ def damaged_slice(root: Path) -> Run:
 
 
 def damaged_result(root: Path) -> Run:
-    """A stored fit result JSON truncated after the analysis finished; recovery = submitting the analysis again
-    (its error message's advice); the records compared are the new analysis's."""
+    """A stored fit result JSON truncated after the analysis finished; recovery = retrying the analysis (its
+    error message's advice: ``POST /analyses/{id}/retry``), which recomputes just that fit and replaces the
+    damaged object; the records compared are the same analysis's."""
     run = Run("damaged result JSON")
     rt = EmbeddedRuntime(_settings(_home(root, "result")))
     coord = rt.coordinator
@@ -255,9 +256,10 @@ def damaged_result(root: Path) -> Run:
         coord.store.put_bytes(fit.result_key, raw[: len(raw) // 2])
         run.injected, t_fault = 1, time.monotonic()
         in_place = len(coord.status(aid).records)  # the finalized scorecard is stored whole; status re-reads
-        again = coord.submit("exp", SPEC).analysis_id
-        _finish(run, coord, again, t_fault)
-        run.note = f"in place, status answers {in_place} records without it; re-submitted"
+        repaired = coord.retry_failed(aid)
+        _finish(run, coord, aid, t_fault)
+        run.note = (f"in place, status answers {in_place} records without it; retry recomputed "
+                    f"{len(repaired)} fit(s) in the same analysis")
         return run
     finally:
         rt.stop()

@@ -89,6 +89,20 @@ def test_sql_route_equals_numpy_route(tmp_path: Path, kind: str, slice_filter: S
     assert got == want
 
 
+@pytest.mark.parametrize("sd", [0.5, 3.0, 12.0])
+def test_bit_guide_equals_searchsorted(sd: float) -> None:
+    """The NumPy route's bucketing (``BitGuide``) is exactly ``searchsorted(edges, v, side="right")``, negative
+    values, zeros and infinities included."""
+    from xpcompute.compression.events import BitGuide
+
+    rng = np.random.default_rng(int(sd * 10))
+    values = np.concatenate([np.exp(rng.normal(2, sd, 100_000)), -np.exp(rng.normal(0, sd, 10_000)), np.zeros(500),
+                             [np.inf, -np.inf, 5e-324, -5e-324]])
+    for n_edges in (0, 1, 7, 499):
+        edges = np.unique(np.quantile(values[np.isfinite(values)], np.linspace(0, 1, n_edges + 2)[1:-1]))
+        np.testing.assert_array_equal(BitGuide.of(edges).buckets(values), np.searchsorted(edges, values, side="right"))
+
+
 def test_guide_is_exact_on_skewed_data_and_its_misses_break_the_check() -> None:
     """Where at most one edge shares a grid cell the guide equals searchsorted; a miss is a value outside its
     bucket's edges, which ``buckets_hold_their_values`` reports (so the SQL route never keeps a wrong bucket)."""

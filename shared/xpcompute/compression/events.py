@@ -175,6 +175,7 @@ class BitGuide:
         k >>= self.shift
         np.clip(k, 0, len(self.first) - 1, out=k)
         b = self.first[k] - (values < self.below[k]) + (values >= self.above[k])
+        np.clip(b, 0, len(self.edges), out=b)  # +-inf may step past the ends
         miss = (values < self.padded[b]) | (values >= self.padded[b + 1])
         if miss.any():
             b[miss] = np.searchsorted(self.edges, values[miss], side="right")

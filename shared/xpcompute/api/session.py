@@ -100,10 +100,10 @@ class Sessions:
         if not value or len(value) > 256:
             return None
         parts = value.split(".")
-        if len(parts) != 5 or parts[0] != "v1" or not parts[3].isdigit():
+        if len(parts) != 5 or parts[0] != "v1" or not (parts[3].isascii() and parts[3].isdigit()):
             return None
         payload = ".".join(parts[:4])
-        if not hmac.compare_digest(self._sign(payload), parts[4]):
+        if not hmac.compare_digest(self._sign(payload).encode(), parts[4].encode("utf-8", "replace")):
             return None
         session = Session(parts[1], parts[2], int(parts[3]))
         if session.expires_at <= self._clock() or session.kid not in self._kids:

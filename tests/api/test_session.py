@@ -80,6 +80,10 @@ def test_the_login_page_exchanges_the_key_for_a_short_lived_httponly_strict_cook
                         headers={"X-Forwarded-Proto": "https"})
     assert https.headers["location"] == "/login"
     assert "secure" in _set_cookie(https, SESSION_COOKIE).lower()
+    served_over_https = TestClient(client.app, base_url="https://testserver", follow_redirects=False)
+    direct = served_over_https.post("/login", data={"key": KEY})
+    assert direct.status_code == 303 and "secure" in _set_cookie(direct, SESSION_COOKIE).lower()
+    assert "secure" in _set_cookie(direct, CSRF_COOKIE).lower()
 
 
 def test_the_cookie_admits_every_route_and_state_changes_need_the_csrf_token(served: tuple[TestClient, str]) -> None:

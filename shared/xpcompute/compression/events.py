@@ -110,28 +110,10 @@ class EventHistogram:
         cell, rest = np.divmod(nz, m * nb)
         cluster, bucket = np.divmod(rest, nb)
         cb = cell * nb + bucket
-        lo, hi = self.lo[cb], self.hi[cb]
-        labels = np.asarray(self.cells, dtype=object)[cell] if len(self.cells) else np.empty(0, dtype=object)
-        table = pa.table({
-            "cell": pa.array(labels, type=pa.string()),
-            "cluster": pa.array(cluster.astype(np.int32)),
-            "bucket": pa.array(bucket.astype(np.int32)),
-            "n": pa.array(self.counts[nz]),
-            "lo": pa.array(lo),
-            "hi": pa.array(hi),
-        })
-        n_events = int(self.counts.sum())
-        info: dict[str, object] = {
-            "clusters": m, "buckets": nb, "lossless": bool(np.all(lo == hi)),
-            "units": dict(self.units), "events": {c: int(self.counts[k * m * nb:(k + 1) * m * nb].sum())
-                                                  for k, c in enumerate(self.cells)},
-            **(extra or {}),
-        }
-        layout = CompressedLayout(
-            kind="events", keys=("cell",), metrics={metric: MetricLayout(metric=metric, covariates=(), exponents=())},
-            n_rows=n_events, extra={EXTRA_KEY: info},
-        )
-        return CompressedTable(table=table, layout=layout)
+        out = histogram_table(self.cells, cell, cluster, bucket, self.counts[nz], self.lo[cb], self.hi[cb], nb, m,
+                              metric, extra)
+        out.layout.extra[EXTRA_KEY]["units"] = dict(self.units)
+        return out
 
 
 def order_key(values: F64) -> I64:
@@ -200,8 +182,7 @@ def histogram_table(
     used = np.flatnonzero(np.isfinite(low))
     events = np.bincount(cell_index.astype(np.int64), weights=n.astype(np.float64), minlength=g)
     table = pa.table({
-        "cell": pa.DictionaryArray.from_arrays(pa.array(cell_index.astype(np.int32)), pa.array(list(cells), pa.string()))
-        .cast(pa.string()),
+        "cell": pa.DictionaryArray.from_arrays(pa.array(cell_index.astype(np.int32)), pa.array(list(cells), pa.string())),
         "cluster": pa.array(cluster.astype(np.int32)),
         "bucket": pa.array(bucket.astype(np.int32)),
         "n": pa.array(n.astype(np.int64)),

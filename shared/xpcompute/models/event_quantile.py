@@ -65,19 +65,22 @@ class EventHistogramView:
             )
         t = compressed.table
         self.info: dict[str, object] = dict(compressed.layout.extra[EXTRA_KEY])
-        encoded = pc.dictionary_encode(t.column("cell").cast(pa.string())).combine_chunks()
+        column = t.column("cell")
+        if pa.types.is_dictionary(column.type):  # as compression/events.py writes it: no strings to hash
+            encoded = column.unify_dictionaries().combine_chunks()
+        else:
+            encoded = pc.dictionary_encode(column.cast(pa.string())).combine_chunks()
         found = [str(x) for x in encoded.dictionary.to_pylist()]
         self.cells: tuple[str, ...] = tuple(sorted(found))
         remap = np.array([self.cells.index(c) for c in found], dtype=np.int32)
         codes = encoded.indices.to_numpy(zero_copy_only=False)
         self.groups = remap[codes] if len(found) else np.empty(0, dtype=np.int32)
-        self.totals = np.bincount(self.groups, weights=t.column("n").to_numpy().astype(np.float64),
-                                  minlength=len(self.cells))
-        self.clusters = t.column("cluster").to_numpy().astype(np.int32)
-        self.buckets = t.column("bucket").to_numpy().astype(np.int32)
+        self.clusters = np.asarray(t.column("cluster").to_numpy(), dtype=np.int32)  # no copy when stored as int32
+        self.buckets = np.asarray(t.column("bucket").to_numpy(), dtype=np.int32)
         self.n = t.column("n").to_numpy().astype(np.float64)
-        self.lo = t.column("lo").to_numpy().astype(np.float64)
-        self.hi = t.column("hi").to_numpy().astype(np.float64)
+        self.lo = np.asarray(t.column("lo").to_numpy(), dtype=np.float64)
+        self.hi = np.asarray(t.column("hi").to_numpy(), dtype=np.float64)
+        self.totals = np.bincount(self.groups, weights=self.n, minlength=len(self.cells))
         self.n_clusters = int(self.info["clusters"])  # type: ignore[call-overload]
         self.n_buckets = int(self.info["buckets"])  # type: ignore[call-overload]
 
@@ -88,17 +91,19 @@ class EventHistogramView:
         """``[n_cells, P]``: each cell's ogive quantiles on its bucket totals (NaN for an empty cell)."""
         out = np.full((len(self.cells), len(probs)), np.nan)
         nb = self.n_buckets
-        for k in range(len(self.cells)):
-            sel = self.groups == k
-            mass = np.bincount(self.buckets[sel], weights=self.n[sel], minlength=nb).astype(np.float64)
-            lo = np.full(nb, np.inf)
-            hi = np.full(nb, -np.inf)
-            np.minimum.at(lo, self.buckets[sel], self.lo[sel])
-            np.maximum.at(hi, self.buckets[sel], self.hi[sel])
-            keep = mass > 0
+        g = len(self.cells)
+        key = self.groups.astype(np.int64) * nb + self.buckets  # (cell, bucket), all cells in one pass
+        mass = np.bincount(key, weights=self.n, minlength=g * nb).reshape(g, nb)
+        lo = np.full(g * nb, np.inf)
+        hi = np.full(g * nb, -np.inf)
+        np.minimum.at(lo, key, self.lo)
+        np.maximum.at(hi, key, self.hi)
+        lo, hi = lo.reshape(g, nb), hi.reshape(g, nb)
+        for k in range(g):
+            keep = mass[k] > 0
             if keep.any():
-                out[k] = grouped_quantiles(np.arange(int(keep.sum()), dtype=np.float64), lo[keep], hi[keep],
-                                           mass[keep], probs)[0]
+                out[k] = grouped_quantiles(np.arange(int(keep.sum()), dtype=np.float64), lo[k, keep], hi[k, keep],
+                                           mass[k, keep], probs)[0]
         return out
 
 

@@ -17,7 +17,7 @@ and Benjamini–Hochberg controls the false discovery rate across all of them
    than ``min_units`` units in a cell are left out of the test (and named).
 
 2. **An honest causal tree.** Units are split into two fixed halves by a hash
-   of their id (``segments.cube.HALF_SQL``). The tree is grown on the *split
+   of their id (``segments.cube.half_sql``). The tree is grown on the *split
    half* only; every number reported for its leaves comes from the other,
    *estimation half* only, so a leaf's test is a valid test even though the
    leaf was chosen because it looked different (Athey & Imbens 2016, "honest"
@@ -29,15 +29,20 @@ and Benjamini–Hochberg controls the false discovery rate across all of them
    means of the CUPED-adjusted metric ``y - theta'c`` (``c``: the metric's
    continuous covariates in the cube; ``theta``: the pooled within-cell
    least-squares slope over the whole half, fixed for the half) with its
-   Welch variance (``theta`` taken as known, as CUPED does); the best split of a node is taken when that statistic
-   exceeds the chi-square(1) quantile at ``split_alpha`` and both children
-   have at least ``min_units`` units of the control and of the treatment
-   cell in each half; the depth is at most ``max_depth``.
-   Each leaf of a tree with at least one split is tested on the estimation
-   half: its effect against the effect in the rest of the units (everyone
-   not in the leaf), ``z = (tau_leaf - tau_rest) / sqrt(V_leaf + V_rest)``,
-   two-sided normal p-value (disjoint sets of units, hence independent
-   estimates); ``theta`` here is the estimation half's own slope. The leaf's own effect and interval are reported alongside.
+   Welch variance (``theta`` taken as known, as CUPED does); the best split
+   of a node is taken when that statistic exceeds the chi-square(1)
+   quantile at ``split_alpha`` and both children have at least
+   ``min_units`` units of the control and of the treatment cell in each
+   half; the depth is at most ``max_depth``. A leaf's label keeps only
+   ``dim = v`` when a later split fixed ``dim`` (earlier ``dim != w`` are
+   then implied). Each leaf of a tree with at least one split is tested on
+   the estimation half: its effect against the effect in the rest of the
+   units (everyone not in the leaf),
+   ``z = (tau_leaf - tau_rest) / sqrt(V_leaf + V_rest)``, two-sided normal
+   p-value (disjoint sets of units; ``theta`` is the estimation half's own
+   slope, again taken as known). The leaf's own effect and interval are
+   reported alongside. The per-dimension tests use both halves: they are
+   fixed in advance, so nothing was selected on their data.
 
 A *discovery* is a test whose BH-adjusted p-value is at most ``fdr``. Each
 leaf carries its slice filter (``SliceFilter`` JSON), so it can be posted

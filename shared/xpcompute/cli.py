@@ -424,7 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--covariates", type=_csv, default=(), help="comma-separated; strings are dummy-coded")
     fit.add_argument(
         "--model", default="ttest",
-        choices=["ttest", "proportion", "ols", "cate", "dte", "did", "mannwhitney", "quantile", "ratio"],
+        choices=["ttest", "proportion", "ols", "cate", "dte", "did", "mannwhitney", "quantile", "ratio",
+                 "event_quantile"],
     )
     fit.add_argument("--segment", default=None, help="segment column for CATE")
     fit.add_argument("--time", default=None, help="period column for DTE")

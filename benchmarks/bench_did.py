@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--periods", type=int, default=30)
     parser.add_argument("--sub-units", type=int, default=20_000, help="units in the peers' subsample")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--peer-repeat", type=int, default=1, help="runs of each peer (each takes about a minute)")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -134,8 +135,8 @@ def main() -> None:
     units = np.unique(data.column("unit").to_numpy())[: args.sub_units]
     sub = data.filter(pc.is_in(data.column("unit"), pa.array(units)))
     sub_records, _, _, xp_sub_s, _ = xp_end_to_end(sub, args.repeat)
-    sm_s, (sm_params, sm_bse) = timed(lambda: statsmodels_fit(sub), min(args.repeat, 3))
-    lm_s, (lm_params, lm_bse) = timed(lambda: linearmodels_fit(sub), min(args.repeat, 3))
+    sm_s, (sm_params, sm_bse) = timed(lambda: statsmodels_fit(sub), args.peer_repeat)
+    lm_s, (lm_params, lm_bse) = timed(lambda: linearmodels_fit(sub), args.peer_repeat)
     scale = data.num_rows / sub.num_rows
 
     per_period = sorted((r for r in sub_records if r.segment is None and r.time is not None), key=lambda r: int(r.time or 0))
@@ -147,7 +148,8 @@ def main() -> None:
     average = next(r for r in records if r.segment is None and r.time is None)
     pre = next(r for r in records if r.segment == "pre-trend")
 
-    print(f"DiD benchmark on {machine()}; backend={native.backend()}; median of {args.repeat} runs")
+    print(f"DiD benchmark on {machine()}; backend={native.backend()}; xpcompute: median of {args.repeat} runs, "
+          f"peers: median of {args.peer_repeat}")
     print(f"{args.units:,} units x {args.periods} periods = {data.num_rows:,} unit-period rows ({input_mb:.0f} MiB of "
           f"input columns, generated in {gen_s:.1f} s, not timed); {len(records)} records; average effect after the "
           f"change {average.effect:.4f} (SE {average.se:.4f}; planted 0.3), pre-trend chi2({pre.df:g}) p = "

@@ -15,7 +15,10 @@ workers (recording every job's duration, kind and slice); times the pool's dispa
 DynamoDB requests, items and bytes per job run and per coordinator event; times the handlers' imports (the
 cold-start floor). ``predict`` replays those measurements: first through the local pool (the check), then
 through Lambda at 10, 100 and 1,000 concurrent functions, for one analysis and for 100 concurrent ones, with
-Lambda's asynchronous invocation and with the SQS trigger (batches of 10).
+Lambda's asynchronous invocation and with the SQS trigger (batches of 10). ``measure-dynamodb`` measures only
+the DynamoDB counts and the cold start again (about a minute) and predicts, keeping the pool runs of an earlier
+``measure``. Beside "as built", the predictions show "recount per event (before)": the same run as if each
+coordinator event still read every job item of its analysis (``job_counts`` before the per-analysis counters).
 
 What is measured here and what is taken from AWS's documentation is in ``Platform`` (each field says).
 """
@@ -146,6 +149,12 @@ class DynamoCounts:
     job_write_items: float = 0.0
     event_requests: float = 0.0
     event_read_items_per_job_in_analysis: float = 0.0  # items an event reads, per job of its analysis
+    # split of an event's reads (measured since the per-analysis job counters): items read by point reads and
+    # short queries (the job, the analysis, the job counter, a slice's children), and queries that read every job
+    # of the analysis per event (the recount ``job_counts`` was before the counters; finalize's listing, once per
+    # analysis, is not charged to the events). None: an older measurement, read as all-jobs reads.
+    event_point_read_items: float | None = None
+    event_full_reads_per_event: float | None = None
     event_write_items_per_child: float = 0.0  # items a slice's event writes, per fit it releases
     item_bytes: float = 0.0
     submit_write_items_per_job: float = 0.0
@@ -185,11 +194,17 @@ def measure_dynamodb(users: int = 20_000, n_slices: int = 8) -> DynamoCounts:
     phase = ["submit"]
     tally: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
 
+    n_jobs_box = [10**9]
+
     def count(model: Any, parsed: Any, params: Any = None, **_: Any) -> None:
         t = tally[phase[0]]
         t["requests"] += 1
         if model.name in ("Query", "Scan"):
-            t["read_items"] += float(parsed.get("Count", 0))
+            n = float(parsed.get("Count", 0))
+            t["read_items"] += n
+            if n >= 0.5 * n_jobs_box[0]:  # a query that reads (about) every job of the analysis
+                t["full_reads"] += 1
+                t["full_read_items"] += n
         if model.name == "GetItem" and parsed.get("Item"):
             t["read_items"] += 1
 
@@ -202,6 +217,12 @@ def measure_dynamodb(users: int = 20_000, n_slices: int = 8) -> DynamoCounts:
             for requests in params.get("RequestItems", {}).values():
                 t["write_items"] += len(requests)
                 t["write_bytes"] += sum(len(json.dumps(r, default=str)) for r in requests)
+        elif model.name == "TransactWriteItems":
+            # a job write and its counter's ADD; DynamoDB charges transactional writes twice (2 WCU per KB),
+            # so each item counts as two written items
+            items = params.get("TransactItems", [])
+            t["write_items"] += 2 * len(items)
+            t["write_bytes"] += 2 * sum(len(json.dumps(i, default=str)) for i in items)
 
     try:
         with tempfile.TemporaryDirectory() as home:
@@ -222,6 +243,7 @@ def measure_dynamodb(users: int = 20_000, n_slices: int = 8) -> DynamoCounts:
             spec = AnalysisSpec(metrics=metrics, slices=tuple(_slices(n_slices)))
             aid = runtime.coordinator.submit("bench", spec).analysis_id
             n_jobs = len(runtime.coordinator.state.list_jobs(aid))
+            n_jobs_box[0] = n_jobs
             tally.pop("list", None)
             slice_events = 0
             while recorder.messages:
@@ -239,10 +261,14 @@ def measure_dynamodb(users: int = 20_000, n_slices: int = 8) -> DynamoCounts:
         server.stop()
     job, event, submit = tally["job"], tally["event"], tally["submit"]
     fits = n_jobs - n_slices
+    full_reads = max(0.0, event["full_reads"] - 1)  # less finalize's one listing of the jobs
+    per_full = event["full_read_items"] / max(1.0, event["full_reads"])
     counts = DynamoCounts(
         jobs=n_jobs, events=n_jobs, job_requests=job["requests"] / n_jobs, job_write_items=job["write_items"] / n_jobs,
         event_requests=event["requests"] / n_jobs,
         event_read_items_per_job_in_analysis=event["read_items"] / n_jobs / n_jobs,
+        event_point_read_items=(event["read_items"] - event["full_read_items"]) / n_jobs,
+        event_full_reads_per_event=full_reads * per_full / n_jobs / n_jobs,
         event_write_items_per_child=event["write_items"] / max(1, fits),
         item_bytes=(job["write_bytes"] + event["write_bytes"] + submit["write_bytes"])
         / max(1.0, job["write_items"] + event["write_items"] + submit["write_items"]),
@@ -250,7 +276,8 @@ def measure_dynamodb(users: int = 20_000, n_slices: int = 8) -> DynamoCounts:
     )
     print(f"  DynamoDB on moto: {n_jobs} jobs; per job run {counts.job_requests:.1f} requests, "
           f"{counts.job_write_items:.1f} items written; per event {counts.event_requests:.1f} requests reading "
-          f"{counts.event_read_items_per_job_in_analysis:.2f} x (jobs in the analysis) items; "
+          f"{counts.event_point_read_items:.1f} items + {counts.event_full_reads_per_event:.3f} x (jobs in the "
+          f"analysis) items; "
           f"item {counts.item_bytes:.0f} B", flush=True)
     return counts
 
@@ -339,6 +366,24 @@ class Outcome:
     first_results_s: float
     waits: dict[str, float] = field(default_factory=dict)  # seconds jobs or events spent waiting, by cause
     busy_s: float = 0.0
+
+
+def event_reads(dyn: DynamoCounts, n_jobs: int) -> float:
+    """Items one coordinator event reads in an analysis of ``n_jobs`` jobs."""
+    if dyn.event_point_read_items is None or dyn.event_full_reads_per_event is None:
+        return dyn.event_read_items_per_job_in_analysis * n_jobs
+    return dyn.event_point_read_items + dyn.event_full_reads_per_event * n_jobs
+
+
+def recounting(dyn: DynamoCounts) -> DynamoCounts:
+    """The same counts as if every event still recounted the analysis's jobs (``job_counts`` before the counters:
+    one Query reading every job item), and its job writes were plain conditional puts (one item, not a
+    two-item transaction at twice the units)."""
+    if dyn.event_full_reads_per_event is None:
+        return dyn
+    return replace(dyn, event_full_reads_per_event=dyn.event_full_reads_per_event + 1.0,
+                   event_point_read_items=max(0.0, (dyn.event_point_read_items or 0.0) - 1.0),
+                   job_write_items=dyn.job_write_items / 4.0)
 
 
 def simulate(workload: Workload, platform: Platform, analyses: int = 1) -> Outcome:
@@ -462,7 +507,7 @@ def simulate(workload: Workload, platform: Platform, analyses: int = 1) -> Outco
         s = -s - 1 if s < 0 else s
         children = len(workload.fit_s[s]) if f == -1 else 0
         return p.coordinator_event_s + dynamo(
-            now, a, dyn.event_requests + 2 * children, dyn.event_read_items_per_job_in_analysis * n_jobs,
+            now, a, dyn.event_requests + 2 * children, event_reads(dyn, n_jobs),
             dyn.event_write_items_per_child * children, children,
         )
 
@@ -606,10 +651,11 @@ def predict(measured: dict[str, Any], dispatches: Sequence[str] = ("async", "sqs
                       "measured_first_s": run.first_results_s, "predicted_first_s": got.first_results_s})
     base = Workload.from_run(serial)
     cold = float(measured["cold_start_s"])
-    # what if the coordinator kept a count per analysis instead of reading every job item on every event
-    o1 = replace(dyn, event_read_items_per_job_in_analysis=10.0 / base.jobs)
+    # before the per-analysis job counters, for comparison: each event read every job item of its analysis
     rows = []
-    scenarios = [("as built", dyn, d) for d in dispatches] + [("O(1) job counts", o1, "async")]
+    scenarios = [("as built", dyn, d) for d in dispatches]
+    if dyn.event_full_reads_per_event is not None:
+        scenarios.append(("recount per event (before)", recounting(dyn), "async"))
     for variant, counts, dispatch in scenarios:
         for analyses in (1, 100):
             for c in (10, 100, 1000):
@@ -652,7 +698,7 @@ def print_tables(measured: dict[str, Any], predicted: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["measure", "predict", "all"])
+    parser.add_argument("what", choices=["measure", "measure-dynamodb", "predict", "all"])
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--slices", type=int, default=100)
     parser.add_argument("--json", default=str(ROOT / "build" / "scaling" / "model.json"))
@@ -674,6 +720,15 @@ def main(argv: list[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"measured": measured}, indent=1))
     data = json.loads(path.read_text())
+    if args.what == "measure-dynamodb":  # the DynamoDB counts and the cold start again, the pool runs kept
+        _native()
+        data["measured"]["dynamodb"] = asdict(measure_dynamodb())
+        data["measured"]["cold_start_s"] = measure_cold_start()
+        print(f"  handler import {data['measured']['cold_start_s']:.2f} s", flush=True)
+        path.write_text(json.dumps(data, indent=1))
+        data["predicted"] = predict(data["measured"])
+        path.write_text(json.dumps(data, indent=1))
+        print_tables(data["measured"], data["predicted"])
     if args.what in ("predict", "all"):
         data["predicted"] = predict(data["measured"])
         path.write_text(json.dumps(data, indent=1))

@@ -208,18 +208,17 @@ def stage1_from_table(published: Any, reduced: ExperimentSpec, mapping: Mapping[
     from sqlglot import exp
 
     from xpcompute.sql.dialects import render
-    from xpcompute.sql.stage1 import CELL, UNCAPPED, USER, capped, metric_caps, pooled_limits
+    from xpcompute.sql.stage1 import CELL, UNCAPPED, capped, metric_caps, pooled_limits
     from xpcompute.sql.stage2 import double_literal
 
     sources = list(dict.fromkeys(mapping.values()))
-    data = published.read([USER, CELL, *sources])
-    table = pa.table({USER: data.column(USER), CELL: data.column(CELL),
-                      **{new: data.column(old) for new, old in mapping.items()}})
+    data = published.read([CELL, *sources])  # the unit id is not needed: the fits read cells and values
+    table = pa.table({CELL: data.column(CELL), **{new: data.column(old) for new, old in mapping.items()}})
     old_caps = metric_caps(archived)
     todo = {n: cap for n, cap in metric_caps(reduced).items() if old_caps.get(mapping[n]) != cap}
     if not todo:
         return table
-    con = duckdb.connect(config={"threads": 1})
+    con = duckdb.connect()
     try:
         con.register(UNCAPPED, table)
         final = exp.select()
@@ -268,10 +267,24 @@ def stage1_from_raw(reduced: ExperimentSpec, threads: int | None = None) -> pa.T
         refs = {name: engine.table_ref(name) for name in used}
         plan = analysis_plan(reduced, refs, time_kinds(reduced, {n: f.schema for n, f in files.items()}))
         for step, query in plan.steps:
-            engine.con.execute(f'CREATE OR REPLACE TEMP TABLE "{step}" AS {render(query, "duckdb")}')
-        return engine.fetch(render(plan.final, "duckdb"))
+            if step == "dims":
+                continue
+            engine.con.execute(f'CREATE OR REPLACE TEMP TABLE "{step}" AS {render(_without_dims(query), "duckdb")}')
+        return engine.fetch(render(_without_dims(plan.final), "duckdb"))
     finally:
         engine.close()
+
+
+def _without_dims(query: Any) -> Any:
+    """The query without its join to the ``dims`` step: with no dimensions (``reduced_spec``) that step holds one
+    row per user of the users source and nothing else, and a LEFT JOIN to it on the unit id changes no row."""
+    joins = query.args.get("joins") or []
+    kept = [j for j in joins if getattr(j.this, "name", None) != "dims"]
+    if len(kept) == len(joins):
+        return query
+    query = query.copy()
+    query.set("joins", [j.copy() for j in kept])
+    return query
 
 
 # ---- one experiment ------------------------------------------------------------------------------------------------

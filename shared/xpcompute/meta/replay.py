@@ -536,21 +536,26 @@ def archived_analyses(coordinator: Coordinator, baseline: str,
                       experiments: Sequence[str] | None = None) -> tuple[list[Analysis], dict[str, str]]:
     """The newest finished analysis of each experiment that analysed ``baseline`` (all registered experiments
     by default), and the experiments left out with why."""
-    from xpcompute.meta.archive import latest_completed
+    from xpcompute.coordinator.jobs import AnalysisState
+    from xpcompute.storage import keys
 
     ids = list(experiments) if experiments else [r.experiment_id for r in coordinator.list_experiments()]
+    newest: dict[str, Analysis] = {}  # one scan of the finished analyses, not one per experiment
+    for a in coordinator.state.list_analyses(AnalysisState.SUCCEEDED):
+        if baseline in (a.request.get("metrics") or ()) and (
+                a.experiment_id not in newest or (a.created_at, a.analysis_id) >
+                (newest[a.experiment_id].created_at, newest[a.experiment_id].analysis_id)):
+            newest[a.experiment_id] = a
     found: list[Analysis] = []
     skipped: dict[str, str] = {}
     for experiment_id in ids:
-        try:
-            analysis = latest_completed(coordinator, experiment_id, metric=baseline)
-        except NotFoundError as exc:
-            skipped[experiment_id] = str(exc)
-            continue
-        if analysis is None:
-            skipped[experiment_id] = f"no finished analysis of metric {baseline!r}"
+        keys.experiment_id(experiment_id)
+        if experiment_id in newest:
+            found.append(newest[experiment_id])
+        elif coordinator.experiment_version(experiment_id) is None:
+            skipped[experiment_id] = f"experiment {experiment_id!r} is not registered and has no analyses"
         else:
-            found.append(analysis)
+            skipped[experiment_id] = f"no finished analysis of metric {baseline!r}"
     return found, skipped
 
 

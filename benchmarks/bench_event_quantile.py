@@ -7,9 +7,9 @@ correlated), in cents (``round(v, 2)``).
 
 xpcompute, timed (median of ``--repeat``):
 
-* slice: ``pipeline.events.event_histogram`` (the slice job's work): DuckDB scans of the events table (events and
-  units per cell; the pooled edge sample; cell, hash(unit) mod 1000, value in 4M-row Arrow batches) into the
-  (cell x 1000 unit clusters x 500 value buckets) histogram with NumPy;
+* slice: ``pipeline.events.event_histogram`` (the slice job's work): DuckDB scans of the events table (the pooled
+  edge sample from the first unit clusters; then cell, hash(unit) mod 1000, value in 4M-row Arrow batches) into
+  the (cell x 1000 unit clusters x 500 value buckets) histogram with NumPy (``BitGuide`` bucketing, ``bincount``);
 * store: the histogram encoded to Parquet bytes and decoded again (what the slice and fit jobs write and read);
 * fit: ``fit_compressed`` with model ``event_quantile`` (point estimates, the C++ clustered bootstrap, records);
   its C++ bootstrap alone is timed too;

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
 from event_quantile_helpers import clustered_events, raw_cluster_bootstrap
+from scipy import stats
 
 from xpcompute.compression.events import compress_events
 from xpcompute.models import fit_table

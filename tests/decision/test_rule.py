@@ -200,3 +200,26 @@ def test_deterioration_level_is_a_setting() -> None:
                                                     settings=DecisionSpec(deterioration_alpha=0.01)))
     assert loose[1].reasons[0].startswith("goal hours got significantly worse (-1.8%, p=0.036)")
     assert strict[1].recommendation == "don't ship" and strict[1].reasons[0].startswith("goal hours not shown better")
+
+
+def test_a_rejected_pre_trend_blocks_a_difference_in_differences_ship() -> None:
+    """A quasi-experiment's did headline is only causal under parallel trends: a decisive metric whose pre-trend
+    test rejects blocks the ship, like a sample-ratio mismatch; ``pretrend_blocks: false`` turns that off."""
+    from xpcompute.decision.rule import PRE_TREND_SEGMENT
+    from xpcompute.models.did import PRE_TREND
+
+    assert PRE_TREND_SEGMENT == PRE_TREND
+    heads = [rec("hours", 5.0, model="did"), rec("rebuffer", 0.0, se=0.5, model="did")]
+    trend = rec("hours", 0.0, model="did", segment=PRE_TREND).model_copy(update={"p_value": 0.003, "statistic": 14.2})
+    calm = trend.model_copy(update={"p_value": 0.4, "statistic": 3.1})
+    assert one([*heads, calm]).recommendation == "ship"
+    d = one([*heads, trend])
+    assert d.recommendation == "don't ship"
+    assert d.reasons[0] == ("pre-trend test of goal hours rejects parallel trends (chi2 14.2, p=0.003): the "
+                            "difference in differences may be biased")
+    # another cell's pre-trend is that cell's concern
+    other = [*heads, *(r.model_copy(update={"cell": "c"}) for r in heads), trend.model_copy(update={"cell": "c"})]
+    by_cell = {d.cell: d for d in RiskAwareRule().decide(DecisionContext(records=other, roles=ROLES))}
+    assert by_cell["b"].recommendation == "ship" and by_cell["c"].recommendation == "don't ship"
+    off = one([*heads, trend], settings=DecisionSpec(pretrend_blocks=False))
+    assert off.recommendation == "ship"

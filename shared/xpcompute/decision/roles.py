@@ -153,6 +153,11 @@ class DecisionSpec(BaseModel):
     power: float = Field(default=0.8, gt=0, lt=1,
                          description="Planned power of the ship decision (per-guardrail power is derived from it).")
     srm_blocks: bool = Field(default=True, description="A sample-ratio mismatch blocks shipping.")
+    pretrend_blocks: bool = Field(
+        default=True,
+        description="In a difference-in-differences analysis (quasi-experiment), a goal or guardrail whose "
+        "pre-trend test rejects parallel trends at the decision's alpha blocks shipping.",
+    )
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,9 @@ Recommendation = Literal["ship", "don't ship", "keep running"]
 RECOMMENDATIONS: tuple[str, ...] = ("ship", "don't ship", "keep running")
 Outcome = Literal["better", "not_better", "non_inferior", "not_non_inferior", "regressed", "shown", "missing"]
 SEQUENTIAL = ("always_valid", "group_sequential")
+#: ``segment`` of the did model's pre-trend record (``models.did.PRE_TREND``; not imported from there, because
+#: the decision runs at finalize and the did module loads scipy; a test holds the two equal)
+PRE_TREND_SEGMENT = "pre-trend"
 
 
 @dataclass(frozen=True)
@@ -350,6 +353,8 @@ class RiskAwareRule:
         if context.settings.srm_blocks and srm is not None and srm.mismatch:
             blockers.append(f"sample ratio mismatch in {srm.slice} ({_p(srm.p_value)}): the cells are not the "
                             "planned split, so every comparison may be biased")
+        if context.settings.pretrend_blocks:
+            blockers += pretrend_blockers(context.records, cell, [*goals, *guards], roles, alpha, target)
         for metric in [*goals, *guards]:
             if metric not in heads:
                 why = context.failed.get(metric)
@@ -421,6 +426,27 @@ class RiskAwareRule:
         return CellDecision(recommendation="don't ship", reasons=(*missing, *ordered), **common)  # type: ignore[arg-type]
 
 
+def pretrend_blockers(records: Sequence[ResultRecord], cell: str, metrics: Sequence[str],
+                      roles: Mapping[str, MetricRole], alpha: float, target: str | None) -> list[str]:
+    """Why a difference in differences cannot be trusted: a decisive metric's pre-trend test rejects.
+
+    A DiD estimate is causal only if the groups would have moved in parallel without the change; the
+    ``did`` model's pre-trend record (``segment="pre-trend"``: the joint Wald test that every
+    pre-period effect is zero) is the data's evidence against that. Like a sample-ratio mismatch in a
+    randomised test, a rejection says the comparison itself is broken, so it blocks a ship rather than
+    counting as one more metric (``DecisionSpec.pretrend_blocks``).
+    """
+    out: list[str] = []
+    for r in records:
+        if (r.model == "did" and r.segment == PRE_TREND_SEGMENT and r.cell == cell and r.metric in metrics
+                and (target is None or r.slice == target) and r.p_value is not None
+                and math.isfinite(r.p_value) and r.p_value < alpha):
+            stat = f"chi2 {r.statistic:.3g}, " if r.statistic is not None and math.isfinite(r.statistic) else ""
+            out.append(f"pre-trend test of {roles[r.metric].role} {r.metric} rejects parallel trends ({stat}"
+                       f"{_p(r.p_value)}): the difference in differences may be biased")
+    return out
+
+
 def _natural(cell: str) -> tuple[Any, ...]:
     from xpcompute.viz._common import natural_key
 
@@ -429,5 +455,6 @@ def _natural(cell: str) -> tuple[Any, ...]:
 
 __all__ = [
     "RECOMMENDATIONS", "CellDecision", "DecisionContext", "DecisionRule", "MetricCheck", "Recommendation",
-    "RiskAwareRule", "SRMCheck", "combine", "decision_slice", "goal_check", "guardrail_check", "regressed",
+    "RiskAwareRule", "SRMCheck", "combine", "decision_slice", "goal_check", "guardrail_check", "pretrend_blockers",
+    "regressed",
 ]

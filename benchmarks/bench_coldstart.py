@@ -17,6 +17,10 @@ start to exit), median of ``--runs``:
 
     .venv/bin/python benchmarks/bench_coldstart.py --runs 7
 
+CPU seconds (user + system) are reported beside wall time: on a loaded machine they move less. They can exceed
+wall time where threads run at once (numpy's BLAS pool starts at import), so the wall ratios are the ones to quote
+on a quiet machine.
+
 Targets (issue 14): a handler import under 0.35 s, a first fit under 0.6 s end to end.
 """
 

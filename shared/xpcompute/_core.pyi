@@ -93,3 +93,17 @@ def bootstrap_cluster_quantiles(
     threads: int = 0,
 ) -> F64:
     """``[reps, n_groups, n_probs]`` event-level quantiles per group under Poisson(1) weights of (group, cluster) pairs."""
+
+def event_histogram(
+    cells: NDArray[np.integer],
+    clusters: NDArray[np.integer],
+    values: F64,
+    edges: F64,
+    n_cells: int,
+    n_clusters: int,
+    counts: NDArray[np.int64],
+    lower: F64,
+    upper: F64,
+    threads: int = 0,
+) -> None:
+    """Adds events to counts [n_cells * n_clusters * B] and lower/upper [n_cells * B] in place (B = len(edges) + 1)."""

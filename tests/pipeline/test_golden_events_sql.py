@@ -2,7 +2,8 @@
 
 The files under tests/pipeline/golden/ are what each engine receives; each must parse back in its dialect and
 render to the same text. The Trino text, transpiled by sqlglot and run by DuckDB on a small table set, must
-select the very events DuckDB's own text selects. Regenerate after an intended change with
+select the very events DuckDB's own text selects, with the same cell index and unit cluster, and those follow
+the documented rule (``sql/events.CLUSTER_RULE``: MD5 of the unit id as text, computed here with hashlib). Regenerate after an intended change with
 ``XPCOMPUTE_UPDATE_GOLDEN=1``.
 """
 
@@ -21,6 +22,7 @@ import sqlglot
 
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.events import events_sql
+from xpcompute.sql.events import cluster_sql, digest_sql, unit_clusters_py
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("XPCOMPUTE_UPDATE_GOLDEN") == "1"
@@ -91,3 +93,23 @@ def test_trino_text_selects_the_same_events_as_duckdb(tmp_path: Path) -> None:
     moved = con.sql(trino).fetchall()
     assert len(own) > 100
     assert sorted(own) == sorted(moved)
+    # the stored cell index and unit cluster follow the documented rules (sql/events.py: CLUSTER_RULE)
+    rows = con.sql(events_sql(s, "duckdb", kinds=KINDS)["order_value"]).to_arrow_table()  # type: ignore[arg-type]
+    units = rows.column("user_id").to_pylist()
+    assert rows.column("_xp_cluster").to_pylist() == unit_clusters_py(units)
+    assert rows.column("_xp_cell").to_pylist() == [("control", "one_page").index(c) for c in rows.column("cell").to_pylist()]
+    assert len(set(unit_clusters_py(ids))) > 150  # 200 units spread over the 1000 clusters
+
+
+def test_cluster_rule_on_integer_and_string_ids() -> None:
+    """``CLUSTER_RULE`` on DuckDB equals hashlib's MD5 of ``str(unit)`` for integer and string ids, and spreads
+    sequential ids evenly over the clusters."""
+    con = duckdb.connect()
+    for ids in (pa.array(np.arange(-50, 20_000, dtype=np.int64)), pa.array([f"u{i}" for i in range(3000)])):
+        con.register("units", pa.table({"u": ids}))
+        query = sqlglot.exp.select(cluster_sql(digest_sql(sqlglot.exp.column("u")), 1000).as_("k")).from_("units")
+        got = con.sql(query.sql("duckdb")).to_arrow_table().column("k").to_pylist()
+        assert got == unit_clusters_py(ids.to_pylist())
+        con.unregister("units")
+    counts = np.bincount(unit_clusters_py(range(200_000)), minlength=1000)
+    assert counts.min() > 120 and counts.max() < 290  # Poisson(200) spread: no empty or crowded cluster

@@ -3,7 +3,9 @@
 One row per (cell, cluster, value bucket) with ``n`` events; ``lo``/``hi`` are the smallest and largest value of
 the cell's events in that bucket (the same on every cluster's row of the bucket). What each part is and why:
 
-* cluster = hash(unit id) mod ``M`` (``EVENT_CLUSTERS``): every event of a unit lands in one cluster, so a Poisson(1)
+* cluster = hash(unit id) mod ``M`` (``EVENT_CLUSTERS``; in the service stage 1 stores it per event by
+  ``sql/events.CLUSTER_RULE``, MD5-based; ``compress_events`` in memory uses pandas' hash): every event of a
+  unit lands in one cluster, so a Poisson(1)
   weight per (cell, cluster) is a bootstrap clustered by unit: the "random groups" bootstrap. For a sum of unit
   influences ``z_u`` (centred within the cell, as a quantile's are at its estimate) its variance is
   ``sum_c (sum_{u in c} z_u)^2``, whose mean over the random grouping is ``(1 - 1/M) sum_u z_u^2``, the raw
@@ -82,26 +84,21 @@ class EventHistogram:
     units: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.edges = np.ascontiguousarray(self.edges, dtype=np.float64)
         self.n_buckets = len(self.edges) + 1
-        self._bucketer = BitGuide.of(np.asarray(self.edges, dtype=np.float64))
         size = len(self.cells) * self.clusters * self.n_buckets
         self.counts = np.zeros(size, dtype=np.int64)
         self.lo = np.full(len(self.cells) * self.n_buckets, np.inf)
         self.hi = np.full(len(self.cells) * self.n_buckets, -np.inf)
 
     def add(self, cell_codes: NDArray[np.integer], clusters: NDArray[np.integer], values: F64) -> None:
-        """Add events: cell index (into ``cells``), cluster in [0, clusters), finite value."""
-        finite = np.isfinite(values)
-        if not finite.all():  # NaN and infinite values do not count (as in compress_events and the SQL route)
-            cell_codes, clusters, values = cell_codes[finite], clusters[finite], values[finite]
-        if len(values) == 0:
-            return
-        bucket = self._bucketer.buckets(values)
-        cb = cell_codes.astype(np.int64) * self.n_buckets + bucket
-        key = (cell_codes.astype(np.int64) * self.clusters + clusters.astype(np.int64)) * self.n_buckets + bucket
-        self.counts += np.bincount(key, minlength=len(self.counts))
-        np.minimum.at(self.lo, cb, values)
-        np.maximum.at(self.hi, cb, values)
+        """Add events: cell index (into ``cells``), cluster in [0, clusters), value (non-finite ones do not count,
+        as in compress_events and the SQL route). One multi-threaded C++ pass (``native.event_histogram``: bucket
+        = ``searchsorted(edges, v, side="right")``); int16 codes, as the events table stores them, are not copied."""
+        from xpcompute import native
+
+        native.event_histogram(cell_codes, clusters, values, self.edges, len(self.cells), self.clusters,
+                               self.counts, self.lo, self.hi)
 
     def compressed(self, metric: str, extra: dict[str, object] | None = None) -> CompressedTable:
         """The histogram as a ``CompressedTable`` of kind ``events`` (only non-empty rows)."""
@@ -128,7 +125,8 @@ class BitGuide:
     (``order_key``: exponent then mantissa, so about log-spaced) holds, per cell, the number of edges at or below
     its start and the edges either side; one step either way, then the rare value still outside its bucket's
     edges (two edges in one cell) is placed by ``searchsorted``. Exact; 2-3x faster than ``searchsorted`` on 500
-    edges, which is most of what the NumPy route of stage 2 spends per event."""
+    edges. The C++ pass of stage 2 (``native.event_histogram``, ``cpp/include/xpcompute/event_histogram.hpp``)
+    buckets by the same guide; this NumPy form is its readable statement, tested equal to ``searchsorted``."""
 
     edges: F64
     start: int

@@ -29,6 +29,7 @@ __all__ = [
     "bootstrap_quantiles",
     "cholesky_solve",
     "cluster_meat",
+    "event_histogram",
     "gram_meat",
     "group_moments",
     "poisson_weights",
@@ -185,3 +186,29 @@ def bootstrap_cluster_quantiles(
         np.ascontiguousarray(clusters, dtype=i32), _f64(counts), _f64(lower), _f64(upper), int(n_groups),
         int(n_buckets), int(n_clusters), _f64(probs), int(reps), int(seed), int(threads),
     )
+
+
+def event_histogram(
+    cells: NDArray[np.integer],
+    clusters: NDArray[np.integer],
+    values: F64,
+    edges: F64,
+    n_cells: int,
+    n_clusters: int,
+    counts: NDArray[np.int64],
+    lower: F64,
+    upper: F64,
+    threads: int = 0,
+) -> None:
+    """Adds events (cell code, unit cluster, value) to an event histogram, in place, in one multi-threaded pass.
+
+    ``counts`` ``[n_cells * n_clusters * B]`` (int64) by (cell, cluster, bucket) and ``lower``/``upper``
+    ``[n_cells * B]`` (float64) the smallest/largest value per (cell, bucket), ``B = len(edges) + 1``, bucket =
+    ``searchsorted(edges, value, side="right")``; non-finite values do not count (``reference.event_histogram``;
+    ``cpp/include/xpcompute/event_histogram.hpp``). int16 codes are read without a copy.
+    """
+    if not (cells.dtype == np.int16 and clusters.dtype == np.int16):
+        cells = np.ascontiguousarray(cells, dtype=np.int32)
+        clusters = np.ascontiguousarray(clusters, dtype=np.int32)
+    _call(_impl.event_histogram, cells, clusters, _f64(values), _f64(edges), int(n_cells), int(n_clusters), counts,
+          lower, upper, int(threads))

@@ -316,3 +316,33 @@ def bootstrap_cluster_quantiles(
     """
     w = poisson_weights(np.ones(n_groups * n_clusters), reps, seed, threads)
     return cluster_quantiles(groups, buckets, clusters, counts, lower, upper, n_groups, n_buckets, n_clusters, w, probs)
+
+
+def event_histogram(
+    cells: NDArray[np.integer],
+    clusters: NDArray[np.integer],
+    values: F64,
+    edges: F64,
+    n_cells: int,
+    n_clusters: int,
+    counts: I64,
+    lower: F64,
+    upper: F64,
+    threads: int = 0,
+) -> None:
+    """Adds events to an event histogram in place (``compression/events.py``): ``counts`` ``[n_cells *
+    n_clusters * B]`` by (cell, cluster, bucket), ``lower``/``upper`` ``[n_cells * B]`` the smallest/largest
+    value per (cell, bucket); ``B = len(edges) + 1``, bucket = ``searchsorted(edges, value, side="right")``.
+    Non-finite values do not count; a cell or cluster out of range is a ValueError."""
+    values = np.asarray(values, dtype=np.float64)
+    c = np.asarray(cells, dtype=np.int64)
+    k = np.asarray(clusters, dtype=np.int64)
+    if len(c) and (c.min() < 0 or c.max() >= n_cells or k.min() < 0 or k.max() >= n_clusters):
+        raise ValueError("event_histogram: a cell code outside [0, n_cells) or a cluster outside [0, n_clusters)")
+    keep = np.isfinite(values)
+    c, k, v = c[keep], k[keep], values[keep]
+    nb = len(edges) + 1
+    b = np.searchsorted(np.asarray(edges, dtype=np.float64), v, side="right")
+    counts += np.bincount((c * n_clusters + k) * nb + b, minlength=len(counts))
+    np.minimum.at(lower, c * nb + b, v)
+    np.maximum.at(upper, c * nb + b, v)

@@ -7,19 +7,23 @@ column, a time column that is not a date or timestamp and a value column that is
 
 Stage 2 (``event_histogram``, from the slice job), on DuckDB (``sql/events``): the pooled bucket edges from the
 events of the first clusters (whole units, cells together, at least ``EDGE_SAMPLE`` events: deterministic,
-never dependent on treatment); then one scan streams every event's cell index, unit cluster (DuckDB
-``hash(unit) mod M``) and value in Arrow batches into ``compression.events.EventHistogram``: each value's bucket
-by ``BitGuide`` (a grid on the doubles' bit patterns, exact, 2-3x faster than ``searchsorted``), counts by
-``bincount`` of (cell, cluster, bucket), value ranges by ``minimum.at``/``maximum.at``. A second route does the
-bucketing and counting in SQL (``route="sql"``: a guide table joined on a log-like grid cell, then checked;
-``sql/events.histogram_query``); both give the same table (tests/pipeline/test_event_histogram_routes.py). The
-result is the ``events`` compressed table the ``event_quantile`` model reads.
+never dependent on treatment); then one scan streams every event's cell index and unit cluster (stage 1's
+int16 columns ``_xp_cell``, ``_xp_cluster``: ``sql/events.CLUSTER_RULE``) and value, filtered by the slice, in
+Arrow batches into ``compression.events.EventHistogram``: one multi-threaded C++ pass per batch
+(``native.event_histogram``: bucket by a guide on the doubles' bit patterns, exact; counts per (cell, cluster,
+bucket), value ranges per (cell, bucket)), while a second thread has DuckDB decode the next batch. A second
+route does the bucketing and counting in SQL (``route="sql"``: a guide table joined on a log-like grid cell,
+then checked; ``sql/events.histogram_query``); both give the same table
+(tests/pipeline/test_event_histogram_routes.py). The result is the ``events`` compressed table the
+``event_quantile`` model reads.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -118,14 +122,13 @@ def events_sql(experiment: ExperimentSpec, dialect: str, tables: Mapping[str, st
 def event_histogram(
     table: str | PublishedTable, experiment: ExperimentSpec, metric: str, slice_filter: SliceFilter,
     store: ObjectStore | None = None, clusters: int = EVENT_CLUSTERS, buckets: int = EVENT_BUCKETS,
-    route: str = "numpy",
+    route: str = "native",
 ) -> CompressedTable:
     """Stage 2 of an event-quantile metric: the slice's events -> event histogram (module docstring).
 
-    ``route="numpy"`` (default) streams the events into ``EventHistogram``; ``"sql"`` lets DuckDB bucket and
-    count (checked, else the NumPy route runs). Measured on this 2-core machine at 2.5M events: 1.7 s and 3.5 s
-    (DuckDB's aggregate into about a million groups is the slower part here); the SQL route is the one to take
-    to an engine with many cores.
+    ``route="native"`` (default; ``"numpy"`` is its former name) streams the events into ``EventHistogram``
+    (C++); ``"sql"`` lets DuckDB bucket and count (checked, else the native route runs). The SQL route is the one
+    to take to an engine with many cores (DuckDB's aggregate into about a million groups is slow on two).
     """
     started = time.perf_counter()
     published = open_table(table, store)
@@ -134,9 +137,10 @@ def event_histogram(
     cells = tuple(sorted(experiment.cells))
     files = ParquetFiles(published.filesystem(), tuple(published.paths()), published.uri, schema)
     predicate = slice_filter.to_sql()
+    stored = q.CELL_INDEX in schema.names and q.CLUSTER in schema.names and clusters == EVENT_CLUSTERS
     with engine_scope("duckdb") as eng:
         eng.register(EVENTS, files)
-        scan = q.slice_scan(eng.table_ref(EVENTS), cells, clusters, predicate)
+        scan = q.slice_scan(eng.table_ref(EVENTS), cells, clusters, predicate, stored=stored)
         sample, k = _edge_sample(eng, scan, clusters)
         edges = bucket_edges(sample, buckets)
         extra: dict[str, object] = {"slice": slice_filter.label(), "slice_id": slice_filter.slice_id,
@@ -145,16 +149,63 @@ def event_histogram(
         if out is None:
             hist = EventHistogram(cells=cells, edges=edges, clusters=clusters)
             reader = eng.con.sql(render(scan, "duckdb")).to_arrow_reader(BATCH_ROWS)  # type: ignore[attr-defined]
-            for batch in reader:
-                hist.add(np.asarray(batch.column(0).to_numpy(zero_copy_only=False), dtype=np.int64),
-                         np.asarray(batch.column(1).to_numpy(zero_copy_only=False), dtype=np.int64),
+            for batch in _prefetched(reader):
+                hist.add(_codes(batch.column(0)), _codes(batch.column(1)),
                          np.asarray(pc.cast(batch.column(2), pa.float64()).to_numpy(zero_copy_only=False)))
-            out = hist.compressed(metric, {**extra, "route": "numpy"})
+            out = hist.compressed(metric, {**extra, "route": "native"})
     if out.layout.n_rows == 0:
         raise InputError(f"slice {slice_filter.label()!r} has no events of metric {metric!r} in any cell")
     info = out.layout.extra[EXTRA_KEY]
     info["seconds"] = round(time.perf_counter() - started, 3)
     return out
+
+
+def _codes(column: pa.Array) -> np.ndarray:
+    """An integer code column as NumPy (int16 stays int16: no copy)."""
+    if column.null_count:
+        raise InputError("events table: a cell index or unit cluster is missing; run stage 1 again")
+    return np.asarray(column.to_numpy(zero_copy_only=False))
+
+
+def _prefetched(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """The reader's batches, the next one decoded by a second thread meanwhile (DuckDB and the C++ pass both
+    release the GIL, so the scan and the histogram overlap)."""
+    batches: queue.Queue[object] = queue.Queue(maxsize=1)
+    done = object()
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in reader:
+                if not put(batch):
+                    return
+            put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+
+    worker = threading.Thread(target=produce, name="xp-event-scan", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = batches.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, pa.RecordBatch)
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _edge_sample(eng: Engine, scan: q.exp.Select, clusters: int) -> tuple[np.ndarray, int]:

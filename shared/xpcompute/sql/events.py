@@ -6,17 +6,27 @@ matches the metric's ``where`` and has a value, for units allocated to exactly o
 
     alloc   (sql/stage1's allocation step: unit, cell, start, allocation-source dimensions)
     dims    (sql/stage1's users step: one row per unit, its dimensions)
-    SELECT x.unit AS user_id, x.cell AS cell, <dimensions>, CAST(<value> AS DOUBLE) AS value
-    FROM <source> JOIN alloc AS x ON <source user> = x.unit LEFT JOIN dims AS d ON x.unit = d.unit
+    SELECT x.unit AS user_id, x.cell AS cell, <dimensions>, CAST(<value> AS DOUBLE) AS value,
+           CAST(x.cell_index AS SMALLINT) AS _xp_cell, CAST(x.cluster AS SMALLINT) AS _xp_cluster
+    FROM <source> JOIN (alloc + cell index + cluster, per unit) AS x ON <source user> = x.unit
+         LEFT JOIN dims AS d ON x.unit = d.unit
     WHERE <analysis window> AND <where> AND <value> IS NOT NULL
 
 The cell and the unit's dimensions are written on every event (denormalised), so a slice is a scan with a
-filter and stage 2 never joins. The allocation and users steps join as subqueries with internal column names
-(``_xp_*``), so a source column named ``cell`` or ``user_id`` cannot become ambiguous.
+filter and stage 2 never joins. So are two small integers stage 2 reads instead of the unit id and the cell
+label: ``_xp_cell``, the cell's index in the experiment's sorted cells (a CASE of literals), and
+``_xp_cluster``, the unit's cluster (``cluster_sql``), both computed once per unit in the allocation subquery.
+The allocation and users steps join as subqueries with internal column names (``_xp_*``), so a source column
+named ``cell`` or ``user_id`` cannot become ambiguous.
 
-Stage 2 (``slice_scan``): ``SELECT <cell index>, hash(unit) % M, value FROM events WHERE <slice>``: the cell as
-its index in the experiment's sorted cells (a CASE of literals), the unit's cluster by the engine's hash (DuckDB
-``HASH``); any deterministic hash of the unit id serves, as every event of a unit gets the same cluster.
+The unit cluster (``CLUSTER_RULE``): ``int(first 7 hex digits of MD5(CAST(unit AS VARCHAR)), 16) mod M``, i.e.
+in Python ``int(hashlib.md5(str(unit).encode()).hexdigest()[:7], 16) % M`` for integer and string ids. It is a
+sqlglot expression of MD5, SUBSTRING and STRPOS only (every intermediate below 2**28, so no 64-bit arithmetic),
+so DuckDB, Spark and Trino compute the same clusters (golden SQL: tests/pipeline/golden/stage1_events_*). The
+first digits, not the last: the segment cube's half is the last digit's lowest bit (``segments/cube.py``).
+
+Stage 2 (``slice_scan``): ``SELECT _xp_cell, _xp_cluster, value FROM events WHERE <slice>``. An events table
+published before those columns existed gets them computed in the scan by the same rule (the same clusters).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from collections.abc import Mapping
 
 from sqlglot import exp
 
+from xpcompute.compression.events import EVENT_CLUSTERS
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.metrics.base import lit
 from xpcompute.metrics.events import EventQuantileMetric
@@ -37,6 +48,50 @@ CLUSTER = "_xp_cluster"
 _UNIT = "_xp_unit"
 _CELL = "_xp_cell"
 _START = "_xp_start"
+_DIGEST = "_xp_md5"
+_CLUSTER = "_xp_k"
+_INDEX = "_xp_c"
+HEX = "0123456789abcdef"
+#: Hex digits of the digest the cluster is read from (7: below 2**28, so 32-bit arithmetic suffices everywhere).
+CLUSTER_DIGITS = 7
+CLUSTER_RULE = ("unit cluster = int(first 7 hex digits of MD5(CAST(unit AS VARCHAR)), 16) mod M "
+                "(Python: int(hashlib.md5(str(unit).encode()).hexdigest()[:7], 16) % M)")
+
+
+def digest_sql(unit: exp.Expr) -> exp.Expr:
+    """``MD5(CAST(unit AS VARCHAR))``: 32 lowercase hex digits in every dialect (Trino's via TO_HEX/LOWER)."""
+    return exp.func("MD5", exp.cast(unit, "VARCHAR"))
+
+
+def cluster_sql(digest: exp.Expr, clusters: int) -> exp.Expr:
+    """The unit's cluster from its digest: ``(sum_i hexval(digit_i) * 16^(6-i)) % clusters`` over the first 7 hex
+    digits (``CLUSTER_RULE``); ``hexval`` is ``STRPOS('0123456789abcdef', digit) - 1``."""
+    total: exp.Expr | None = None
+    for i in range(CLUSTER_DIGITS):
+        digit = exp.Substring(this=digest.copy(), start=exp.Literal.number(i + 1), length=exp.Literal.number(1))
+        value: exp.Expr = exp.Sub(this=exp.StrPosition(this=exp.Literal.string(HEX), substr=digit),
+                                  expression=exp.Literal.number(1))
+        weight = 16 ** (CLUSTER_DIGITS - 1 - i)
+        term = exp.Mul(this=exp.paren(value), expression=exp.Literal.number(weight)) if weight > 1 else exp.paren(value)
+        total = term if total is None else exp.Add(this=total, expression=term)
+    assert total is not None
+    return exp.Mod(this=exp.paren(total), expression=exp.Literal.number(clusters))
+
+
+def cell_index_sql(cell: exp.Expr, cells: tuple[str, ...]) -> exp.Expr:
+    """The cell's index in ``cells`` (the experiment's sorted cells): a CASE of literals, NULL for any other."""
+    case = exp.Case()
+    for i, c in enumerate(cells):
+        case = case.when(cell.copy().eq(lit(c)), exp.Literal.number(i))
+    return case
+
+
+def unit_clusters_py(units: object, clusters: int = EVENT_CLUSTERS) -> list[int]:
+    """``CLUSTER_RULE`` in Python (for tests and checks): the cluster of each unit id (int or str)."""
+    import hashlib
+
+    return [int(hashlib.md5(str(u).encode()).hexdigest()[:CLUSTER_DIGITS], 16) % clusters
+            for u in units]  # type: ignore[attr-defined]
 
 
 def _dim_alias(name: str) -> str:
@@ -58,7 +113,14 @@ def events_plan(
     if experiment.allocation.exposure_column is not None:
         x_cols.append(exp.column(_START))
     x_cols += [exp.column(d).as_(_dim_alias(d)) for d in alloc_dims]
-    x = exp.select(*x_cols).from_("alloc").subquery("x")
+    # per unit, once: its digest, then its cluster and cell index from it (never per event)
+    inner = exp.select(*x_cols, digest_sql(exp.column(USER)).as_(_DIGEST)).from_("alloc").subquery("a")
+    x_names = [c.alias_or_name for c in x_cols]
+    x = exp.select(
+        *[exp.column(n) for n in x_names],
+        cluster_sql(exp.column(_DIGEST), EVENT_CLUSTERS).as_(_CLUSTER),
+        cell_index_sql(exp.column(_CELL), tuple(sorted(experiment.cells))).as_(_INDEX),
+    ).from_(inner).subquery("x")
     d_cols: list[exp.Expr] = [exp.column(USER).as_(_UNIT)] + [exp.column(d).as_(_dim_alias(d)) for d in user_dims]
     d = exp.select(*d_cols).from_("dims").subquery("d")
 
@@ -67,6 +129,8 @@ def events_plan(
         exp.column(_UNIT, table="x").as_(USER), exp.column(_CELL, table="x").as_(CELL),
         *[exp.column(_dim_alias(n), table="x" if n in alloc_dims else "d").as_(n) for n in experiment.dimensions],
         exp.cast(value.copy(), DOUBLE).as_(VALUE),
+        exp.cast(exp.column(_INDEX, table="x"), exp.DataType.build("SMALLINT")).as_(CELL_INDEX),
+        exp.cast(exp.column(_CLUSTER, table="x"), exp.DataType.build("SMALLINT")).as_(CLUSTER),
     )
     select = select.from_(sources[metric.source].copy()).join(
         x, on=exp.column(spec.user_column).eq(exp.column(_UNIT, table="x")), join_type="INNER"
@@ -84,21 +148,25 @@ def events_plan(
     return Stage1Plan(steps=tuple(steps), final=select)
 
 
-def slice_scan(table: exp.Table, cells: tuple[str, ...], clusters: int, predicate: exp.Expr | None) -> exp.Select:
-    """Cell index, unit cluster and value of the events a slice selects (DuckDB; see the module docstring)."""
-    case = exp.Case()
-    for i, c in enumerate(cells):
-        case = case.when(exp.column(CELL).eq(lit(c)), exp.Literal.number(i))
-    cluster = exp.Mod(this=exp.func("HASH", exp.column(USER)), expression=exp.Literal.number(clusters))
-    query = exp.select(
-        exp.cast(case, exp.DataType.build("SMALLINT")).as_(CELL_INDEX),
-        exp.cast(cluster, exp.DataType.build("SMALLINT")).as_(CLUSTER),
-        exp.column(VALUE),
-    ).from_(table.copy())
-    conds: list[exp.Expr] = [exp.column(CELL).isin(*[lit(c) for c in cells])]
+def slice_scan(table: exp.Table, cells: tuple[str, ...], clusters: int, predicate: exp.Expr | None,
+               stored: bool = False) -> exp.Select:
+    """Cell index, unit cluster and value of the events a slice selects (DuckDB; see the module docstring).
+
+    ``stored``: the table has stage 1's ``_xp_cell`` and ``_xp_cluster`` columns (for these ``cells`` and
+    ``EVENT_CLUSTERS`` clusters), read as they are; else both are computed here by the same rules.
+    """
+    conds: list[exp.Expr] = []
+    if stored:
+        cell: exp.Expr = exp.column(CELL_INDEX)
+        cluster: exp.Expr = exp.column(CLUSTER)
+    else:
+        cell = exp.cast(cell_index_sql(exp.column(CELL), cells), exp.DataType.build("SMALLINT"))
+        cluster = exp.cast(cluster_sql(digest_sql(exp.column(USER)), clusters), exp.DataType.build("SMALLINT"))
+        conds.append(exp.column(CELL).isin(*[lit(c) for c in cells]))
+    query = exp.select(cell.as_(CELL_INDEX), cluster.as_(CLUSTER), exp.column(VALUE)).from_(table.copy())
     if predicate is not None:
         conds.append(exp.paren(predicate))
-    return query.where(exp.and_(*conds))
+    return query.where(exp.and_(*conds)) if conds else query
 
 
 def histogram_query(scan: exp.Select, guide: exp.Table, scale: float, start: float, inverse: float,
@@ -107,7 +175,7 @@ def histogram_query(scan: exp.Select, guide: exp.Table, scale: float, start: flo
 
     The bucket comes from the guide table (``compression.events.Guide``) joined on the value's grid cell, then
     one step either way; the caller checks every bucket's values lie within its edges. Non-finite values do not
-    count (as in the NumPy route).
+    count (as in the native route).
     """
     v = exp.column(VALUE)
     sign = exp.Case().when(v.copy() < exp.Literal.number(0), exp.Literal.number(-1)).else_(exp.Literal.number(1))

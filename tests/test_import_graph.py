@@ -23,7 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NEVER_IN_JOBS = ("pandas", "scipy", "plotly", "fastapi", "starlette", "pyspark", "nbformat", "jinja2", "rich",
                  "sqlglot", "yaml", "duckdb", "boto3", "pyarrow.dataset", "xpcompute.segments")
-NEVER_IN_API = ("pandas", "scipy", "pyspark", "nbformat", "nbclient", "plotly", "rich", "duckdb", "pyarrow.dataset")
+NEVER_IN_API = ("pandas", "scipy", "pyspark", "nbformat", "nbclient", "plotly", "rich", "duckdb", "pyarrow.dataset",
+                "jinja2", "sqlglot")
 #: what a fit (read a compressed slice, fit a ttest, store its records) must never load, handler import included;
 #: pandas is not listed: pyarrow imports it on its first conversion of Python values where it is installed (the
 #: Lambda image has none)

@@ -43,7 +43,6 @@ from starlette.requests import cookie_parser
 
 from xpcompute.api.security import RateLimiter, check_key, key_id
 from xpcompute.config import Settings
-from xpcompute.templates import render
 
 SESSION_COOKIE = "xpcompute_session"
 CSRF_COOKIE = "xpcompute_csrf"
@@ -208,6 +207,7 @@ def session_router(settings: Settings, sessions: Sessions) -> APIRouter:
 
     def page(request: Request, status: int = 200, error: str = "", next_path: str = "") -> HTMLResponse:
         from xpcompute.api.scorecard_page import document
+        from xpcompute.templates import render  # jinja2 only for the login page, not every API cold start
 
         session = sessions.from_cookies(request.cookies) if settings.auth_enabled else None
         expires = (datetime.fromtimestamp(session.expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

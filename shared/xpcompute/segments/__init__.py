@@ -4,14 +4,35 @@
 ``discovery``: the tests, the tree and the false-discovery control; ``service``: an analysis's segments.
 """
 
-from xpcompute.segments.cube import HALF_COLUMN, HALF_RULE, build_cube, half_sql, segment_cube
-from xpcompute.segments.discovery import (
-    HeterogeneityTest,
-    Segment,
-    SegmentReport,
-    SegmentSettings,
-    discover,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xpcompute.segments.cube import HALF_COLUMN, HALF_RULE, build_cube, half_sql, segment_cube
+    from xpcompute.segments.discovery import (
+        HeterogeneityTest,
+        Segment,
+        SegmentReport,
+        SegmentSettings,
+        discover,
+    )
+
+#: name -> submodule; resolved on first use, so importing ``xpcompute.segments.view`` (the page) or the
+#: package does not load sqlglot and DuckDB (``cube``) for a process that never builds a cube
+_WHERE = {
+    "HALF_COLUMN": "cube", "HALF_RULE": "cube", "build_cube": "cube", "half_sql": "cube", "segment_cube": "cube",
+    "HeterogeneityTest": "discovery", "Segment": "discovery", "SegmentReport": "discovery",
+    "SegmentSettings": "discovery", "discover": "discovery",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'xpcompute.segments' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"xpcompute.segments.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "HALF_COLUMN", "HALF_RULE", "HeterogeneityTest", "Segment", "SegmentReport", "SegmentSettings", "build_cube",

@@ -21,16 +21,22 @@ job builds it: ``slicing._cube``), so it is built once per analysis table run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-from sqlglot import exp, parse_one
 
 from xpcompute.compression.encode import is_categorical
 from xpcompute.compression.lossless import compress_moments
 from xpcompute.compression.schema import CompressedTable
 from xpcompute.compression.transform import ColumnTransform
 from xpcompute.errors import MissingColumnError
+from xpcompute.lazy import lazy
 from xpcompute.storage.objects import ObjectStore
+
+if TYPE_CHECKING:
+    from sqlglot import exp
+else:  # sqlglot loads when the cube's SQL is composed: the api (which reads segment reports) skips its import
+    exp = lazy("sqlglot", "exp")
 
 #: the cube key that holds each unit's half (0: the split half, 1: the estimation half)
 HALF_COLUMN = "_half"
@@ -49,6 +55,8 @@ def half_sql(unit: str) -> exp.Expression:
 
 def half_query(unit: str, table: str = "units", dialect: str = "duckdb") -> str:
     """``SELECT <half_sql> AS _half FROM table`` in ``dialect``."""
+    from sqlglot import parse_one
+
     select = exp.select(half_sql(unit).as_(HALF_COLUMN)).from_(table)
     return str(parse_one(select.sql("duckdb"), read="duckdb").sql(dialect))
 

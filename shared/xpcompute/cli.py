@@ -486,10 +486,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_segments_command(sub)  # xpcompute segments ANALYSIS_ID (cli_segments.py)
 
-    from xpcompute.cli_segments import add_segments_command
-
-    add_segments_command(sub)  # xpcompute segments ANALYSIS_ID (cli_segments.py)
-
     retry = sub.add_parser("retry", help="run the failed jobs of a stored analysis again, and recompute fits whose stored result "
                            "is damaged (XPCOMPUTE_HOME names the store)")
     retry.add_argument("analysis_id")

@@ -137,6 +137,7 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         "/experiments/{experiment_id}/analyses", "/experiments/{experiment_id}/power", "/analyses/{analysis_id}",
         "/analyses/{analysis_id}/results", "/analyses/{analysis_id}/slices", "/analyses/{analysis_id}/retry",
         "/analyses/{analysis_id}/segments",  # segment discovery (api/segment_routes.py)
+        "/experiments/{experiment_id}/archive", "/meta/replay",  # the archive and replay (api/meta_routes.py)
     }
     assert "AnalysisSpec" in spec["components"]["schemas"]
     assert client.get("/healthz").json()["status"] == "ok"

@@ -15,11 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -125,8 +125,32 @@ def show_scorecard(card: Scorecard, experiment: ExperimentSpec | None, console: 
                      decision_note=card.decision_note)
     if card.srm_note:  # a quasi-experiment: why there is no sample-ratio check
         console.print(f"[yellow]sample ratio:[/] {card.srm_note}")
+    if card.segments:
+        console.print(segments_summary(card.segments, card.analysis_id))
     for failure in card.failures:
         console.print(f"[red]failed:[/] {failure}")
+
+
+#: segments the terminal lists under the scorecard; ``xpcompute segments ID`` shows every one
+TERMINAL_SEGMENTS = 5
+
+
+def segments_summary(section: Mapping[str, Any], analysis_id: str) -> str:
+    """A few lines on segment discovery under the terminal scorecard: how many tests and discoveries, and the
+    discovered segments (honest-tree effect, interval, BH-adjusted p), so a reader sees where the effect differs."""
+    from xpcompute.segments.view import segment_views
+
+    view = segment_views(section)
+    found = [s for s in view["segments"] if s["discovered"]]
+    varies = [t for t in view["tests"] if t["discovered"]]
+    lines = [f"Segment discovery: {view['tested']} tests, BH at {view['fdr']}: {view['discoveries']} discoveries"
+             + (f"; the effect varies by {', '.join(sorted({t['dimension'] for t in varies}))}" if varies else "")]
+    for s in found[:TERMINAL_SEGMENTS]:
+        lines.append(f"  {s['metric']} / {s['cell']} in {s['label']}: {s['effect']} {s['interval']} against "
+                     f"{s['rest']} elsewhere (adj. p {s['p_adjusted']})")
+    if len(found) > TERMINAL_SEGMENTS or view["tests"]:
+        lines.append(f"  all of them: xpcompute segments {analysis_id}")
+    return "\n".join(lines)
 
 
 def write_html(card: Scorecard, experiment: ExperimentSpec | None, path: Path, title: str) -> Path:

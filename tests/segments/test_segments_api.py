@@ -158,3 +158,23 @@ def test_xpcompute_segments_false_leaves_the_section_out(finished: tuple[TestCli
     assert with_segments(coord, card, analysis).segments is not None
     monkeypatch.setenv("XPCOMPUTE_SEGMENTS", "false")
     assert with_segments(coord, card, analysis).segments is None
+
+
+def test_the_terminal_scorecard_lists_the_discovered_segments(finished: tuple[TestClient, str, Path]) -> None:
+    """``xpcompute run``/``results`` print a summary under the scorecard: counts, the dimensions whose effect
+    varies, each discovered segment's effect against the rest with its adjusted p, and where to see all."""
+    from xpcompute.runner import TERMINAL_SEGMENTS, segments_summary
+
+    client, aid, _ = finished
+    section = client.get(f"/analyses/{aid}/results").json()["segments"]
+    text = segments_summary(section, aid)
+    assert text.startswith(f"Segment discovery: {section['tested']} tests, BH at 0.05: {section['discoveries']} "
+                           "discoveries")
+    found = [s for s in section["segments"] if s["discovered"]]
+    listed = [line for line in text.splitlines() if line.startswith("  ") and " in " in line and "adj. p" in line]
+    assert len(listed) == min(len(found), TERMINAL_SEGMENTS)
+    for line, seg in zip(listed, sorted(found, key=lambda s: s["p_value"]), strict=False):
+        assert line.startswith(f"  {seg['metric']} / {seg['cell']} in {seg['label']}: ")
+    varies = sorted({t["dimension"] for t in section["tests"] if t["discovered"]})
+    assert (f"the effect varies by {', '.join(varies)}" in text) == bool(varies)
+    assert f"xpcompute segments {aid}" in text

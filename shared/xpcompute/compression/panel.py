@@ -282,16 +282,15 @@ def compress_user_periods(
         flat, yv = (rows.flat, y) if ok.all() else (rows.flat[ok], y[ok])
         del y, ok
         dropped[metric] = int(n_rows - len(yv))
-        ysum, pres = _pivot(flat, yv, n_periods, n_users)
+        z = _pivot(flat, yv, n_periods, n_users)
         del flat, yv
-        has = pres.any(axis=0) if n_periods else np.zeros(n_users, bool)
+        has = z[:, n_periods:].any(axis=1) if n_periods else np.zeros(n_users, bool)
         mkeys = [np.where(has, k, -1).astype(np.int32) for k in rows.user_keys]
         names, exps = panel_columns(metric, n_periods)
         names_by_metric[metric] = names
-        columns = [ysum[s] for s in range(n_periods)] + [pres[s] for s in range(n_periods)]
-        res = panel_moments(mkeys, rows.radices, columns, exps, rows.user_w, n_users)  # Gram matrices when few groups
+        res = panel_moments(mkeys, rows.radices, z, exps, rows.user_w, n_users)  # Gram matrices when few groups
         results.append((metric, res))
-        del ysum, pres, columns
+        del z
 
     no_exps = np.zeros((0, 0), np.int32)
     counts = native.group_moments(rows.user_keys, rows.radices, [], no_exps, rows.user_w, n_users)
@@ -330,7 +329,7 @@ def compress_user_periods(
 class _UserRows:
     """What the pivot needs from the row-level key columns, which can then be freed.
 
-    ``flat`` is ``period * n_users + user`` for every kept row (``valid`` selects
+    ``flat`` is ``user * 2P + period`` for every kept row (``valid`` selects
     them from the input, None when all are kept); ``user_keys`` holds each user's
     cell and key codes (-1 for users without kept rows), ``out_keys`` the
     dictionaries to decode group codes with.
@@ -400,44 +399,106 @@ def _user_rows(
             f"time column {time!r} has {len(period_key.dictionary)} distinct periods; the panel keeps O(P^2) sums "
             f"per group and allows at most {MAX_PERIODS}: coarsen it (e.g. days to weeks) or filter the date range"
         )
-    flat = kept(period_key.indices).astype(np.int64)
-    flat *= max(n_users, 1)
-    flat += user
+    flat = user.astype(np.int64)
+    flat *= 2 * len(period_key.dictionary)
+    flat += kept(period_key.indices)
     periods = tuple(str(v) for v in period_key.dictionary.to_pylist())
     return _UserRows(flat=flat, valid=None if all_valid else valid, n_users=n_users, periods=periods,
                      user_keys=user_keys, radices=radices, out_keys=out_keys, user_w=user_w)
 
 
-def _pivot(flat: I64, y: F64, n_periods: int, n_users: int) -> tuple[F64, F64]:
-    """Per-user per-period sums of ``y`` and row counts, as ``[P, U]`` arrays (row s contiguous).
+def _pivot(flat: I64, y: F64, n_periods: int, n_users: int) -> F64:
+    """Each user's period vector ``[y_0..y_{P-1}, p_0..p_{P-1}]`` (sums of ``y`` and row counts) as a row of a
+    C-contiguous ``[U, 2P]`` matrix, so a block of users is a block of rows for the Gram product.
 
-    Counts are written by assignment (no integer temporary) and fall back to
-    counting only when some user has two rows in one period.
+    ``flat`` indexes the ``y`` half (``user * 2P + period``); presence is scattered
+    into a byte array (8x smaller than ``z``) and copied into the ``p`` half, and the
+    pivot falls back to counting only when some user has two rows in one period.
     """
-    size = n_periods * n_users
-    ysum = np.bincount(flat, weights=y, minlength=size).astype(np.float64, copy=False)
-    pres = np.zeros(size)
-    pres[flat] = 1.0
-    if pres.sum() != len(flat):  # duplicate (user, period) rows: count them
-        pres = np.bincount(flat, minlength=size).astype(np.float64)
-    return ysum.reshape(n_periods, n_users), pres.reshape(n_periods, n_users)
+    k = 2 * n_periods
+    size = n_users * k
+    if k == 0:
+        return np.zeros((n_users, 0))
+    seen = np.zeros(size, dtype=np.uint8)  # 1/8 of z's bytes: the presence scatter stays in cache far more
+    seen[flat] = 1
+    if np.count_nonzero(seen) != len(flat):  # duplicate (user, period) rows: sum them and count them
+        del seen
+        z = np.bincount(flat, weights=y, minlength=size).astype(np.float64, copy=False)
+        z[n_periods:] += np.bincount(flat, minlength=size)[: size - n_periods]
+        return z.reshape(n_users, k)
+    z = np.zeros(size)
+    z[flat] = y + 0.0  # what the summing pivot stores (0.0 + y: a -0.0 becomes 0.0)
+    z = z.reshape(n_users, k)
+    z[:, n_periods:] = seen.reshape(n_users, k)[:, :n_periods]
+    return z
 
 
 def _hash_codes(column: pa.ChunkedArray | pa.Array) -> tuple[NDArray[np.integer], pa.Array]:
     """Hash-encode a column (user ids) without sorting: dense codes in first-seen order; null = -1.
 
     User order never reaches the output (users are summed into groups), so
-    the sort that ``encode_key`` pays for is not needed here.
+    the sort that ``encode_key`` pays for is not needed here. Integer ids
+    without nulls in a range not much wider than the rows take ``_int_codes``
+    (the same codes and dictionary, several times faster than Arrow's hash).
     """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
+    fast = _int_codes(column)
+    if fast is not None:
+        return fast
     encoded = pc.dictionary_encode(column)
     indices = encoded.indices
     if indices.null_count:
         indices = pc.fill_null(indices, -1)
     return np.asarray(indices.to_numpy(zero_copy_only=False)), encoded.dictionary
+
+
+#: rows per chunk of the first-seen scan in ``_int_codes``
+_CHUNK = 1 << 20
+
+
+def _int_range(column: pa.Array) -> tuple[NDArray[np.integer], int, int] | None:
+    """An integer column without nulls as NumPy, its minimum and its range, when a direct-address table over
+    the range costs at most a few bytes per row; None otherwise."""
+    if not pa.types.is_integer(column.type) or pa.types.is_uint64(column.type) or column.null_count or not len(column):
+        return None
+    mm = pc.min_max(column)
+    lo, hi = int(mm["min"].as_py()), int(mm["max"].as_py())
+    span = hi - lo + 1
+    if span > 4 * len(column) + 1024:
+        return None
+    return np.asarray(column.to_numpy(zero_copy_only=False)), lo, span
+
+
+def _int_codes(column: pa.Array) -> tuple[NDArray[np.int32], pa.Array] | None:
+    """``pc.dictionary_encode``'s codes (first-seen order) and dictionary of an integer column, by a
+    direct-address table over its range scanned in chunks; None when ``_int_range`` refuses the column."""
+    found = _int_range(column)
+    if found is None:
+        return None
+    values, lo, span = found
+    rank = np.full(span, -1, dtype=np.int32)
+    codes = np.empty(len(values), dtype=np.int32)
+    seen: list[NDArray[np.int64]] = []
+    n_seen = 0
+    for start in range(0, len(values), _CHUNK):
+        slot = values[start: start + _CHUNK].astype(np.int64)
+        slot -= lo
+        got = rank[slot]
+        new = got < 0
+        if new.any():
+            unseen = slot[new]
+            fresh, first = np.unique(unseen, return_index=True)
+            fresh = fresh[np.argsort(first, kind="stable")]  # in order of first appearance
+            rank[fresh] = np.arange(n_seen, n_seen + len(fresh), dtype=np.int32)
+            n_seen += len(fresh)
+            seen.append(fresh)
+            got[new] = rank[unseen]
+        codes[start: start + len(slot)] = got
+    order = np.concatenate(seen) + lo
+    return codes, pa.array(order, type=pa.int64()).cast(column.type)
 
 
 def _user_constant(

@@ -480,6 +480,7 @@ def _int_codes(column: pa.Array) -> tuple[NDArray[np.int32], pa.Array] | None:
         return None
     values, lo, span = found
     rank = np.full(span, -1, dtype=np.int32)
+    first = np.full(span, _CHUNK, dtype=np.int32)  # scratch: a new value's first row in the chunk
     codes = np.empty(len(values), dtype=np.int32)
     seen: list[NDArray[np.int64]] = []
     n_seen = 0
@@ -490,8 +491,10 @@ def _int_codes(column: pa.Array) -> tuple[NDArray[np.int32], pa.Array] | None:
         new = got < 0
         if new.any():
             unseen = slot[new]
-            fresh, first = np.unique(unseen, return_index=True)
-            fresh = fresh[np.argsort(first, kind="stable")]  # in order of first appearance
+            at = np.flatnonzero(new).astype(np.int32)
+            np.minimum.at(first, unseen, at)  # no sort: each new value's first row
+            fresh = unseen[first[unseen] == at]  # first occurrences, in order of appearance
+            first[fresh] = _CHUNK
             rank[fresh] = np.arange(n_seen, n_seen + len(fresh), dtype=np.int32)
             n_seen += len(fresh)
             seen.append(fresh)

@@ -18,16 +18,13 @@ index never sees them.
 from __future__ import annotations
 
 import os
-import sqlite3
-import threading
 import time
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 
 from xpcompute.config import Settings
-from xpcompute.errors import StorageError
+from xpcompute.coordinator.state.sqlite_file import SQLiteFile
 
 
 class QuotaStore(Protocol):
@@ -60,37 +57,11 @@ class SQLiteQuotaStore:
 
     def __init__(self, path: str | os.PathLike[str], busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
-        self.busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
+        self._file = SQLiteFile(self.path, busy_timeout_s, "quota tables in")
+        self._tx = self._file.tx
         with self._tx() as conn:
             for statement in _SCHEMA.strip().split(";\n"):
                 conn.execute(statement)
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # as the state store: WAL, no fsync per commit
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-            self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        try:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StorageError(f"quota tables in {self.path}: {exc}") from exc
 
     def count(self, name: str, by: int, expires_at: float) -> int:
         with self._tx() as conn:

@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from xpcompute.coordinator.jobs import Analysis, AnalysisState, Job, JobState
 from xpcompute.coordinator.state.fair import SQLITE_INDEX, sqlite_due_keys
+from xpcompute.coordinator.state.sqlite_file import SQLiteFile
 from xpcompute.errors import ConflictError, NotFoundError, StorageError
 
 _SCHEMA = """
@@ -66,48 +65,14 @@ class SQLiteStateStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._conns: list[sqlite3.Connection] = []
+        self._file = SQLiteFile(self.path, busy_timeout_s, "state database")
+        self._conn = self._file.conn
+        self._tx = self._file.tx
         try:
             self._conn().executescript(_SCHEMA)
             self._conn().execute(SQLITE_INDEX)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot create the state tables in {self.path}: {exc}") from exc
-
-    # ---- connections ------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        """One connection per thread and process (a forked child must not reuse its parent's)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            try:
-                conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
-                                       check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot open the state database {self.path}: {exc}") from exc
-            self._local.conn = conn
-            self._local.pid = os.getpid()
-            with self._lock:
-                self._conns.append(conn)
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """An immediate (write-locking) transaction; SQLite errors become ``StorageError``."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StorageError(f"state database {self.path}: {exc}") from exc
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -235,12 +200,7 @@ class SQLiteStateStore:
         return [Job.from_item(json.loads(r[0])) for r in rows]
 
     def close(self) -> None:
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            with suppress(sqlite3.Error):
-                conn.close()
-        self._local = threading.local()
+        self._file.close()
 
     @staticmethod
     def _raise_missing_or_conflict(conn: sqlite3.Connection, table: str, key: str, value: str) -> None:

@@ -308,7 +308,8 @@ class QuantileMetric(Metric):
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "quantiles" in cls.__dict__ and (not cls.quantiles or any(not 0 < q < 1 for q in cls.quantiles)):
-            raise InputError(f"quantile metric {cls.__name__}: quantiles must be in (0, 1), e.g. (0.5, 0.9)")
+            raise InputError(f"{cls.kind().replace('_', ' ')} metric {cls.__name__}: quantiles must be in (0, 1), "
+                             f"e.g. (0.5, 0.9), got {cls.quantiles!r}")
 
     def fit_specs(self, covariates: Sequence[str] = (), treatment: str = "cell", control: str | None = None) -> list[FitSpec]:
         specs = []

@@ -19,26 +19,24 @@ It has no column in the analysis table (``columns()`` is empty): its unit of ana
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import ClassVar
 
 from xpcompute.errors import InputError
-from xpcompute.metrics.base import Metric, PerUserColumn
-from xpcompute.spec import FitSpec, ModelName
+from xpcompute.metrics.base import PerUserColumn, QuantileMetric
+from xpcompute.spec import ModelName
 
 
-class EventQuantileMetric(Metric):
-    """Quantiles ``quantiles`` of ``value()`` over the events of ``source`` (filtered by ``condition()``)."""
+class EventQuantileMetric(QuantileMetric):
+    """Quantiles ``quantiles`` of ``value()`` over the events of ``source`` (filtered by ``condition()``).
 
-    quantiles: ClassVar[tuple[float, ...]] = (0.5, 0.9)
+    A ``QuantileMetric`` (the quantiles' check, the fit specs, the display) whose only model is ``event_quantile``.
+    """
+
     models: ClassVar[tuple[ModelName, ...]] = ("event_quantile",)
     higher_is_better: ClassVar[bool | None] = None
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        if "quantiles" in cls.__dict__ and (not cls.quantiles or any(not 0 < q < 1 for q in cls.quantiles)):
-            raise InputError(f"event quantile metric {cls.__name__}: quantiles must be in (0, 1), e.g. (0.5, 0.9), "
-                             f"got {cls.quantiles!r}")
         if "models" in cls.__dict__ and tuple(cls.models) != ("event_quantile",):
             raise InputError(f"event quantile metric {cls.__name__}: its only model is 'event_quantile' (the others "
                              "compare per-unit values, which this metric does not have)")
@@ -49,15 +47,6 @@ class EventQuantileMetric(Metric):
 
     def sources(self) -> set[str]:
         return {self.source}
-
-    def fit_specs(self, covariates: Sequence[str] = (), treatment: str = "cell", control: str | None = None) -> list[FitSpec]:
-        return [FitSpec(metric=self.name, treatment=treatment, control=control, model="event_quantile",
-                        quantiles=self.quantiles)]
-
-    def display(self) -> dict[str, object]:
-        out = super().display()
-        out["quantiles"] = list(self.quantiles)
-        return out
 
     @classmethod
     def kind(cls) -> str:

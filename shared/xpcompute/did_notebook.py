@@ -14,18 +14,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import nbformat
 from nbformat import NotebookNode
 
+from xpcompute.nbcells import code as _code
+from xpcompute.nbcells import example_notebook, save
+from xpcompute.nbcells import md as _md
+
 DEFAULT_PATH = "examples/notebooks/did.ipynb"
-
-
-def _md(text: str) -> NotebookNode:
-    return nbformat.v4.new_markdown_cell(text.strip())
-
-
-def _code(text: str) -> NotebookNode:
-    return nbformat.v4.new_code_cell(text.strip())
 
 
 def build_did_notebook(customers: int = 6000, seed: int = 3) -> NotebookNode:
@@ -168,17 +163,13 @@ assert all(np.isclose(served[(r.time, r.segment)], r.effect, rtol=1e-9) for r in
 print(card.state, "| sample ratio:", card.srm_note)
 """),
     ]
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
+    return example_notebook(cells)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0] if args else DEFAULT_PATH)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(build_did_notebook(), str(path))
-    print(path)
+    print(save(build_did_notebook(), path))
     return 0
 
 

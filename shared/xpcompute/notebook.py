@@ -42,6 +42,8 @@ from xpcompute.config import Settings
 from xpcompute.coordinator.jobs import AnalysisState, JobKind, JobState, Progress
 from xpcompute.coordinator.service import Coordinator
 from xpcompute.errors import ConflictError, NotFoundError, XPError
+from xpcompute.nbcells import code as _code
+from xpcompute.nbcells import md as _md
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.records import ResultRecord
 from xpcompute.spec import FitSpec
@@ -158,14 +160,6 @@ def spec_source(spec: FitSpec) -> str:
 def _tol(value: float) -> str:
     """``1e-9`` rather than Python's ``1e-09``, as a reader would write it."""
     return f"{value:g}".replace("e-0", "e-")
-
-
-def _md(text: str) -> NotebookNode:
-    return nbformat.v4.new_markdown_cell(text.strip())
-
-
-def _code(text: str) -> NotebookNode:
-    return nbformat.v4.new_code_cell(text.strip())
 
 
 def _figure_cells(records: Sequence[ResultRecord]) -> list[NotebookNode]:

@@ -12,8 +12,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import nbformat
 from nbformat import NotebookNode
+
+from xpcompute.nbcells import code, example_notebook, md, save
 
 DEFAULT_OUT = Path("examples/meta/replay.ipynb")
 
@@ -91,11 +92,7 @@ with EmbeddedRuntime(Settings(home=root / "scratch", dispatch="inline")) as runt
 
 
 def build() -> NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src)
-                for kind, src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
+    return example_notebook([md(src) if kind == "md" else code(src) for kind, src in CELLS])
 
 
 def write(path: Path = DEFAULT_OUT, execute: bool = False, timeout_s: int = 600) -> Path:
@@ -105,9 +102,7 @@ def write(path: Path = DEFAULT_OUT, execute: bool = False, timeout_s: int = 600)
 
         with tempfile.TemporaryDirectory() as cwd:
             execute_notebook(nb, Path(cwd), timeout_s)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
+    return save(nb, path)
 
 
 def main(argv: list[str] | None = None) -> int:

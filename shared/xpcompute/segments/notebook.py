@@ -13,16 +13,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import nbformat
 from nbformat import NotebookNode
 
-
-def _md(text: str) -> NotebookNode:
-    return nbformat.v4.new_markdown_cell(text.strip())
-
-
-def _code(text: str) -> NotebookNode:
-    return nbformat.v4.new_code_cell(text.strip())
+from xpcompute.nbcells import code as _code
+from xpcompute.nbcells import example_notebook, save
+from xpcompute.nbcells import md as _md
 
 
 def build_segments_notebook(users: int = 200_000, seed: int = 1) -> NotebookNode:
@@ -116,17 +111,13 @@ print(f"country: chi2 {ours.chi2:.4f} = statsmodels {float(ref.statistic):.4f}; 
       f"{top.label}: effect {top.effect:.4f} = rows {raw:.4f}")
 """),
     ]
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
+    return example_notebook(cells)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0] if args else "examples/segments/segment_discovery.ipynb")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(build_segments_notebook(), str(path))
-    print(path)
+    print(save(build_segments_notebook(), path))
     return 0
 
 

@@ -54,7 +54,7 @@ from common import machine, peak_rss_mb, table, timed
 from xpcompute import native
 from xpcompute.compression.events import EVENT_CLUSTERS, compress_events
 from xpcompute.compression.schema import CompressedTable
-from xpcompute.coordinator.slicing import decode_derived, encode_derived
+from xpcompute.coordinator.stored import decode_derived, encode_derived
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.models import fit_compressed
 from xpcompute.models.event_quantile import EventHistogramView

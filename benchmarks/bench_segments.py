@@ -26,7 +26,7 @@ import pyarrow as pa
 from common import machine, table, timed
 
 from xpcompute.compression.schema import CompressedTable
-from xpcompute.coordinator.slicing import encode_derived
+from xpcompute.coordinator.stored import encode_derived
 from xpcompute.segments.cube import build_cube
 from xpcompute.segments.discovery import SegmentSettings, discover, heterogeneity_tests
 from xpcompute.segments.simulate import DIMENSIONS, Planted

@@ -286,7 +286,7 @@ import math
 from xpcompute import viz
 from xpcompute.compression.io import from_parquet_bytes
 from xpcompute.config import Settings
-from xpcompute.coordinator.planner import fit_input
+from xpcompute.coordinator.stored import fit_input
 from xpcompute.storage import keys
 from xpcompute.models import fit_compressed
 from xpcompute.postprocess import adjust_pvalues

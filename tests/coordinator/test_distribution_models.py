@@ -22,7 +22,8 @@ from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import JobKind, JobState
 from xpcompute.coordinator.runtime import EmbeddedRuntime
 from xpcompute.coordinator.scorecard import Scorecard
-from xpcompute.coordinator.worker import run_fit, run_job, run_slice
+from xpcompute.coordinator.table_jobs import run_slice
+from xpcompute.coordinator.worker import run_fit, run_job
 from xpcompute.errors import InputError, NotFoundError
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import open_table

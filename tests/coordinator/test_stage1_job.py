@@ -221,9 +221,9 @@ def test_a_stage1_job_holds_its_own_longer_lease(tmp_path: Path) -> None:
 def test_one_build_at_a_time_a_waiting_stage1_reuses_the_table_just_built(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from xpcompute.coordinator import worker
+    from xpcompute.coordinator import table_jobs
 
-    monkeypatch.setattr(worker, "STAGE1_POLL_S", 0.02)
+    monkeypatch.setattr(table_jobs, "STAGE1_POLL_S", 0.02)
     coord, settings, uris, config = _setup(tmp_path, users=500)
     _register(coord, uris, config)
     first = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))

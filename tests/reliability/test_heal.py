@@ -13,7 +13,7 @@ import pytest
 from service_helpers import analysis_table, publish, reference_records
 
 from xpcompute.config import Settings
-from xpcompute.coordinator import slicing, worker
+from xpcompute.coordinator import slicing, stored, worker
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import JobKind, JobState
 from xpcompute.coordinator.runtime import build_coordinator
@@ -65,13 +65,13 @@ def test_a_damaged_compressed_slice_is_recomputed_once_by_the_fit_that_finds_it(
     damage(coord.store, key)
     worker._DECODED.clear()
     with pytest.raises(CorruptObjectError, match=f"stored object '{key}'"):
-        slicing.decode_derived(coord.store, key)
+        stored.decode_derived(coord.store, key)
     outcome = run_job(coord, settings, jobs[JobKind.FIT].job_id, "w")
     assert outcome.status == "succeeded", outcome.error
     fit = coord.state.get_job(jobs[JobKind.FIT].job_id)
     assert fit.output["healed"] == [key]
     assert "is damaged and cannot be decoded" in caplog.text
-    slicing.decode_derived(coord.store, key)  # whole again: decodes, every page checksum holds
+    stored.decode_derived(coord.store, key)  # whole again: decodes, every page checksum holds
     coord.on_job_finished(fit.job_id)
     assert coord.state.get_analysis(analysis.analysis_id).state.value == "SUCCEEDED"
     (record,) = coord.results(analysis.analysis_id).records
@@ -98,7 +98,7 @@ def test_a_damaged_cube_is_rebuilt_by_the_slice_job_that_reads_it(tmp_path: Path
     assert outcome.status == "succeeded", outcome.error
     coord.on_job_finished(slice_jobs[2].job_id)
     assert coord.state.get_job(slice_jobs[2].job_id).output["healed"] == [cube_key]
-    slicing.decode_derived(coord.store, cube_key)
+    stored.decode_derived(coord.store, cube_key)
     for job in coord.state.list_jobs(analysis.analysis_id):
         if job.kind == JobKind.FIT:
             assert run_job(coord, settings, job.job_id, "w").status == "succeeded"

@@ -20,10 +20,9 @@ from xpcompute.cli import main
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import JobKind, JobState
-from xpcompute.coordinator.repair import decodes, store_result
 from xpcompute.coordinator.runtime import EmbeddedRuntime
 from xpcompute.coordinator.service import Coordinator
-from xpcompute.coordinator.slicing import take_healed
+from xpcompute.coordinator.stored import decodes, store_result, take_healed
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.records import ResultRecord
 from xpcompute.storage import keys

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from xpcompute.records import ResultRecord
-from xpcompute.segments.discovery import SegmentReport
+from xpcompute.segments.report import SegmentReport
 
 
 class ErrorBody(BaseModel):

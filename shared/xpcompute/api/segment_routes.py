@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Query
 
 from xpcompute.coordinator.service import Coordinator
-from xpcompute.segments.discovery import SegmentReport, SegmentSettings
+from xpcompute.segments.report import SegmentReport, SegmentSettings
 from xpcompute.segments.service import analysis_segments
 
 

@@ -7,14 +7,20 @@ groups, do not depend on the order of the input rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from xpcompute.compression.transform import float_column
 from xpcompute.errors import ColumnTypeError, MissingColumnError
+from xpcompute.lazy import lazy
+
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
+else:  # loaded on first use: column checks and conversions use it; decoding a stored slice for a fit does not
+    pc = lazy("pyarrow.compute")
 
 
 @dataclass(frozen=True)

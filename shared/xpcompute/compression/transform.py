@@ -29,13 +29,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from xpcompute.errors import ColumnTypeError, MissingColumnError
+from xpcompute.lazy import lazy
+
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
+else:  # loaded on first use: transforms are computed when a slice is compressed, not when one is fitted
+    pc = lazy("pyarrow.compute")
 
 F64 = NDArray[np.float64]
 

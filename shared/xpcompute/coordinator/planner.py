@@ -31,6 +31,7 @@ from xpcompute.coordinator.jobs import (
     slice_job_id,
     stage1_job_id,
 )
+from xpcompute.coordinator.stored import compression_of
 from xpcompute.errors import InputError, LimitError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
@@ -44,26 +45,6 @@ if TYPE_CHECKING:
 #: The user-by-day table's period and user columns, as stage 1 names them (``sql.stage1.DAY`` / ``USER``).
 DAY_COLUMN = "day"
 USER_COLUMN = "user_id"
-
-
-def compression_of(model: str) -> str:
-    """The compressed layout a model reads: ``moments``, ``distribution`` (rank, quantile), ``panel`` (dte) or
-    ``events`` (event_quantile: the slice's event histogram, from the metric's stage-1 events table)."""
-    from xpcompute.models.registry import model_class
-
-    kind = model_class(model).compression
-    return kind if kind in ("distribution", "panel", "events") else "moments"
-
-
-def fit_input(analysis_id: str, slice_id: str, metric: str, model: str) -> tuple[str, str]:
-    """The compressed table a fit reads, by its model's layout: ``(layout, key)``.
-
-    The fit function and the exported notebook both call this, so they read the same object.
-    """
-    layout = compression_of(model)
-    if layout == "moments":
-        return layout, keys.analysis_slice(analysis_id, slice_id)
-    return layout, keys.analysis_distribution(analysis_id, slice_id, metric, layout)
 
 
 def servable(model: str) -> bool:

@@ -19,17 +19,14 @@ now recomputes just those fits:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
 
 from xpcompute.coordinator.jobs import Job, JobKind, JobState
 from xpcompute.coordinator.scorecard import records_of
-from xpcompute.coordinator.slicing import note_healed
 from xpcompute.coordinator.state.base import StateStore
 from xpcompute.errors import ConflictError, CorruptObjectError, NotFoundError
-from xpcompute.records import ResultRecord
 from xpcompute.storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -76,39 +73,3 @@ def reopen_damaged(state: StateStore, store: ObjectStore, jobs: Iterable[Job], n
         except ConflictError:
             continue
     return reopened
-
-
-def decodes(data: bytes) -> bool:
-    """Whether ``data`` is a readable result object (a JSON list of records)."""
-    try:
-        raw = json.loads(data)
-        if not isinstance(raw, list):
-            return False
-        for r in raw:
-            ResultRecord.model_validate(r)
-    except (ValueError, TypeError):
-        return False
-    return True
-
-
-def store_result(store: ObjectStore, key: str, body: bytes) -> bool:
-    """Store a fit's records at ``key``: put-if-absent, and a damaged object found there is replaced whole.
-
-    Returns whether ``body`` was written. A valid object already at ``key`` (the same fit, delivered twice)
-    is kept; a damaged one is overwritten by one atomic put and reported (``note_healed``).
-    """
-    for _ in range(3):
-        if store.put_if_absent(key, body):
-            return True
-        try:
-            existing = store.get_bytes(key)
-        except NotFoundError:
-            continue  # removed between the two calls: put-if-absent again
-        if decodes(existing):
-            return False
-        log.warning("result object %s is damaged (%d bytes); replacing it with the recomputed records",
-                    key, len(existing))
-        store.put_bytes(key, body)
-        note_healed(key)
-        return True
-    return store.put_if_absent(key, body)

@@ -14,26 +14,37 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import cached_property
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from xpcompute.config import Settings
 from xpcompute.coordinator.dispatch.base import Dispatcher
+from xpcompute.coordinator.ledger import JobLedger, RetryPolicy
 from xpcompute.coordinator.messages import JobFinished, RunJob, Tick
-from xpcompute.coordinator.planner import Limits
-from xpcompute.coordinator.service import Coordinator, RetryPolicy
 from xpcompute.coordinator.state import open_state_store
 from xpcompute.coordinator.worker import Outcome, run_job
 from xpcompute.storage.objects import open_store
 
+if TYPE_CHECKING:
+    from xpcompute.coordinator.service import Coordinator
+
 log = logging.getLogger(__name__)
 
 
-def build_coordinator(settings: Settings, dispatcher: Dispatcher | None) -> Coordinator:
-    """A coordinator over the state and object stores the settings name."""
-    return Coordinator(
-        open_state_store(settings), open_store(settings.objects_root, endpoint_url=settings.s3_endpoint), dispatcher,
-        RetryPolicy.from_settings(settings), limits=Limits.from_settings(settings),
-    )
+def build_ledger(settings: Settings) -> JobLedger:
+    """The job ledger over the state and object stores the settings name (all a job function needs)."""
+    return JobLedger(open_state_store(settings), open_store(settings.objects_root, endpoint_url=settings.s3_endpoint),
+                     RetryPolicy.from_settings(settings))
+
+
+def build_coordinator(settings: Settings, dispatcher: Dispatcher | None, over: JobLedger | None = None) -> Coordinator:
+    """A coordinator over the state and object stores the settings name (those of ``over`` when given)."""
+    from xpcompute.coordinator.planner import Limits
+    from xpcompute.coordinator.service import Coordinator
+
+    base = over or build_ledger(settings)
+    return Coordinator(base.state, base.store, dispatcher, base.policy, limits=Limits.from_settings(settings))
 
 
 class EmbeddedRuntime:
@@ -127,18 +138,28 @@ class EmbeddedRuntime:
 
 
 class FunctionRuntime:
-    """The services behind the serverless functions (one instance per warm container)."""
+    """The services behind the serverless functions (one instance per warm container).
+
+    A job function uses only ``ledger`` (claim, complete, fail: ``worker.run_job``); the coordinator
+    function's ``coordinator`` (planning, fan-out, finalizing) is built on first use over the same stores,
+    so a slice or fit function never imports it.
+    """
 
     def __init__(self, settings: Settings, dispatcher: Dispatcher | None = None) -> None:
         from xpcompute.coordinator.dispatch import open_dispatcher
 
         self.settings = settings
         self.dispatcher = dispatcher or open_dispatcher(settings)
-        self.coordinator = build_coordinator(settings, self.dispatcher)
+        self.ledger = build_ledger(settings)
+
+    @cached_property
+    def coordinator(self) -> Coordinator:
+        """The whole state machine, over the ledger's stores (the coordinator function's and the API's)."""
+        return build_coordinator(self.settings, self.dispatcher, over=self.ledger)
 
     def run(self, message: RunJob, worker: str) -> Outcome:
         """Slice or fit function: run the job, then tell the coordinator (unless it was a duplicate)."""
-        outcome = run_job(self.coordinator, self.settings, message.job_id, worker)
+        outcome = run_job(self.ledger, self.settings, message.job_id, worker)
         if outcome.status != "skipped":
             self.dispatcher.submit([JobFinished(job_id=outcome.job_id, analysis_id=outcome.analysis_id)])
         return outcome

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.dispatch.base import Dispatcher
 from xpcompute.coordinator.jobs import (
@@ -34,7 +32,13 @@ from xpcompute.coordinator.jobs import (
     slice_job_id,
     stage1_job_id,
 )
-from xpcompute.coordinator.lru import LRU
+from xpcompute.coordinator.ledger import (
+    Clock,
+    JobLedger,
+    RegisteredExperiment,
+    RetryPolicy,
+    unregistered_message,
+)
 from xpcompute.coordinator.messages import RunJob
 from xpcompute.coordinator.planner import (
     Limits,
@@ -66,36 +70,9 @@ from xpcompute.records import ResultRecord
 from xpcompute.spec import FitSpec
 from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore, newest_modification
-from xpcompute.storage.versions import Version, VersionedDocuments, content_hash
+from xpcompute.storage.versions import content_hash
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], float]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Attempts, backoff and leases; from ``XPCOMPUTE_MAX_ATTEMPTS``, ``_BACKOFF_S``, ``_LEASE_S``, ``_STAGE1_LEASE_S`` ..."""
-
-    max_attempts: int = 3
-    backoff_s: float = 0.5
-    backoff_max_s: float = 30.0
-    lease_s: float = 120.0
-    redispatch_s: float = 60.0
-    stage1_lease_s: float = 3600.0
-    transient_retries: int = 6
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> RetryPolicy:
-        return cls(s.max_attempts, s.backoff_s, s.backoff_max_s, s.lease_s, s.redispatch_s, s.stage1_lease_s,
-                   s.transient_retries)
-
-    def lease(self, kind: JobKind) -> float:
-        """How long a worker may hold a job: stage 1 builds the whole table, so it gets its own, longer lease."""
-        return self.stage1_lease_s if kind == JobKind.STAGE1 else self.lease_s
-
-    def backoff(self, attempts: int) -> float:
-        """Delay before attempt ``attempts + 1``: doubling from ``backoff_s``, capped."""
-        return min(self.backoff_max_s, self.backoff_s * 2 ** max(attempts - 1, 0))
 
 
 @dataclass(frozen=True)
@@ -110,11 +87,12 @@ class AnalysisStatus:
     stage1: Job | None = None  # the stage-1 job, when this analysis had to (re)build the table
 
 
-class Coordinator:
+class Coordinator(JobLedger):
     """The state machine over a ``StateStore`` and an object store (``ObjectStore``).
 
-    ``dispatcher`` may be ``None`` for a caller that only reads or only runs
-    jobs (a function); then nothing is fanned out from this instance.
+    The job ledger (``ledger.JobLedger``: leases, outcomes, experiment versions) plus planning, fan-out,
+    advancing and finalizing. ``dispatcher`` may be ``None`` for a caller that only reads or only runs
+    jobs; then nothing is fanned out from this instance.
     """
 
     def __init__(
@@ -126,21 +104,9 @@ class Coordinator:
         clock: Clock = time.time,
         limits: Limits | None = None,
     ) -> None:
-        self.state = state
-        self.store = store
+        super().__init__(state, store, policy, clock)
         self.dispatcher = dispatcher
-        self.policy = policy or RetryPolicy()
         self.limits = limits or Limits()
-        self.clock = clock
-        #: parsed spec versions by (id, version, hash): a version's object never changes, so this cannot go stale
-        self._parsed: LRU[tuple[str, int, str], ExperimentSpec] = LRU(64)
-        self._parsed_lock = threading.Lock()
-
-    # ---- experiments --------------------------------------------------------
-    @property
-    def experiments(self) -> VersionedDocuments:
-        """Registered specs: immutable numbered versions in the object store (see ``storage.versions``)."""
-        return VersionedDocuments(self.store, keys.EXPERIMENTS)
 
     def register_experiment(self, experiment: ExperimentSpec) -> RegisteredExperiment:
         """Store ``experiment`` as its next version, or return the current one when the content is the same.
@@ -177,69 +143,6 @@ class Coordinator:
         _check_sources(experiment)
         return self.register_experiment(experiment)
 
-    def experiment_version(self, experiment_id: str, version: int | None = None) -> RegisteredExperiment | None:
-        """Version ``version`` of a registered experiment (default: the current one, read from the store now).
-
-        ``None`` when the experiment was never registered. The current version
-        is looked up on every call, so a re-registration is seen at once by
-        every server and function; only parsed versions (immutable) are cached.
-        """
-        keys.experiment_id(experiment_id)
-        if version is not None:
-            return self._registered(self.experiments.get(experiment_id, version), False)
-        latest = self.experiments.latest(experiment_id)
-        if latest is None:
-            latest = self._migrate_legacy(experiment_id)
-        return None if latest is None else self._registered(latest, False)
-
-    def experiment(self, experiment_id: str) -> ExperimentSpec | None:
-        """The current registered spec, or ``None`` for an experiment never registered (ad-hoc tables)."""
-        current = self.experiment_version(experiment_id)
-        return None if current is None else current.spec
-
-    def experiment_of(self, analysis: Analysis) -> ExperimentSpec | None:
-        """The spec version ``analysis`` was planned from (``None`` for an ad-hoc analysis), whatever is current."""
-        if analysis.experiment_version is None:
-            return None
-        found = self.experiment_version(analysis.experiment_id, analysis.experiment_version)
-        return None if found is None else found.spec
-
-    def list_experiments(self) -> list[RegisteredExperiment]:
-        """The current version of every registered experiment, by id."""
-        out = []
-        for name in self.experiments.names():
-            found = self.experiment_version(name)
-            if found is not None:
-                out.append(found)
-        return out
-
-    def experiment_versions(self, experiment_id: str) -> list[RegisteredExperiment]:
-        """Every version of one experiment, oldest first; ``NotFoundError`` if it was never registered."""
-        if self.experiment_version(experiment_id) is None:
-            raise NotFoundError(_unregistered(experiment_id))
-        return [self._registered(v, False) for v in self.experiments.versions(experiment_id)]
-
-    def _registered(self, stored: Version, created: bool) -> RegisteredExperiment:
-        key = (stored.name, stored.version, stored.hash)
-        with self._parsed_lock:
-            spec = self._parsed.get(key)
-        if spec is None:
-            spec = ExperimentSpec.parse(stored.document, origin=f"experiment {stored.name!r} version {stored.version}")
-            with self._parsed_lock:
-                self._parsed.put(key, spec)
-        return RegisteredExperiment(stored.name, stored.version, stored.hash, stored.created_at, spec, created)
-
-    def _migrate_legacy(self, experiment_id: str) -> Version | None:
-        """A spec registered before versions existed (``experiment.json``) becomes version 1 on first read."""
-        try:
-            raw = json.loads(self.store.get_bytes(keys.experiment_spec(experiment_id)))
-        except NotFoundError:
-            return None
-        spec = ExperimentSpec.parse(raw, origin=f"experiment {experiment_id} ({keys.experiment_spec(experiment_id)})")
-        stored, _ = self.experiments.put(experiment_id, spec.canonical())
-        return stored
-
-    # ---- stage 1: is the analysis table up to date? ------------------------------
     def stage1_reason(self, experiment: ExperimentSpec, refresh: bool = False) -> str | None:
         """Why the experiment's analysis table must be (re)built before slicing, or ``None`` when it is current.
 
@@ -351,7 +254,7 @@ class Coordinator:
         check_request_limits(experiment_id, spec, self.limits)
         reason: str | None = None
         if experiment is None and spec.table is None and not self._published(keys.analysis_table(experiment_id)):
-            raise NotFoundError(_unregistered(experiment_id))
+            raise NotFoundError(unregistered_message(experiment_id))
         if experiment is not None and spec.table is None:
             reason = self.stage1_reason(experiment, spec.refresh)
             if reason is not None:
@@ -472,84 +375,6 @@ class Coordinator:
             except ConflictError:
                 continue
         raise ConflictError(f"analysis {analysis_id} is being updated too often to re-open; retry the request")
-
-    # ---- the worker side: lease, complete, fail -----------------------------------
-    def claim(self, job_id: str, worker: str) -> Job | None:
-        """Lease a due PENDING job to ``worker``; ``None`` when it is not claimable (done, running, waiting)."""
-        try:
-            job = self.state.get_job(job_id)
-        except NotFoundError:
-            return None
-        if job.state != JobState.PENDING or job.due_at is None:
-            return None
-        now = self.clock()
-        leased = replace(
-            job, state=JobState.RUNNING, attempts=job.attempts + 1, started_at=now, updated_at=now,
-            lease_expires_at=now + self.policy.lease(job.kind), worker=worker,
-        )
-        try:
-            return self.state.update_job(leased, JobState.PENDING, job.version)
-        except ConflictError:
-            return None
-
-    def complete(self, job: Job, output: dict[str, object] | None = None) -> bool:
-        """RUNNING -> SUCCEEDED for the lease holder; ``False`` if the lease was lost (the result is identical)."""
-        now = self.clock()
-        done = replace(
-            job, state=JobState.SUCCEEDED, finished_at=now, updated_at=now, lease_expires_at=None,
-            due_at=None, output=dict(output or {}),
-        )
-        try:
-            self.state.update_job(done, JobState.RUNNING, job.version)
-        except ConflictError:
-            return False
-        return True
-
-    def fail(self, job: Job, error: str, retryable: bool = True, transient: bool = False) -> Job | None:
-        """Record a failure: back to PENDING after a backoff while attempts remain, else FAILED with the reason.
-
-        ``transient`` (the attempt failed on the object or state store, not on the job's own work) allows
-        ``transient_retries`` more attempts, so a store outage of a minute or so delays jobs instead of
-        failing the analysis.
-        """
-        now = self.clock()
-        errors = [*job.errors, error][-10:]
-        allowed = job.max_attempts + (self.policy.transient_retries if transient else 0)
-        if retryable and job.attempts < allowed:
-            new = replace(
-                job, state=JobState.PENDING, updated_at=now, lease_expires_at=None, worker=None,
-                due_at=now + self.policy.backoff(job.attempts), dispatched_at=None, last_error=error, errors=errors,
-            )
-        else:
-            reason = error if not retryable else f"{error} (gave up after {job.attempts} attempts)"
-            new = replace(
-                job, state=JobState.FAILED, updated_at=now, finished_at=now, lease_expires_at=None,
-                due_at=None, last_error=reason, errors=errors,
-            )
-        try:
-            return self.state.update_job(new, JobState.RUNNING, job.version)
-        except ConflictError:
-            return None
-
-    def abandon(self, job_id: str, worker: str, reason: str) -> Job | None:
-        """A worker died holding ``job_id``: fail its attempt now instead of waiting for the lease to run out."""
-        try:
-            job = self.state.get_job(job_id)
-        except NotFoundError:
-            return None
-        if job.state != JobState.RUNNING or job.worker != worker:
-            return None
-        return self.fail(job, reason, retryable=True)
-
-    def reclaim_expired(self) -> list[Job]:
-        """Take back RUNNING jobs whose lease ran out (a worker died or hangs) and retry them."""
-        out: list[Job] = []
-        for job in self.state.expired_jobs(self.clock()):
-            new = self.fail(job, f"lease of {self.policy.lease(job.kind):g}s expired on worker {job.worker} "
-                                 f"(attempt {job.attempts})", retryable=True)
-            if new is not None:
-                out.append(new)
-        return out
 
     # ---- fan-out --------------------------------------------------------------
     def dispatch_due(self, limit: int = 10_000) -> int:
@@ -793,27 +618,6 @@ class Coordinator:
         return replace(card, records=records, inference=summary.to_json_dict())
 
 
-@dataclass(frozen=True)
-class RegisteredExperiment:
-    """One version of a registered experiment: what ``PUT``/``GET /experiments/{id}`` return.
-
-    ``created`` is true when a registration stored a new version (false when
-    the same content was already the current version).
-    """
-
-    experiment_id: str
-    version: int
-    spec_hash: str
-    created_at: str
-    spec: ExperimentSpec
-    created: bool = False
-
-    def to_json_dict(self) -> dict[str, object]:
-        """Everything but the spec itself (what the CLI prints after ``experiment register``)."""
-        return {"experiment_id": self.experiment_id, "version": self.version, "spec_hash": self.spec_hash,
-                "created_at": self.created_at, "created": self.created}
-
-
 def resolve_inference(spec: AnalysisSpec, experiment: ExperimentSpec | None) -> AnalysisSpec:
     """The request with its inference settings resolved: its own override, else the experiment's ``inference:``
     block, else fixed horizon (an ad-hoc table). Stored resolved, so the analysis is reproducible whatever the
@@ -846,14 +650,6 @@ def table_spec_hash(manifest: dict[str, object]) -> str | None:
             return None
     value = manifest.get("spec_hash")
     return value if isinstance(value, str) else None
-
-
-def _unregistered(experiment_id: str) -> str:
-    return (
-        f"experiment {experiment_id!r} is not registered: PUT /experiments/{experiment_id} with its spec first "
-        "(stage 1 then builds its analysis table with the first analysis), or give 'table' to analyse a "
-        "published analysis table ad hoc"
-    )
 
 
 def _used_sources(experiment: ExperimentSpec) -> list[str]:

@@ -37,10 +37,8 @@ always compressed from the rows.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -48,7 +46,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from xpcompute.compression.distribution import at_most_distinct, compress_values, fit_keys, value_column
 from xpcompute.compression.encode import is_categorical, numeric_column, require_columns
@@ -56,6 +53,7 @@ from xpcompute.compression.lossless import compress_moments
 from xpcompute.compression.schema import COUNT_COLUMN, CompressedLayout, CompressedTable
 from xpcompute.compression.transform import ColumnTransform, cached_transforms
 from xpcompute.coordinator.lru import LRU
+from xpcompute.coordinator.stored import decode_derived, encode_derived, note_healed
 from xpcompute.errors import CorruptObjectError, InputError, MissingValuesError, NotFoundError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.lazy import lazy
@@ -263,54 +261,6 @@ def _cube(
 
 
 log = logging.getLogger(__name__)
-_HEALED = threading.local()
-
-
-def encode_derived(compressed: CompressedTable) -> bytes:
-    """A compressed slice, artifact or cube as Parquet (zstd, as ``compression.io``) with a CRC32 per page.
-
-    Why the checksums: without them most damage to a data page still decodes, into wrong sums that no fit
-    can tell from right ones (a single flipped bit went unnoticed in about 9 of 10 positions tried); with
-    them ``decode_derived`` detects it and the object is recomputed.
-    """
-    sink = io.BytesIO()
-    pq.write_table(compressed.with_metadata(), sink, compression="zstd", write_page_checksum=True)
-    return sink.getvalue()
-
-
-def decode_derived(store: ObjectStore, key: str) -> CompressedTable:
-    """Read and decode a stored compressed table, verifying its page checksums (``encode_derived``; objects
-    written without them are read as before); ``CorruptObjectError`` naming ``key`` when the bytes are damaged.
-
-    Why: a truncated or damaged slice or cube otherwise fails every job that reads it ("Unexpected end of
-    stream") on every retry, or worse, decodes into wrong numbers; as a typed error, the reader can recompute
-    it from the analysis table instead. ``NotFoundError`` (nothing stored) passes through.
-    """
-    raw = store.get_bytes(key)
-    try:
-        # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which costs a fit's cold start
-        # ~0.1 s of imports (pandas among them) to read one in-memory file
-        reader = pq.ParquetFile(pa.BufferReader(raw), page_checksum_verification=True)
-        return CompressedTable.from_arrow(reader.read())
-    except Exception as exc:
-        raise CorruptObjectError(
-            f"stored object {key!r} ({len(raw)} bytes) is damaged and cannot be decoded: {type(exc).__name__}: "
-            f"{str(exc)[:300]}"
-        ) from exc
-
-
-def note_healed(key: str) -> None:
-    """Record that this thread's job recomputed the damaged object at ``key`` (``take_healed`` reports it)."""
-    healed: list[str] = getattr(_HEALED, "keys", [])
-    healed.append(key)
-    _HEALED.keys = healed
-
-
-def take_healed() -> list[str]:
-    """The keys this thread's job recomputed since the last call (for the job's output and the log)."""
-    healed: list[str] = getattr(_HEALED, "keys", [])
-    _HEALED.keys = []
-    return healed
 
 
 #: cubes this (warm) worker decoded or found not to apply (``None``), by key: a stored cube never changes

@@ -1,7 +1,7 @@
 """Segment discovery on compressed data: heterogeneity tests per dimension and an honest causal tree.
 
 ``cube``: the segment cube (moments by cell x dimensions x a hashed half of the units);
-``discovery``: the tests, the tree and the false-discovery control; ``service``: an analysis's segments.
+``discovery``: the tests, the tree and the false-discovery control; ``report``: what it reports; ``service``: an analysis's segments.
 """
 
 from __future__ import annotations
@@ -10,21 +10,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from xpcompute.segments.cube import HALF_COLUMN, HALF_RULE, build_cube, half_sql, segment_cube
-    from xpcompute.segments.discovery import (
+    from xpcompute.segments.cube import HALF_COLUMN, build_cube, half_sql, segment_cube
+    from xpcompute.segments.discovery import discover
+    from xpcompute.segments.report import (
+        HALF_RULE,
         HeterogeneityTest,
         Segment,
         SegmentReport,
         SegmentSettings,
-        discover,
     )
 
 #: name -> submodule; resolved on first use, so importing ``xpcompute.segments.view`` (the page) or the
 #: package does not load sqlglot and DuckDB (``cube``) for a process that never builds a cube
 _WHERE = {
-    "HALF_COLUMN": "cube", "HALF_RULE": "cube", "build_cube": "cube", "half_sql": "cube", "segment_cube": "cube",
-    "HeterogeneityTest": "discovery", "Segment": "discovery", "SegmentReport": "discovery",
-    "SegmentSettings": "discovery", "discover": "discovery",
+    "HALF_COLUMN": "cube", "HALF_RULE": "report", "build_cube": "cube", "half_sql": "cube", "segment_cube": "cube",
+    "HeterogeneityTest": "report", "Segment": "report", "SegmentReport": "report",
+    "SegmentSettings": "report", "discover": "discovery",
 }
 
 

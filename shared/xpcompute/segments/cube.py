@@ -31,6 +31,7 @@ from xpcompute.compression.schema import CompressedTable
 from xpcompute.compression.transform import ColumnTransform
 from xpcompute.errors import MissingColumnError
 from xpcompute.lazy import lazy
+from xpcompute.segments.report import HALF_RULE
 from xpcompute.storage.objects import ObjectStore
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ else:  # sqlglot loads when the cube's SQL is composed: the api (which reads seg
 
 #: the cube key that holds each unit's half (0: the split half, 1: the estimation half)
 HALF_COLUMN = "_half"
-#: the rule, as the API and the page state it
-HALF_RULE = "half = lowest bit of MD5(unit id as text): 1 if the last hex digit of the digest is odd, else 0"
 _ODD = ("1", "3", "5", "7", "9", "b", "d", "f")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from xpcompute.segments.discovery import SegmentReport
+from xpcompute.segments.report import SegmentReport
 from xpcompute.templates import render
 
 

@@ -1,0 +1,224 @@
+"""The jobs that build tables: stage 1 (the experiment's analysis table) and a slice (its compressed tables).
+
+``worker.run_job`` runs them; they live apart from the fit so that the fit function, which runs neither,
+does not import the slicing engine (DuckDB/Arrow slicing, n-tile and panel compression, Parquet scans).
+The slice function's handler imports this module at start, so its first job does not pay for it either.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from xpcompute.config import Settings
+from xpcompute.coordinator.analysis_spec import AnalysisSpec
+from xpcompute.coordinator.jobs import Job, JobState
+from xpcompute.coordinator.ledger import JobLedger
+from xpcompute.coordinator.planner import compression_of, fit_specs
+from xpcompute.coordinator.slicing import (
+    SliceTask,
+    cell_counts,
+    compute_artifacts,
+    compute_slice,
+    moments_specs,
+)
+from xpcompute.coordinator.stored import encode_derived
+from xpcompute.errors import InputError, NotFoundError
+from xpcompute.experiment import ExperimentSpec
+from xpcompute.pipeline.slices import SliceFilter
+from xpcompute.pipeline.tables import PublishedTable
+from xpcompute.storage import keys
+
+
+def run_slice(
+    coordinator: JobLedger, settings: Settings, job: Job, replace_key: str | None = None
+) -> dict[str, object]:
+    """Stage 2 for one slice: compress it and store the compressed tables its fits read.
+
+    The moments table goes to the job's ``result_key``; metrics with rank or
+    quantile fits get an n-tile table and metrics with ``dte`` fits a user-by-day
+    panel, each at ``keys.analysis_distribution``. Every write is put-if-absent at
+    a key fixed by the job, so a repeated delivery stores nothing new. A data
+    problem with one metric's extra table is recorded in the output
+    (``artifact_errors``) and fails only the fits that read it.
+
+    ``replace_key``: the one object to write over (it was found damaged; see ``heal_input``).
+    """
+
+    def put(key: str, data: bytes) -> None:
+        if key == replace_key:
+            coordinator.store.put_bytes(key, data)
+        else:
+            coordinator.store.put_if_absent(key, data)
+
+    analysis = coordinator.state.get_analysis(job.analysis_id)
+    spec = AnalysisSpec.model_validate(analysis.request)
+    experiment = coordinator.experiment_of(analysis)
+    specs = fit_specs(spec, experiment)
+    table_key = spec.table or keys.analysis_table(analysis.experiment_id)
+    if experiment is not None and spec.table is None:
+        _check_table_version(coordinator, table_key, experiment, analysis.experiment_version)
+    task = SliceTask(
+        experiment_id=analysis.experiment_id,
+        table_prefix=table_key,
+        slice=SliceFilter.model_validate(job.slice),
+        specs=moments_specs(specs, spec.metrics),
+        treatment=spec.treatment,
+        experiment=experiment,
+        engine=spec.engine or settings.slice_engine,
+    )
+    compressed = compute_slice(task, coordinator.store, job.analysis_id)
+    # moments from the cube: the distribution tables may come from cubes too (see compute_artifacts)
+    cube_rows = compressed.layout.n_rows if compressed.layout.extra.get("cube") else None
+    artifacts: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    sources = {"distribution": table_key, "panel": keys.user_day_table(analysis.experiment_id)}
+    for layout, source in sources.items():
+        tables, failed = compute_artifacts(task, coordinator.store, specs, layout, source, job.analysis_id, cube_rows)
+        for metric, table in tables.items():
+            key = keys.analysis_distribution(job.analysis_id, job.slice_id, metric, layout)
+            put(key, encode_derived(table))
+            artifacts[f"{metric}.{layout}"] = key
+        errors.update({f"{metric}.{layout}": reason for metric, reason in failed.items()})
+    if any(compression_of(s.model) == "events" for s in specs):  # event-level quantiles (pipeline/events.py)
+        from xpcompute.pipeline.events import event_artifacts
+
+        tables, failed = event_artifacts(experiment, coordinator.store, specs, task.slice)
+        for metric, table in tables.items():
+            key = keys.analysis_distribution(job.analysis_id, job.slice_id, metric, "events")
+            put(key, encode_derived(table))
+            artifacts[f"{metric}.events"] = key
+        errors.update({f"{metric}.events": reason for metric, reason in failed.items()})
+    assert job.result_key is not None
+    put(job.result_key, encode_derived(compressed))
+    output: dict[str, object] = {
+        "cell_counts": cell_counts(compressed, spec.treatment),
+        "groups": compressed.n_groups,
+        "rows": compressed.layout.n_rows,
+    }
+    if artifacts:
+        output["artifacts"] = artifacts
+    if errors:
+        output["artifact_errors"] = errors
+    return output
+
+
+#: How often a stage-1 job waiting for another one's build looks again (seconds).
+STAGE1_POLL_S = 1.0
+
+
+def run_stage1_job(coordinator: JobLedger, settings: Settings, job: Job) -> dict[str, object]:
+    """Stage 1 for the experiment version the analysis was planned from: sources -> the published analysis table.
+
+    The engine is ``XPCOMPUTE_STAGE1_ENGINE``: DuckDB in this process (the
+    default), a Spark session, a Spark application (``spark-submit``), or the
+    same application as an EMR Serverless job run (``emr-serverless``). The
+    table's manifest holds the spec it was built from, which is what later
+    analyses compare (``Coordinator.stage1_reason``).
+
+    One build per experiment at a time: the job holds a claim object
+    (put-if-absent) while it builds, because two builds publishing the same
+    table would each collect the other's files from under its readers. A job
+    that finds the claim taken waits for it, then uses the table the other
+    job published when it was built from the same spec content after this
+    analysis was created (a refresh included).
+    """
+    analysis = coordinator.state.get_analysis(job.analysis_id)
+    experiment = coordinator.experiment_of(analysis)
+    if experiment is None:
+        raise InputError(f"analysis {analysis.analysis_id} has no registered experiment version to build stage 1 "
+                         f"from; PUT /experiments/{analysis.experiment_id} and submit a new analysis")
+    from xpcompute.coordinator.service import spec_hash
+
+    digest = spec_hash(experiment)
+    out: dict[str, object] = {"experiment_version": analysis.experiment_version, "spec_hash": digest,
+                              "engine": settings.stage1_engine}
+    claim = keys.stage1_claim(experiment.id)
+    _take_claim(coordinator, claim, job, settings.stage1_lease_s)
+    try:
+        reused = _current_table(coordinator, experiment.id, digest, analysis.created_at)
+        if reused is not None:
+            return {**out, "rows": reused.num_rows, "run": reused.run_id, "reused": True}
+        if settings.stage1_engine == "duckdb":
+            from xpcompute.pipeline.stage1 import run_stage1
+
+            table = run_stage1(experiment, coordinator.store, engine="duckdb").analysis
+        else:
+            from xpcompute.pipeline.spark_submit import run_stage1_configured
+
+            table = run_stage1_configured(experiment, coordinator.store.uri, settings)
+    finally:
+        coordinator.store.delete(claim)
+    return {**out, "rows": table.num_rows, "run": table.run_id, "reused": False}
+
+
+def _take_claim(coordinator: JobLedger, claim: str, job: Job, stale_s: float) -> None:
+    """Create the claim object, waiting while another live job holds it.
+
+    A claim is dead when its holder's job is no longer RUNNING under a live
+    lease (it finished, failed, or its worker died and the lease ran out), when
+    it is this job's own from an earlier attempt, or, for a holder the state
+    store does not know, when it is older than ``stale_s``.
+    """
+    body = json.dumps({"job_id": job.job_id, "started_at": time.time()}).encode()
+    while not coordinator.store.put_if_absent(claim, body):
+        try:
+            held = json.loads(coordinator.store.get_bytes(claim))
+        except NotFoundError:
+            continue
+        except ValueError:
+            held = {}
+        if not _claim_alive(coordinator, held, job, stale_s):
+            coordinator.store.delete(claim)
+            continue
+        time.sleep(STAGE1_POLL_S)
+
+
+def _claim_alive(coordinator: JobLedger, held: dict[str, object], job: Job, stale_s: float) -> bool:
+    holder_id = str(held.get("job_id") or "")
+    if holder_id == job.job_id:
+        return False
+    try:
+        holder = coordinator.state.get_job(holder_id)
+    except NotFoundError:
+        started = held.get("started_at")
+        return isinstance(started, int | float) and time.time() - float(started) <= stale_s
+    return holder.state == JobState.RUNNING and (holder.lease_expires_at or 0.0) > coordinator.clock()
+
+
+def _current_table(coordinator: JobLedger, experiment_id: str, digest: str, since: float) -> PublishedTable | None:
+    """The published analysis table if it was built from spec content ``digest`` after ``since`` (Unix seconds)."""
+    from datetime import datetime
+
+    from xpcompute.coordinator.service import table_spec_hash
+    from xpcompute.pipeline.tables import open_table
+
+    try:
+        table = open_table(keys.analysis_table(experiment_id), coordinator.store)
+    except NotFoundError:
+        return None
+    try:
+        built_at = datetime.fromisoformat(str(table.manifest.get("created_at"))).timestamp()
+    except ValueError:
+        return None
+    return table if table_spec_hash(table.manifest) == digest and built_at >= since else None
+
+
+def _check_table_version(
+    coordinator: JobLedger, table_key: str, experiment: ExperimentSpec, version: int | None
+) -> None:
+    """Refuse to slice a table built from another version of the spec than the analysis was planned from.
+
+    Why: the experiment's table has one key; if a later registration's
+    analysis rebuilt it while this one was queued, its slices would silently
+    mix two definitions of the metrics (or windows). Failing says so instead.
+    """
+    from xpcompute.coordinator.service import spec_hash, table_spec_hash
+    from xpcompute.pipeline.tables import open_table
+
+    manifest = open_table(table_key, coordinator.store).manifest
+    if table_spec_hash(manifest) != spec_hash(experiment):
+        raise InputError(
+            f"the analysis table of experiment {experiment.id!r} was rebuilt from another version of its spec after "
+            f"this analysis (version {version}) was planned; submit a new analysis to analyse the current table"
+        )

@@ -40,6 +40,8 @@ RUN pip install --no-cache-dir --no-deps --target "${LAMBDA_TASK_ROOT}" /tmp/whe
     && rm -r /tmp/wheelhouse \
     && PYTHONPATH="${LAMBDA_TASK_ROOT}" python -c "import xpcompute._core, xpcompute.api.app, xpcompute.coordinator.events"
 COPY functions/ ${LAMBDA_TASK_ROOT}/functions/
+# bytecode now: Lambda's file system is read-only, so an uncompiled handler would be compiled on every cold start
+RUN python -m compileall -q "${LAMBDA_TASK_ROOT}/functions"
 ENV XPCOMPUTE_MODE=serverless
 # serverless.yml sets the command per function; this default is the API
 CMD ["functions/api/handler.handler"]

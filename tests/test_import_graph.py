@@ -9,6 +9,13 @@ where a page or report is rendered, pyspark only for Spark, boto3 only when a
 client is built. Each handler is imported in a fresh interpreter, as Lambda
 does; and a whole first fit runs through the fit handler in one, to hold the
 fit path itself to the same rule (``benchmarks/bench_coldstart.py`` times it).
+
+The job functions load only their own work: a fit neither plans nor slices nor
+finalizes (``coordinator.ledger`` holds what a job needs of the coordinator),
+the coordinator function loads numpy and pyarrow only when it finalizes, and
+the API only in the requests that compute. The other way round, each job
+function loads what its work runs in its init phase (``worker.preload``), so
+that its first job does not pay for it instead.
 """
 
 from __future__ import annotations
@@ -24,14 +31,21 @@ ROOT = Path(__file__).resolve().parents[1]
 NEVER_IN_JOBS = ("pandas", "scipy", "plotly", "fastapi", "starlette", "pyspark", "nbformat", "jinja2", "rich",
                  "sqlglot", "yaml", "duckdb", "boto3", "pyarrow.dataset", "xpcompute.segments")
 NEVER_IN_API = ("pandas", "scipy", "pyspark", "nbformat", "nbclient", "plotly", "rich", "duckdb", "pyarrow.dataset",
-                "jinja2", "sqlglot")
+                "jinja2", "sqlglot", "numpy", "pyarrow", "xpcompute.segments.discovery")
+#: the coordinator's planning, slicing and finalizing, which no fit runs
+COORDINATION = ("xpcompute.coordinator.service", "xpcompute.coordinator.planner", "xpcompute.coordinator.slicing",
+                "xpcompute.coordinator.table_jobs", "xpcompute.coordinator.scorecard", "xpcompute.experiment")
 #: what a fit (read a compressed slice, fit a ttest, store its records) must never load, handler import included;
 #: pandas is not listed: pyarrow imports it on its first conversion of Python values where it is installed (the
 #: Lambda image has none)
 NEVER_IN_A_FIT = ("scipy", "sqlglot", "yaml", "duckdb", "plotly", "jinja2", "rich", "fastapi", "pyspark",
-                  "pyarrow.dataset", "xpcompute.segments", "xpcompute.sql")
+                  "pyarrow.dataset", "xpcompute.segments", "xpcompute.sql", *COORDINATION)
 
-CASES = {"fit": NEVER_IN_JOBS, "slice": NEVER_IN_JOBS, "coordinator": NEVER_IN_JOBS, "api": NEVER_IN_API}
+CASES = {"fit": NEVER_IN_JOBS + COORDINATION, "slice": NEVER_IN_JOBS,
+         "coordinator": (*NEVER_IN_JOBS, "numpy", "pyarrow", "xpcompute.coordinator.table_jobs"), "api": NEVER_IN_API}
+#: what each job function's handler must load at import: the work it runs (``worker.FUNCTION_MODULES``)
+PRELOADED = {"fit": ("xpcompute.models", "numpy", "pyarrow"), "slice": ("xpcompute.coordinator.table_jobs",),
+             "coordinator": ("xpcompute.coordinator.service",), "api": ("xpcompute.api.app",)}
 
 
 @pytest.mark.parametrize("handler", sorted(CASES))
@@ -46,6 +60,8 @@ def test_handler_import_loads_only_what_it_uses(handler: str) -> None:
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     unwanted = sorted(m for m in CASES[handler] if m in loaded)
     assert not unwanted, f"importing functions/{handler}/handler.py loads {unwanted}; import them where they are used"
+    missing = sorted(m for m in PRELOADED[handler] if m not in loaded)
+    assert not missing, f"functions/{handler}/handler.py leaves {missing} to its first call: load them at import"
 
 
 FIRST_FIT = """

@@ -12,13 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Literal, get_args
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Literal, get_args
 
 from xpcompute.errors import InputError
+from xpcompute.lazy import lazy
 from xpcompute.records import ResultRecord
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+else:  # loaded on first use: the API imports this module for its types, and most of its requests compute nothing
+    np = lazy("numpy")
 
 Correction = Literal["bh", "holm", "hochberg", "bonferroni", "sidak", "holm-sidak", "none"]
 """Benjamini-Hochberg (FDR); Holm, Hochberg, Bonferroni, Sidak, Holm-Sidak (family-wise); or none."""

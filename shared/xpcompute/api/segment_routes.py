@@ -13,7 +13,6 @@ from fastapi import Depends, FastAPI, Query
 
 from xpcompute.coordinator.service import Coordinator
 from xpcompute.segments.report import SegmentReport, SegmentSettings
-from xpcompute.segments.service import analysis_segments
 
 
 def add_segment_routes(
@@ -36,4 +35,8 @@ def add_segment_routes(
         /analyses/{id}/slices."""
         alpha = float(coord.state.get_analysis(analysis_id).request.get("alpha", 0.05))
         settings = SegmentSettings(max_depth=max_depth, min_units=min_units, alpha=alpha, fdr=alpha)
+        from xpcompute.segments.service import (
+            analysis_segments,  # the cube and discovery: only this route's work
+        )
+
         return analysis_segments(coord, analysis_id, settings)

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import (
     PRIORITY_PRECOMPUTED,
@@ -34,13 +32,18 @@ from xpcompute.coordinator.jobs import (
 from xpcompute.coordinator.stored import compression_of
 from xpcompute.errors import InputError, LimitError
 from xpcompute.experiment import ExperimentSpec
+from xpcompute.lazy import lazy
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.spec import CompressSpec, FitSpec
 from xpcompute.storage import keys
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from xpcompute.config import Settings
     from xpcompute.pipeline.tables import PublishedTable
+else:  # loaded on first use: the API imports this module for its types, and most of its requests compute nothing
+    pa = lazy("pyarrow")
 
 #: The user-by-day table's period and user columns, as stage 1 names them (``sql.stage1.DAY`` / ``USER``).
 DAY_COLUMN = "day"

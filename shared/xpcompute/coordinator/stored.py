@@ -17,15 +17,22 @@ import io
 import json
 import logging
 import threading
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from xpcompute.compression.schema import CompressedTable
 from xpcompute.errors import CorruptObjectError, NotFoundError
+from xpcompute.lazy import lazy
 from xpcompute.records import ResultRecord
 from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xpcompute.compression.schema import CompressedTable
+else:  # loaded on first use: the API imports this module for its types, and most of its requests compute nothing
+    pa = lazy("pyarrow")
+    pq = lazy("pyarrow.parquet")
 
 log = logging.getLogger(__name__)
 _HEALED = threading.local()
@@ -76,6 +83,10 @@ def decode_derived(store: ObjectStore, key: str) -> CompressedTable:
         # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which costs a fit's cold start
         # ~0.1 s of imports (pandas among them) to read one in-memory file
         reader = pq.ParquetFile(pa.BufferReader(raw), page_checksum_verification=True)
+        from xpcompute.compression.schema import (
+            CompressedTable,  # the API imports this module and decodes nothing
+        )
+
         return CompressedTable.from_arrow(reader.read())
     except Exception as exc:
         raise CorruptObjectError(

@@ -27,9 +27,8 @@ import json
 import logging
 import traceback
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from xpcompute.compression.schema import CompressedTable
 from xpcompute.config import Settings
 from xpcompute.coordinator.jobs import Job, JobKind, JobState
 from xpcompute.coordinator.ledger import JobLedger
@@ -37,6 +36,9 @@ from xpcompute.coordinator.lru import LRU
 from xpcompute.coordinator.stored import decode_derived, fit_input, note_healed, store_result, take_healed
 from xpcompute.errors import CorruptObjectError, InputError, NotFoundError, StorageError, XPError
 from xpcompute.spec import FitSpec
+
+if TYPE_CHECKING:  # the API imports this module (through the runtime) and decodes nothing
+    from xpcompute.compression.schema import CompressedTable
 
 Status = Literal["succeeded", "retrying", "failed", "skipped", "lost"]
 log = logging.getLogger(__name__)

@@ -29,8 +29,6 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 from xpcompute.errors import ColumnTypeError, InputError, UnsafeIdentifierError
@@ -38,12 +36,17 @@ from xpcompute.lazy import lazy
 from xpcompute.metrics.base import IDENTIFIER, lit
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
     from sqlglot import exp
 
     from xpcompute.experiment import ExperimentSpec
-else:  # loaded on first use: validating a filter needs neither sqlglot (SQL) nor pyarrow.compute (masks)
+else:  # loaded on first use: validating a filter needs neither sqlglot (SQL) nor numpy and pyarrow (masks), and
+    # the API imports this module for its types, where most requests compute nothing
     exp = lazy("sqlglot", "exp")
+    np = lazy("numpy")
+    pa = lazy("pyarrow")
     pc = lazy("pyarrow.compute")
 
 Scalar = StrictStr | StrictInt | StrictBool

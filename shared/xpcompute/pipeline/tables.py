@@ -20,20 +20,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
-
 from xpcompute.errors import InputError, NotFoundError
+from xpcompute.lazy import lazy
 from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore, join_key, new_token, split_uri, storage_errors
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+else:  # loaded on first use: the API imports this module for its types, and most of its requests compute nothing
+    pa = lazy("pyarrow")
+    pafs = lazy("pyarrow.fs")
+    pq = lazy("pyarrow.parquet")
 
 if TYPE_CHECKING:  # pyarrow.dataset imports pandas: only the paths that scan a table load it
     import pyarrow.dataset as ds
 
 MANIFEST_FORMAT = "xpcompute.table/1"
 
-Writer = Callable[[pafs.FileSystem, str], pa.Schema]
+Writer = Callable[["pafs.FileSystem", str], "pa.Schema"]
 """Writes Parquet files into a fresh directory (filesystem, path) and returns their Arrow schema."""
 
 

@@ -22,12 +22,16 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
-import pyarrow.fs as pafs
-
 from xpcompute.errors import InputError, NotFoundError, StorageError
+from xpcompute.lazy import lazy
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+else:  # loaded on first use: the API imports this module for its types, and most of its requests compute nothing
+    pafs = lazy("pyarrow.fs")
 
 ENDPOINT_ENV = "XPCOMPUTE_S3_ENDPOINT"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

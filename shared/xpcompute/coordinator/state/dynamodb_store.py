@@ -2,11 +2,27 @@
 
 Single-table layout: an analysis is ``pk=A#<analysis_id>, sk=A``; its jobs
 share the partition with ``sk=J#<job_id>``, so listing an analysis's jobs is
-one Query. A sparse global secondary index ``by_state`` (``st``, ``due``)
+one Query. A sparse global secondary index ``by_state_keys`` (``st``, ``due``)
 holds only what the coordinator polls: ready PENDING jobs per priority
 (``due`` = due_at, the next dispatch time), RUNNING jobs (``due`` = lease expiry) and analyses by
 state. The record itself is a JSON ``body`` attribute, so adding a field needs
 no migration.
+
+The index projects the keys only (``KEYS_ONLY``: ``pk``, ``sk``, ``st``, ``due``). A query is charged by the
+size of the index entries it reads, whatever its ``ProjectionExpression`` says, so an index projecting ``ALL``
+charged the due-jobs query for whole job items (about 1 KB each) when it needs about 90 bytes of keys. Every
+index query reads keys, and whatever needs the record reads it from the table by key (``BatchGetItem``,
+consistent: the index is eventually consistent, so the table's copy decides the state anyway): ``due_jobs``
+reads the ``limit`` jobs it chose, ``expired_jobs`` the ``limit`` expired ones, ``list_analyses(state)`` the
+analyses. Nothing needs a non-key attribute from the index, so ``INCLUDE`` would only add bytes.
+
+Migrating a deployed table (the index was ``by_state``, projecting ``ALL``): a GSI's projection cannot be
+changed in place, and DynamoDB creates or deletes one GSI per table update. So ``serverless.yml`` keeps
+``by_state`` beside the new ``by_state_keys`` for one deploy: CloudFormation adds and backfills
+``by_state_keys`` before it updates the IAM role that names it and the functions that depend on that role,
+and this code reads only the new index. Once that deploy is done, delete the ``by_state`` entry from
+``serverless.yml`` and deploy again (CloudFormation drops the old index; until then every job write also
+writes its whole item to ``by_state``).
 
 Per-analysis job counters: ``pk=A#<analysis_id>, sk=C`` holds one number per
 job state (``n_PENDING``, ...). Every write that creates a job or changes its
@@ -42,16 +58,26 @@ from xpcompute.coordinator.jobs import (
 from xpcompute.coordinator.state.fair import DueKey, fair_order
 from xpcompute.errors import ConflictError, NotFoundError, StorageError
 
-INDEX = "by_state"
+INDEX = "by_state_keys"
+#: the index before ``by_state_keys`` (projecting ``ALL``): no longer read; ``serverless.yml`` keeps it for the
+#: deploy that adds the new one (see the module docstring)
+LEGACY_INDEX = "by_state"
 COUNTER_SK = "C"
-#: most due-job keys read per priority class by one ``due_jobs`` call (the oldest ones): the order is fair
-#: within them. A larger due set (a backlog being dispatched again) is served oldest window first; the index
-#: holds whole items, so each key read costs the item's read capacity
+#: due-job keys ``due_jobs`` reads per priority class: ``DUE_WINDOW_FACTOR`` x the jobs it still needs, at least
+#: ``DUE_WINDOW_MIN``, at most ``DUE_SCAN_MAX`` (``due_window``; why that is enough: ``due_jobs``)
+DUE_WINDOW_FACTOR = 4
+DUE_WINDOW_MIN = 100
 DUE_SCAN_MAX = 2_000
 
 
+def due_window(limit: int) -> int:
+    """How many of a class's oldest due keys ``due_jobs`` reads to choose ``limit`` jobs from that class."""
+    return min(DUE_SCAN_MAX, max(limit * DUE_WINDOW_FACTOR, DUE_WINDOW_MIN))
+
+
 def table_definition(name: str) -> dict[str, Any]:
-    """``CreateTable`` arguments; ``serverless.yml`` declares the same table for AWS."""
+    """``CreateTable`` arguments; ``serverless.yml`` declares the same table for AWS (plus, for one deploy, the
+    ``LEGACY_INDEX`` a table created before ``by_state_keys`` has)."""
     return {
         "TableName": name,
         "BillingMode": "PAY_PER_REQUEST",
@@ -66,7 +92,7 @@ def table_definition(name: str) -> dict[str, Any]:
             {
                 "IndexName": INDEX,
                 "KeySchema": [{"AttributeName": "st", "KeyType": "HASH"}, {"AttributeName": "due", "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
             }
         ],
     }
@@ -82,6 +108,10 @@ def _analysis_of(job_id: str) -> str:
 
 def _num(x: float) -> Decimal:
     return Decimal(repr(float(x)))
+
+
+def _due(job: Job, now: float) -> bool:
+    return job.state == JobState.PENDING and job.due_at is not None and job.due_at <= now
 
 
 def _counter_item(analysis_id: str, jobs: Sequence[Job]) -> dict[str, Any]:
@@ -178,13 +208,37 @@ class DynamoDBStateStore:
             ) from exc
 
     def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every page of a Query; with ``Limit``, at most that many items in all (each page asks for the rest)."""
         items: list[dict[str, Any]] = []
+        total = kwargs.get("Limit")
         while True:
             out = self._call("Query", self._table.query, **kwargs)
             items.extend(out.get("Items", []))
-            if "LastEvaluatedKey" not in out or ("Limit" in kwargs and len(items) >= kwargs["Limit"]):
-                return items
+            if "LastEvaluatedKey" not in out or (total is not None and len(items) >= total):
+                return items if total is None else items[:total]
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+            if total is not None:
+                kwargs["Limit"] = total - len(items)
+
+    def _index_keys(self, condition: Any, limit: int | None = None) -> list[dict[str, Any]]:
+        """Keys (``pk``, ``sk``, ``due``) of the index entries matching ``condition``, in ``due`` order."""
+        kwargs: dict[str, Any] = {"IndexName": INDEX, "KeyConditionExpression": condition,
+                                  "ProjectionExpression": "pk, sk, #d", "ExpressionAttributeNames": {"#d": "due"}}
+        if limit is not None:
+            kwargs["Limit"] = limit
+        return self._query_all(**kwargs)
+
+    def _batch_get(self, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Items by key, 100 per BatchGetItem (consistent reads), unprocessed keys asked again; any order."""
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {self.table_name: {
+                "Keys": [{"pk": k["pk"], "sk": k["sk"]} for k in keys[start:start + 100]], "ConsistentRead": True}}
+            while request:
+                reply = self._call("BatchGetItem", self._resource.batch_get_item, RequestItems=request)
+                out.extend(reply["Responses"].get(self.table_name, []))
+                request = reply.get("UnprocessedKeys") or {}
+        return out
 
     # ---- analyses ---------------------------------------------------------
     def create_analysis(self, analysis: Analysis, jobs: Sequence[Job]) -> bool:
@@ -226,8 +280,9 @@ class DynamoDBStateStore:
                 if "LastEvaluatedKey" not in out:
                     break
                 kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
-        else:
-            items = self._query_all(IndexName=INDEX, KeyConditionExpression=Key("st").eq(f"A#{state.value}"))
+        else:  # keys from the index, the analyses from the table (consistent: the index may lag a state change)
+            keys = self._index_keys(Key("st").eq(f"A#{state.value}"))
+            items = [i for i in self._batch_get(keys) if i.get("state") == state.value]
         analyses = [Analysis.from_item(json.loads(i["body"])) for i in items]
         return sorted(analyses, key=lambda a: a.created_at)
 
@@ -295,33 +350,41 @@ class DynamoDBStateStore:
     def due_jobs(self, now: float, limit: int = 100) -> list[Job]:
         """Due PENDING jobs by priority class, analyses taking turns within a class (``state.fair``).
 
-        The keys of a class's due jobs are read from the index (at most ``DUE_SCAN_MAX`` per class, oldest
-        first), put in the fair order, and the chosen ``limit`` are read whole, consistently.
+        Per class, the keys of the oldest ``due_window(n)`` due jobs are read from the index (``n``: the jobs
+        still wanted; 4 x, at least 100, at most 2,000), put in the fair order, and the first ``n`` are read
+        whole, consistently. A job the index still shows as due but whose consistent copy is no longer due
+        (the index lags a write: one just dispatched by the previous batch) is dropped, not sent twice.
+
+        Why a window of 4 x ``limit`` keys is enough: when a class has no more due jobs than the window, the
+        window is all of them and the batch is exactly the fair order (the SQLite store's). When more are
+        due (a backlog: jobs due again after ``redispatch_s`` unclaimed, or a burst of submissions), the
+        window is the oldest ones, so it holds the oldest due job of every analysis that has waited longest,
+        and those analyses, which the fair order serves first anyway, take turns as usual; an analysis with
+        many old jobs cannot fill a batch while another analysis has a job in the window. What is given up:
+        an analysis whose oldest due job is newer than the whole window is not in this batch. Each batch
+        takes ``limit`` jobs out of the window and ``dispatch_due`` asks for batch after batch within one
+        call, so such an analysis enters the window after at most (due jobs older than its first - window)
+        / ``limit`` batches, and takes turns from then on; ordered by due time alone it would wait for
+        every older job. The old fixed window (2,000 keys per class, whatever ``limit``) kept the exact fair
+        order up to 2,000 due jobs per class, at 2,000 keys for a batch of 200 (800 now), and the index then
+        projected whole items, so every key was charged as a whole job item.
         """
         chosen: list[DueKey] = []
         for priority in PRIORITIES:
-            if len(chosen) >= limit:
+            wanted = limit - len(chosen)
+            if wanted <= 0:
                 break
-            items = self._query_all(
-                IndexName=INDEX, ProjectionExpression="pk, sk, due", Limit=DUE_SCAN_MAX,
-                KeyConditionExpression=Key("st").eq(f"J#PENDING#{priority}") & Key("due").lte(_num(now)),
-            )
+            items = self._index_keys(Key("st").eq(f"J#PENDING#{priority}") & Key("due").lte(_num(now)),
+                                     due_window(wanted))
             keys = [DueKey(priority, str(i["pk"])[2:], float(i["due"]), str(i["sk"])[2:]) for i in items]
-            chosen.extend(fair_order(keys)[: limit - len(chosen)])
+            chosen.extend(fair_order(keys)[:wanted])
         jobs = {j.job_id: j for j in self._get_jobs([k.job_id for k in chosen])}
-        return [jobs[k.job_id] for k in chosen if k.job_id in jobs and jobs[k.job_id].state == JobState.PENDING]
+        return [jobs[k.job_id] for k in chosen if k.job_id in jobs and _due(jobs[k.job_id], now)]
 
     def _get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
-        """Jobs by id, 100 per BatchGetItem (consistent reads), unprocessed keys asked again."""
-        out: list[Job] = []
-        for start in range(0, len(job_ids), 100):
-            keys = [{"pk": _pk(_analysis_of(j)), "sk": f"J#{j}"} for j in job_ids[start:start + 100]]
-            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                reply = self._call("BatchGetItem", self._resource.batch_get_item, RequestItems=request)
-                out.extend(Job.from_item(json.loads(i["body"])) for i in reply["Responses"].get(self.table_name, []))
-                request = reply.get("UnprocessedKeys") or {}
-        return out
+        """Jobs by id (``_batch_get``: consistent reads)."""
+        keys = [{"pk": _pk(_analysis_of(j)), "sk": f"J#{j}"} for j in job_ids]
+        return [Job.from_item(json.loads(i["body"])) for i in self._batch_get(keys)]
 
     def job_counts(self, analysis_id: str) -> dict[JobState, int]:
         """One consistent read of the analysis's counter; a recount where it has none (stored before counters)."""
@@ -342,10 +405,13 @@ class DynamoDBStateStore:
         return counts
 
     def expired_jobs(self, now: float, limit: int = 100) -> list[Job]:
-        items = self._query_all(
-            IndexName=INDEX, KeyConditionExpression=Key("st").eq("J#RUNNING") & Key("due").lt(_num(now)), Limit=limit
-        )
-        return [Job.from_item(json.loads(i["body"])) for i in items[:limit]]
+        """The keys of the ``limit`` oldest expired leases from the index, the jobs from the table (consistent;
+        one the index still shows RUNNING that has since finished or renewed its lease is left out)."""
+        keys = self._index_keys(Key("st").eq("J#RUNNING") & Key("due").lt(_num(now)), limit)
+        jobs = {j.job_id: j for j in (Job.from_item(json.loads(i["body"])) for i in self._batch_get(keys))}
+        out = [jobs.get(str(k["sk"])[2:]) for k in keys]
+        return [j for j in out if j is not None and j.state == JobState.RUNNING
+                and j.lease_expires_at is not None and j.lease_expires_at < now]
 
     def _count(self, analysis_id: str, deltas: dict[JobState, int]) -> dict[str, Any]:
         """The ``ADD`` to an analysis's job counter that goes in the same transaction as a job write."""

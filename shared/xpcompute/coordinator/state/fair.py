@@ -16,9 +16,13 @@ this is the same rule one step earlier, in the query itself.
 The order is computed per call: a batch of ``limit`` jobs holds the first jobs
 of every analysis before the second of any. SQLite reads its ``jobs_fair``
 index per analysis (``sqlite_due_keys``: 14 ms for 20,000 due jobs, against
-0.4 ms for the old unfair query); DynamoDB reads the keys of the oldest
-``DUE_SCAN_MAX`` due jobs per class from its state index, orders them with
-``fair_order`` and batch-reads the chosen ones.
+0.4 ms for the old unfair query); DynamoDB reads the keys of the oldest due
+jobs per class from its keys-only state index, a window of 4 x the jobs it
+still needs (at least 100, at most 2,000: ``dynamodb_store.due_window``),
+orders them with ``fair_order`` and batch-reads the chosen ones. Up to a
+window's worth of due jobs per class the two stores give the same order; past
+it, DynamoDB's batch is fair among the analyses whose jobs are in the oldest
+window (``DynamoDBStateStore.due_jobs`` says what that gives up).
 """
 
 from __future__ import annotations

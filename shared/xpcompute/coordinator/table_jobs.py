@@ -89,6 +89,12 @@ def run_slice(
             put(key, encode_derived(table))
             artifacts[f"{metric}.events"] = key
         errors.update({f"{metric}.events": reason for metric, reason in failed.items()})
+    if task.slice.is_everyone:  # the segment cube finalize reads (segments/service.py): built here, not there
+        from xpcompute.segments.service import prebuild_cube
+
+        reason = prebuild_cube(coordinator, analysis, spec, experiment)
+        if reason is not None:
+            errors["segments.cube"] = reason
     assert job.result_key is not None
     put(job.result_key, encode_derived(compressed))
     output: dict[str, object] = {

@@ -1,0 +1,76 @@
+"""The segment cube is built by the all-users slice job (slice function), so finalize (coordinator) only discovers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ui"))
+from ui_helpers import EXPERIMENT_ID, analysis_spec, publish_experiment
+
+from xpcompute.config import Settings
+from xpcompute.coordinator.jobs import AnalysisState, JobKind
+from xpcompute.coordinator.runtime import build_coordinator
+from xpcompute.coordinator.worker import run_job
+from xpcompute.storage import keys
+
+
+def _run_all(coord: object, settings: Settings, aid: str, kinds: tuple[JobKind, ...]) -> None:
+    for job in coord.state.list_jobs(aid):  # type: ignore[attr-defined]
+        if job.kind in kinds:
+            assert run_job(coord, settings, job.job_id, "test").status == "succeeded"  # type: ignore[arg-type]
+            coord.on_job_finished(job.job_id)  # type: ignore[attr-defined]
+
+
+def test_the_all_users_slice_job_stores_the_cube_and_finalize_only_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(home=tmp_path / "home", dispatch="inline", slice_engine="arrow")
+    coord = build_coordinator(settings, dispatcher=None)
+    publish_experiment(coord, tmp_path / "raw", users=3000)
+    aid = coord.submit(EXPERIMENT_ID, analysis_spec()).analysis_id
+    _run_all(coord, settings, aid, (JobKind.SLICE,))
+    slices = [j for j in coord.state.list_jobs(aid) if j.kind == JobKind.SLICE]
+    assert all("segments.cube" not in (j.output.get("artifact_errors") or {}) for j in slices)
+    stored = [k for k in coord.store.list(keys.analysis_prefix(aid) + "cubes/") if k.endswith(".parquet")]
+    assert stored, "the all-users slice job stored the analysis's segment cube"
+
+    from xpcompute.segments import cube
+
+    def no_second_pass(*args: object, **kwargs: object) -> None:
+        raise AssertionError("finalize built the segment cube again instead of reading the stored one")
+
+    monkeypatch.setattr(cube, "build_cube", no_second_pass)
+    from xpcompute.coordinator import slicing
+
+    slicing._CUBES.clear()  # as on another machine: finalize reads the stored cube, not this process's copy
+    _run_all(coord, settings, aid, (JobKind.FIT,))
+    analysis = coord.state.get_analysis(aid)
+    assert analysis.state == AnalysisState.SUCCEEDED
+    section = coord.results(aid).segments
+    assert section is not None and section["tests"] and not any("did not run" in n for n in section["notes"])
+
+
+def test_a_cube_the_slice_job_cannot_build_is_recorded_and_finalize_reports_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(home=tmp_path / "home", dispatch="inline", slice_engine="arrow")
+    coord = build_coordinator(settings, dispatcher=None)
+    publish_experiment(coord, tmp_path / "raw", users=2000)
+    aid = coord.submit(EXPERIMENT_ID, analysis_spec()).analysis_id
+    from xpcompute.errors import InputError
+    from xpcompute.segments import cube
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise InputError("no dimension column left to split on")
+
+    monkeypatch.setattr(cube, "build_cube", broken)
+    _run_all(coord, settings, aid, (JobKind.SLICE,))
+    (everyone,) = [j for j in coord.state.list_jobs(aid) if j.kind == JobKind.SLICE and j.slice_label == "all users"]
+    assert everyone.output["artifact_errors"]["segments.cube"] == "no dimension column left to split on"
+    _run_all(coord, settings, aid, (JobKind.FIT,))  # the slice itself and its fits are unaffected
+    assert coord.state.get_analysis(aid).state == AnalysisState.SUCCEEDED
+    section = coord.results(aid).segments
+    assert section is not None and any("no dimension column left to split on" in n for n in section["notes"])

@@ -85,10 +85,10 @@ def fit_input_key(job: Job) -> tuple[str, str]:
     return fit_input(job.analysis_id, job.slice_id, job.metric, job.model)
 
 
-#: compressed slices this (warm) worker decoded last, by object key. A slice's fit jobs run back to back and
+#: compressed slices this (warm) worker decoded last, by (store, object key). A slice's fit jobs run back to back and
 #: all read the same moments table (decoding a 20-metric table costs more than most fits); an object at its
 #: key is written once (put-if-absent) and never changes, so a copy cannot go stale.
-_DECODED: LRU[str, CompressedTable] = LRU(8)
+_DECODED: LRU[tuple[str, str], CompressedTable] = LRU(8)
 
 
 def run_fit(coordinator: JobLedger, job: Job, settings: Settings | None = None) -> dict[str, object]:
@@ -99,7 +99,8 @@ def run_fit(coordinator: JobLedger, job: Job, settings: Settings | None = None) 
     from xpcompute.models import fit_compressed
 
     layout, key = fit_input_key(job)
-    compressed = _DECODED.get(key)
+    cached = (coordinator.store.uri, key)  # the store's too: one process may serve several (tests, a notebook)
+    compressed = _DECODED.get(cached)
     if compressed is None:
         try:
             decoded = decode_derived(coordinator.store, key)
@@ -113,7 +114,7 @@ def run_fit(coordinator: JobLedger, job: Job, settings: Settings | None = None) 
             if settings is None:
                 raise
             decoded = heal_input(coordinator, settings, job, key, exc)
-        compressed = _DECODED.put(key, decoded)
+        compressed = _DECODED.put(cached, decoded)
     spec = FitSpec.model_validate(job.spec)
     records = [r.model_copy(update={"slice": job.slice_label}) for r in fit_compressed(compressed, spec)]
     assert job.result_key is not None

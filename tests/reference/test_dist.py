@@ -34,10 +34,20 @@ def test_normal_and_edges_equal_scipy() -> None:
     assert math.isnan(dist.t_sf(1.0, 0.0)) and math.isnan(dist.t_ppf(1.2, 5)) and math.isnan(dist.norm_ppf(-0.1))
 
 
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 5, 7, 10, 29, 30, 59, 120])
+def test_chi_square_tail_equals_scipy(df: int) -> None:
+    for x in [1e-8, 1e-3, 0.1, 0.5, 1.0, 2.0, 3.84, 7.8, 15.0, float(df), 2.0 * df, 60.0, 150.0, 400.0, 1400.0]:
+        want = float(stats.chi2(df).sf(x))
+        assert dist.chi2_sf(x, df) == pytest.approx(want, rel=1e-12, abs=1e-300), x
+    assert dist.chi2_sf(0.0, df) == 1.0 and dist.chi2_sf(math.inf, df) == 0.0
+    assert math.isnan(dist.chi2_sf(1.0, 0)) and math.isnan(dist.chi2_sf(1.0, 2.5))  # type: ignore[arg-type]
+
+
 def test_a_fit_imports_no_scipy_below_df_max() -> None:
     """The point of the module: p-values and intervals without importing scipy (the cold start)."""
     code = ("import sys; from xpcompute.models import dist; "
             "[(dist.t_ppf(0.975, d), dist.t_sf(2.1, d), dist.norm_ppf(0.975)) for d in (1, 7.5, 3e4, 4e6)]; "
+            "[dist.chi2_sf(9.0, k) for k in (1, 2, 11)]; "
             "print(sorted(m for m in sys.modules if m.startswith('scipy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

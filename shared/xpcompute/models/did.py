@@ -53,9 +53,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from scipy import stats
 
 from xpcompute.errors import InputError
+from xpcompute.models import dist
 from xpcompute.models.base import check_min_count, raw_mean
 from xpcompute.models.data import ModelData
 from xpcompute.models.dte import F64, DTEModel
@@ -123,7 +123,7 @@ class DiDModel(DTEModel):
         est = contrast @ self.fit.coef
         cov = contrast @ self.fit.cov @ contrast.T
         alpha = panel.spec.alpha
-        q = float(stats.norm.ppf(1 - alpha / 2))
+        q = dist.norm_ppf(1 - alpha / 2)
         cluster = panel.compressed.layout.extra.get("cluster")
         ref_label = panel.periods[ref]
         note = (
@@ -138,7 +138,7 @@ class DiDModel(DTEModel):
             var = float(cov[i, i])
             se = scale * float(np.sqrt(var)) if var >= 0 else float("nan")
             stat = effect / se if se > 0 else float("nan")
-            p = float(2 * stats.norm.sf(abs(stat))) if se > 0 else float("nan")
+            p = 2 * dist.norm_sf(abs(stat)) if se > 0 else float("nan")
             mask = period_of_row == t
             n1, m1 = raw_mean(panel, mask, cell)
             n0, m0 = raw_mean(panel, mask, panel.control)
@@ -173,7 +173,7 @@ class DiDModel(DTEModel):
             var = float(row @ self.fit.cov @ row)
             se = scale * float(np.sqrt(var)) if var >= 0 else float("nan")
             stat = effect / se if se > 0 else float("nan")
-            p = float(2 * stats.norm.sf(abs(stat))) if se > 0 else float("nan")
+            p = 2 * dist.norm_sf(abs(stat)) if se > 0 else float("nan")
             _, m1 = raw_mean(panel, post_rows, cell)
             _, m0 = raw_mean(panel, post_rows, panel.control)
             first, last = panel.periods[ref + 1], panel.periods[-1]
@@ -192,7 +192,7 @@ class DiDModel(DTEModel):
         """Joint cluster-robust Wald test that every pre-period coefficient is zero (chi-squared, len(d) df)."""
         wald = float(d @ np.linalg.solve(v, d))
         dof = len(d)
-        p = float(stats.chi2.sf(wald, dof))
+        p = dist.chi2_sf(wald, dof)
         treated = panel.treatments
         n1 = float(sum(raw_mean(panel, np.ones(len(panel.n), bool), c)[0] for c in treated))
         n0, m0 = raw_mean(panel, np.ones(len(panel.n), bool), panel.control)

@@ -1,4 +1,4 @@
-"""Normal and Student-t tail probabilities and quantiles, in plain Python (``math``), for p-values and intervals.
+"""Normal, Student-t and chi-square tails and quantiles, in plain Python (``math``), for p-values and intervals.
 
 Why not ``scipy.stats``: importing it costs a new fit function more than the rest of its first fit (about five
 times ``import numpy``; ``scipy.special`` alone about twice), and a fit needs four numbers from it. These are the
@@ -7,6 +7,9 @@ and ``statistics.NormalDist`` (Wichura's AS 241), the t through the regularized 
 ``I_z(df/2, 1/2)`` by its continued fraction (modified Lentz), with ``log B(a, 1/2)`` from Stirling's series for
 large ``a``, so that Welch's degrees of freedom in the millions keep full precision. Where the continued fraction
 would need too many terms (``df`` above ``DF_MAX``) or Newton's method does not settle, scipy.special answers.
+The chi-square tail (a Wald test's p-value, e.g. difference in differences' joint pre-trend test) has integer
+degrees of freedom, where it is a finite sum: Poisson terms for even ``df``, the normal tail plus half-integer
+terms for odd ``df``, each term taken through logs so that no power or factorial overflows.
 ``tests/reference/test_dist.py`` holds them to scipy at 1e-12.
 """
 
@@ -44,6 +47,28 @@ def norm_ppf(p: float) -> float:
     if p == 1.0:
         return math.inf
     return _STD.inv_cdf(p)
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """``P(X > x)`` for a chi-square ``X`` with an integer ``df >= 1`` (``scipy.stats.chi2(df).sf``)."""
+    if math.isnan(x) or isinstance(df, bool) or int(df) != df or df < 1:
+        return math.nan
+    if x <= 0.0:
+        return 1.0
+    if math.isinf(x):
+        return 0.0
+    half, k = 0.5 * x, int(df)
+    if k % 2 == 0:  # exp(-h) * sum_{i < k/2} h^i / i!
+        return math.fsum(math.exp(-half + i * math.log(half) - math.lgamma(i + 1)) for i in range(k // 2))
+    # erfc(sqrt(h)) + sqrt(2/pi) exp(-h) * sum_{i=1}^{(k-1)/2} x^(i - 1/2) / (2i - 1)!!
+    log_scale = -half + 0.5 * math.log(2.0 / math.pi)
+    terms = (math.exp(log_scale + (i - 0.5) * math.log(x) - _log_odd_factorial(i)) for i in range(1, (k + 1) // 2))
+    return math.fsum((math.erfc(math.sqrt(half)), *terms))
+
+
+def _log_odd_factorial(i: int) -> float:
+    """``log((2i - 1)!!) = log((2i)! / (2^i i!))``."""
+    return math.lgamma(2 * i + 1) - i * math.log(2.0) - math.lgamma(i + 1)
 
 
 def t_sf(x: float, df: float) -> float:

@@ -18,11 +18,12 @@ analyses. Nothing needs a non-key attribute from the index, so ``INCLUDE`` would
 
 Migrating a deployed table (the index was ``by_state``, projecting ``ALL``): a GSI's projection cannot be
 changed in place, and DynamoDB creates or deletes one GSI per table update. So ``serverless.yml`` keeps
-``by_state`` beside the new ``by_state_keys`` for one deploy: CloudFormation adds and backfills
-``by_state_keys`` before it updates the IAM role that names it and the functions that depend on that role,
-and this code reads only the new index. Once that deploy is done, delete the ``by_state`` entry from
-``serverless.yml`` and deploy again (CloudFormation drops the old index; until then every job write also
-writes its whole item to ``by_state``).
+``by_state`` beside the new ``by_state_keys`` for one deploy, which adds ``by_state_keys`` (CloudFormation
+starts its backfill). Until it can be read, the index queries answer from ``by_state`` (``_index_keys``: a
+``ValidationException``, as for an index still backfilling or missing, retries on the old one, and a failure
+there reports the new index's error). Once ``aws dynamodb describe-table`` shows ``by_state_keys`` ACTIVE,
+delete the ``by_state`` entry from ``serverless.yml`` (and its ARN in the IAM statement) and deploy again:
+CloudFormation drops the old index; until then every job write also writes its whole item to ``by_state``.
 
 Per-analysis job counters: ``pk=A#<analysis_id>, sk=C`` holds one number per
 job state (``n_PENDING``, ...). Every write that creates a job or changes its
@@ -221,12 +222,27 @@ class DynamoDBStateStore:
                 kwargs["Limit"] = total - len(items)
 
     def _index_keys(self, condition: Any, limit: int | None = None) -> list[dict[str, Any]]:
-        """Keys (``pk``, ``sk``, ``due``) of the index entries matching ``condition``, in ``due`` order."""
+        """Keys (``pk``, ``sk``, ``due``) of the index entries matching ``condition``, in ``due`` order.
+
+        A table that has no readable ``by_state_keys`` yet (being added and backfilled by the deploy that
+        introduces it, or a table created by older code) answers from ``LEGACY_INDEX``, which holds the same keys.
+        """
         kwargs: dict[str, Any] = {"IndexName": INDEX, "KeyConditionExpression": condition,
                                   "ProjectionExpression": "pk, sk, #d", "ExpressionAttributeNames": {"#d": "due"}}
         if limit is not None:
             kwargs["Limit"] = limit
-        return self._query_all(**kwargs)
+        try:
+            return self._query_all(**kwargs)
+        except StorageError as exc:
+            cause = exc.__cause__
+            # AWS: ValidationException (index backfilling or missing); moto: ResourceNotFoundException (missing)
+            if not (isinstance(cause, ClientError) and cause.response["Error"]["Code"]
+                    in ("ValidationException", "ResourceNotFoundException")):
+                raise
+            try:
+                return self._query_all(**{**kwargs, "IndexName": LEGACY_INDEX})
+            except StorageError:
+                raise exc from cause  # no old index either: the new index's error is the one to read
 
     def _batch_get(self, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Items by key, 100 per BatchGetItem (consistent reads), unprocessed keys asked again; any order."""

@@ -12,13 +12,21 @@ workers, where the real wall time is known.
 ``measure`` (a few minutes at 200k users): runs the 20-metric x 100-slice analysis on the local pool with 1 and 2
 workers (recording every job's duration, kind and slice); times the pool's dispatch overhead per job with
 ``bench_service.throughput``; runs a small analysis against DynamoDB and SQS on moto's server and counts the
-DynamoDB requests, items and bytes per job run and per coordinator event; times the handlers' imports (the
+DynamoDB requests, items and bytes per job run and per coordinator event; measures one dispatch batch (200 jobs)
+with 3,000 jobs due at once, as built (a window of 4 x 200 keys from the keys-only index) and as before (2,000
+keys per class from an index projecting whole items; ``measure_due_backlog``); times the handlers' imports (the
 cold-start floor). ``predict`` replays those measurements: first through the local pool (the check), then
 through Lambda at 10, 100 and 1,000 concurrent functions, for one analysis and for 100 concurrent ones, with
 Lambda's asynchronous invocation and with the SQS trigger (batches of 10). ``measure-dynamodb`` measures only
 the DynamoDB counts and the cold start again (about a minute) and predicts, keeping the pool runs of an earlier
 ``measure``. Beside "as built", the predictions show "recount per event (before)": the same run as if each
-coordinator event still read every job item of its analysis (``job_counts`` before the per-analysis counters).
+coordinator event still read every job item of its analysis (``job_counts`` before the per-analysis counters);
+with 100 analyses, "backlog due at every event" rows charge every event one dispatch batch with 3,000 jobs due
+(as jobs unclaimed past ``redispatch_s`` are), as built and as before the due-jobs window.
+
+Read capacity is charged as DynamoDB does: a Query by the summed size of the entries it reads (an index query
+eventually consistent, half the units; the index entries are keys only since ``by_state_keys``), a GetItem or
+BatchGetItem by each item's size rounded up to 4 KB (consistent reads: one unit per item here).
 
 What is measured here and what is taken from AWS's documentation is in ``Platform`` (each field says).
 """
@@ -158,6 +166,18 @@ class DynamoCounts:
     event_write_items_per_child: float = 0.0  # items a slice's event writes, per fit it releases
     item_bytes: float = 0.0
     submit_write_items_per_job: float = 0.0
+    # since the keys-only index: an event's index reads in bytes (the due-jobs query, charged by entry size at
+    # eventually consistent rates); its point reads then count GetItem and BatchGetItem items, each at least one
+    # consistent unit, and table queries (a slice's children). None: an older measurement (index reads counted
+    # as whole items among the point reads, BatchGetItem not counted)
+    event_index_read_bytes: float | None = None
+    event_index_read_rcu: float | None = None
+    event_index_read_items: float | None = None
+    index_keys_only: bool = False  # the index projects keys only: an index write is one unit whatever the item
+    # one dispatch batch (``due_jobs(limit=200)``) with 3,000 jobs due at once (``measure_due_backlog``): as built,
+    # and as before the window (2,000 keys per class from an index projecting whole items)
+    dispatch_backlog: dict[str, float] | None = None
+    dispatch_backlog_before: dict[str, float] | None = None
 
 
 def measure_dynamodb(users: int = 20_000, n_slices: int = 8) -> DynamoCounts:
@@ -195,21 +215,32 @@ def measure_dynamodb(users: int = 20_000, n_slices: int = 8) -> DynamoCounts:
     tally: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
 
     n_jobs_box = [10**9]
+    last_index: list[str | None] = [None]
 
     def count(model: Any, parsed: Any, params: Any = None, **_: Any) -> None:
         t = tally[phase[0]]
         t["requests"] += 1
         if model.name in ("Query", "Scan"):
             n = float(parsed.get("Count", 0))
+            if model.name == "Query" and last_index[0]:  # the keys-only index: charged by the entries' bytes
+                page = sum(index_entry_size(plain(i)) for i in parsed.get("Items", []))
+                t["index_items"] += n
+                t["index_bytes"] += page
+                t["index_rcu"] += max(1, math.ceil(page / 4096)) / 2  # eventually consistent: half a unit per 4 KB
+                return
             t["read_items"] += n
             if n >= 0.5 * n_jobs_box[0]:  # a query that reads (about) every job of the analysis
                 t["full_reads"] += 1
                 t["full_read_items"] += n
         if model.name == "GetItem" and parsed.get("Item"):
             t["read_items"] += 1
+        if model.name == "BatchGetItem":  # due_jobs reads the jobs it chose
+            t["read_items"] += sum(len(v) for v in parsed.get("Responses", {}).values())
 
     def count_writes(params: Any, model: Any, **_: Any) -> None:
         t = tally[phase[0]]
+        if model.name == "Query":
+            last_index[0] = params.get("IndexName")
         if model.name == "PutItem":
             t["write_items"] += 1
             t["write_bytes"] += len(json.dumps(params.get("Item", {}), default=str))
@@ -257,6 +288,10 @@ def measure_dynamodb(users: int = 20_000, n_slices: int = 8) -> DynamoCounts:
                     runtime.coordinate(message)
             phase[0] = "after"
             assert runtime.coordinator.state.get_analysis(aid).state == "SUCCEEDED"
+            templates = [j for j in runtime.coordinator.state.list_jobs(aid) if j.kind.value == "fit"]
+            endpoint = f"http://{host}:{port}"
+            backlog = measure_due_backlog(endpoint, templates)
+            backlog_before = measure_due_backlog(endpoint, templates, before=True)
     finally:
         server.stop()
     job, event, submit = tally["job"], tally["event"], tally["submit"]
@@ -273,13 +308,151 @@ def measure_dynamodb(users: int = 20_000, n_slices: int = 8) -> DynamoCounts:
         item_bytes=(job["write_bytes"] + event["write_bytes"] + submit["write_bytes"])
         / max(1.0, job["write_items"] + event["write_items"] + submit["write_items"]),
         submit_write_items_per_job=submit["write_items"] / n_jobs,
+        event_index_read_bytes=event["index_bytes"] / n_jobs, event_index_read_rcu=event["index_rcu"] / n_jobs,
+        event_index_read_items=event["index_items"] / n_jobs,
+        index_keys_only=True,
+        dispatch_backlog=backlog, dispatch_backlog_before=backlog_before,
     )
     print(f"  DynamoDB on moto: {n_jobs} jobs; per job run {counts.job_requests:.1f} requests, "
           f"{counts.job_write_items:.1f} items written; per event {counts.event_requests:.1f} requests reading "
           f"{counts.event_point_read_items:.1f} items + {counts.event_full_reads_per_event:.3f} x (jobs in the "
-          f"analysis) items; "
+          f"analysis) items + {counts.event_index_read_bytes:.0f} B of index keys; "
           f"item {counts.item_bytes:.0f} B", flush=True)
+    for name, b in (("as built", backlog), ("before (2,000 whole items per class)", backlog_before)):
+        print(f"  one dispatch batch of {b['limit']:.0f} with {b['due']:,.0f} jobs due, {name}: index "
+              f"{b['index_items']:,.0f} entries, {b['index_bytes']:,.0f} B, {b['index_rcu']:.1f} RCU in "
+              f"{b['index_requests']:.0f} page(s); then {b['get_items']:.0f} jobs by BatchGetItem, "
+              f"{b['get_bytes']:,.0f} B, {b['get_rcu']:.0f} RCU", flush=True)
     return counts
+
+
+def dynamo_size(value: Any) -> int:
+    """Bytes DynamoDB counts for an attribute value (strings UTF-8, numbers about a byte per two digits + 1)."""
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    if isinstance(value, int | float) or type(value).__name__ == "Decimal":
+        digits = len(str(value).lstrip("-").replace(".", "").lstrip("0")) or 1
+        return (digits + 1) // 2 + 1
+    if isinstance(value, dict):
+        return 3 + sum(len(str(k).encode()) + dynamo_size(v) for k, v in value.items())
+    return 3 + sum(dynamo_size(v) for v in value)  # list or set
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB charges it: attribute names plus values."""
+    return sum(len(k.encode()) + dynamo_size(v) for k, v in item.items())
+
+
+def plain(item: dict[str, Any]) -> dict[str, Any]:
+    """An item with plain values, whether a hook sees it as the client returns it (``{"S": ...}`` per value) or
+    after the resource has converted it (hooks on the operation's own event run before that)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    d = TypeDeserializer()
+    typed = {"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"}
+    return {k: d.deserialize(v) if isinstance(v, dict) and len(v) == 1 and next(iter(v)) in typed else v
+            for k, v in item.items()}
+
+
+def index_entry_size(keys: dict[str, Any]) -> int:
+    """A keys-only index entry from the ``pk, sk, due`` a query returns: those plus the index hash key ``st``
+    (``J#PENDING#<priority>``, 11 bytes, or ``J#RUNNING``)."""
+    return item_size(keys) + len("st") + 11
+
+
+def measure_due_backlog(endpoint: str, templates: Sequence[Any], due: int = 3000, analyses: int = 6,
+                        limit: int = 200, before: bool = False) -> dict[str, float]:
+    """One ``due_jobs(limit)`` call with ``due`` jobs due at once across ``analyses`` analyses (copies of the
+    measured analysis's fit jobs, so items have their real size), on a fresh table; what it reads and what
+    that costs: index entries, their bytes and read units (pages summed, rounded up to 4 KB, halved for an
+    eventually consistent index read), then the jobs read whole (each rounded up to 4 KB, consistent).
+
+    ``before``: the same call as before the window, on a table whose index projects whole items and with a
+    window of ``DUE_SCAN_MAX`` (2,000) keys per class, whatever ``limit``. The code before read a little more
+    than that: it asked each 1 MB page for 2,000 items and stopped after the page that passed 2,000 (measured on
+    that code: 2,390 entries, 3.0 MB, 366 RCU in 3 pages, against 2,000, 2.5 MB, 306 RCU here).
+    """
+    import uuid
+    from dataclasses import replace as copy
+
+    from xpcompute.coordinator.jobs import Analysis, JobState
+    from xpcompute.coordinator.state import dynamodb_store as ds
+
+    definition, window = ds.table_definition, getattr(ds, "due_window", None)
+
+    def whole_items(name: str) -> dict[str, Any]:
+        out = definition(name)
+        for index in out["GlobalSecondaryIndexes"]:
+            index["Projection"] = {"ProjectionType": "ALL"}
+        return out
+
+    if before:
+        ds.table_definition = whole_items
+        ds.due_window = lambda n: ds.DUE_SCAN_MAX
+    store = None
+    try:
+        store = ds.DynamoDBStateStore(f"backlog-{uuid.uuid4().hex[:8]}", endpoint_url=endpoint, create=True)
+        items: dict[tuple[str, str], dict[str, Any]] = {}
+        for a in range(analyses):
+            aid = f"backlog{a}"
+            jobs = []
+            for i in range(due // analyses):
+                t = templates[i % len(templates)]
+                jobs.append(copy(t, job_id=f"{t.job_id.replace(t.analysis_id, aid, 1)}.{i}", analysis_id=aid,
+                                 state=JobState.PENDING, due_at=1.0 + i * 0.001 + a * 0.0001, started_at=None,
+                                 finished_at=None, worker=None, lease_expires_at=None, dispatched_at=None,
+                                 attempts=0, last_error=None, result_key=None, output={}, version=0, errors=[]))
+            for j in jobs:
+                item = store._job_item(j)
+                items[(item["pk"], item["sk"])] = item
+            store.create_analysis(Analysis(analysis_id=aid, experiment_id="bench", request={}, created_at=1.0,
+                                           updated_at=1.0), jobs)
+        projection = store._resource.meta.client.describe_table(TableName=store.table_name)["Table"][
+            "GlobalSecondaryIndexes"][0]["Projection"]["ProjectionType"]
+        got: dict[str, float] = defaultdict(float)
+
+        def entry(key: dict[str, Any]) -> int:
+            key = plain(key)
+            item = items[(key["pk"], key["sk"])]
+            if projection == "ALL":
+                return item_size(item)
+            return item_size({k: item[k] for k in ("pk", "sk", "st", "due")})
+
+        def on_query(parsed: Any, **_: Any) -> None:
+            page = sum(entry(k) for k in parsed.get("Items", []))
+            got["index_requests"] += 1
+            got["index_items"] += float(parsed.get("Count", 0))
+            got["index_bytes"] += page
+            got["index_rcu"] += max(1, math.ceil(page / 4096)) / 2
+
+        def on_batch(parsed: Any, **_: Any) -> None:
+            for rows in parsed.get("Responses", {}).values():
+                for row in rows:
+                    row = plain(row)
+                    size = item_size(items[(row["pk"], row["sk"])])
+                    got["get_items"] += 1
+                    got["get_bytes"] += size
+                    got["get_rcu"] += math.ceil(size / 4096)
+            got["get_requests"] += 1
+
+        events = store._resource.meta.client.meta.events
+        events.register("after-call.dynamodb.Query", on_query)
+        events.register("after-call.dynamodb.BatchGetItem", on_batch)
+        batch = store.due_jobs(100.0, limit=limit)
+        assert len(batch) == limit
+        return {"due": float(due), "limit": float(limit), "item_bytes": statistics.mean(map(item_size, items.values())),
+                **{k: got[k] for k in ("index_requests", "index_items", "index_bytes", "index_rcu", "get_requests",
+                                       "get_items", "get_bytes", "get_rcu")}}
+    finally:
+        ds.table_definition = definition
+        if window is not None:
+            ds.due_window = window
+        if store is not None:
+            store.close()
 
 
 def measure_cold_start() -> float:
@@ -314,6 +487,7 @@ class Platform:
     partition_rcu: float = 3000.0  # D: per partition (one analysis's items share a partition key)
     partition_wcu: float = 1000.0  # D: per partition
     gsi_wcu: float = 1000.0  # D: per partition of the by_state index; every RUNNING job shares one key
+    gsi_rcu: float = 3000.0  # D: per partition of the index: the due-jobs query of a class reads one key
     table_rcu: float = 40000.0  # D: the default per-table quota of an on-demand table
     table_wcu: float = 40000.0
     job_overhead_s: float = 0.0  # per job, in the worker: claim, load, report (M: calibrated on the 1-worker run)
@@ -323,6 +497,11 @@ class Platform:
     sqs_pollers_initial: int = 5  # D: the SQS trigger starts with 5 concurrent batches
     sqs_pollers_per_s: float = 300 / 60  # D: and adds up to 300 a minute
     finalize_s: float = 0.2  # the last event: corrections, SRM, scorecard to S3 (A)
+    # read units and requests of one dispatch batch with a backlog due, charged to every coordinator event
+    # (M: ``measure_due_backlog``; 0: no backlog, what the simulated dispatch gives)
+    backlog_index_rcu: float = 0.0
+    backlog_get_rcu: float = 0.0
+    backlog_requests: float = 0.0
 
 
 @dataclass
@@ -375,6 +554,37 @@ def event_reads(dyn: DynamoCounts, n_jobs: int) -> float:
     return dyn.event_point_read_items + dyn.event_full_reads_per_event * n_jobs
 
 
+def read_units(dyn: DynamoCounts, n_jobs: int) -> tuple[float, float]:
+    """Read units of one coordinator event in an analysis of ``n_jobs`` jobs: (the table, the index).
+
+    Point reads (GetItem, BatchGetItem) are charged per item rounded up to 4 KB, consistent; reads of every job
+    (a Query) by their summed size; index queries by their entries' bytes, eventually consistent. An older
+    measurement counted index entries as items and no BatchGetItem: every read is charged as an item there.
+    """
+    kb = dyn.item_bytes / 1024
+    if dyn.event_index_read_rcu is None:
+        return event_reads(dyn, n_jobs) * kb / 4, 0.0
+    point = (dyn.event_point_read_items or 0.0) * max(1.0, math.ceil(kb / 4))
+    return point + (dyn.event_full_reads_per_event or 0.0) * n_jobs * kb / 4, dyn.event_index_read_rcu
+
+
+def whole_item_index(dyn: DynamoCounts) -> DynamoCounts:
+    """The same counts as if the index still projected whole items (``by_state`` before ``by_state_keys``): index
+    writes at the item's size, an event's index entries read at the item's size."""
+    if not dyn.index_keys_only or dyn.event_index_read_rcu is None:
+        return dyn
+    whole = (dyn.event_index_read_items or 0.0) * dyn.item_bytes / 4096 / 2
+    return replace(dyn, index_keys_only=False, event_index_read_rcu=max(dyn.event_index_read_rcu, whole))
+
+
+def backlog(platform: Platform, batch: dict[str, float] | None) -> Platform:
+    """The platform with one dispatch batch, measured with 3,000 jobs due, charged to every coordinator event."""
+    if batch is None:
+        return platform
+    return replace(platform, backlog_index_rcu=batch["index_rcu"], backlog_get_rcu=batch["get_rcu"],
+                   backlog_requests=batch["index_requests"] + batch["get_requests"])
+
+
 def recounting(dyn: DynamoCounts) -> DynamoCounts:
     """The same counts as if every event still recounted the analysis's jobs (``job_counts`` before the counters:
     one Query reading every job item), and its job writes were plain conditional puts (one item, not a
@@ -401,21 +611,27 @@ def simulate(workload: Workload, platform: Platform, analyses: int = 1) -> Outco
 
     n_jobs = workload.jobs
     kb = (dyn.item_bytes if dyn else 800.0) / 1024
-    wcu_item, rcu_item = max(1.0, math.ceil(kb)), kb / 4  # strongly consistent reads: 1 RCU per 4 KB
+    wcu_item = max(1.0, math.ceil(kb))
+    # a keys-only index entry is far under 1 KB: one write unit; a whole-item entry costs the item's units
+    wcu_index = 1.0 if dyn is not None and dyn.index_keys_only else wcu_item
+    # a point read (GetItem, BatchGetItem) rounds each item up to 4 KB; older measurements: 1 RCU per 4 KB read
+    rcu_point = max(1.0, math.ceil(kb / 4)) if dyn is not None and dyn.event_index_read_rcu is not None else kb / 4
     partitions = [(Rate(p.partition_rcu), Rate(p.partition_wcu)) for _ in range(analyses)]
-    gsi = Rate(p.gsi_wcu)
+    gsi, gsi_r = Rate(p.gsi_wcu), Rate(p.gsi_rcu)
     table_r, table_w = Rate(p.table_rcu), Rate(p.table_wcu)
 
-    def dynamo(now: float, a: int, requests: float, read_items: float, write_items: float, gsi_writes: float) -> float:
+    def dynamo(now: float, a: int, requests: float, read_rcu: float, write_items: float, gsi_writes: float,
+               index_rcu: float = 0.0) -> float:
         if dyn is None:
             return 0.0
         pr, pw = partitions[a]
         delays = {
-            "DynamoDB partition of one analysis (reads)": pr.take(now, read_items * rcu_item),
+            "DynamoDB partition of one analysis (reads)": pr.take(now, read_rcu),
             "DynamoDB partition of one analysis (writes)": pw.take(now, write_items * wcu_item),
-            "DynamoDB GSI by_state, one key per job state (writes)": gsi.take(now, gsi_writes * wcu_item),
-            "DynamoDB table throughput (reads)": table_r.take(now, read_items * rcu_item),
-            "DynamoDB table throughput (writes)": table_w.take(now, (write_items + gsi_writes) * wcu_item),
+            "DynamoDB GSI by_state, one key per job state (writes)": gsi.take(now, gsi_writes * wcu_index),
+            "DynamoDB GSI, the due-jobs key of a class (reads)": gsi_r.take(now, index_rcu),
+            "DynamoDB table throughput (reads)": table_r.take(now, read_rcu + index_rcu),
+            "DynamoDB table throughput (writes)": table_w.take(now, write_items * wcu_item + gsi_writes * wcu_index),
         }
         cause, delay = max(delays.items(), key=lambda kv: kv[1])
         waits[cause] += delay
@@ -494,7 +710,8 @@ def simulate(workload: Workload, platform: Platform, analyses: int = 1) -> Outco
             push(t, "coord_done", job)
         else:
             d = duration(job) + p.job_overhead_s
-            t = now + d + dynamo(now, job[0], dyn.job_requests if dyn else 0, 1, dyn.job_write_items if dyn else 0, 2)
+            t = now + d + dynamo(now, job[0], dyn.job_requests if dyn else 0, rcu_point,
+                                 dyn.job_write_items if dyn else 0, 2)
             total_busy += d
             push(t, "done", job)
         push(t, "step", batch)
@@ -506,9 +723,10 @@ def simulate(workload: Workload, platform: Platform, analyses: int = 1) -> Outco
             return p.coordinator_event_s
         s = -s - 1 if s < 0 else s
         children = len(workload.fit_s[s]) if f == -1 else 0
+        table_rcu, index_rcu = read_units(dyn, n_jobs)
         return p.coordinator_event_s + dynamo(
-            now, a, dyn.event_requests + 2 * children, event_reads(dyn, n_jobs),
-            dyn.event_write_items_per_child * children, children,
+            now, a, dyn.event_requests + 2 * children + p.backlog_requests, table_rcu + p.backlog_get_rcu,
+            dyn.event_write_items_per_child * children, children, index_rcu + p.backlog_index_rcu,
         )
 
     def start_coordinator(now: float) -> None:
@@ -588,10 +806,11 @@ def lifted(platform: Platform) -> dict[str, Platform]:
     if platform.dynamo is not None:
         out["DynamoDB partition of one analysis (3,000 RCU/s, 1,000 WCU/s)"] = replace(
             platform, partition_rcu=inf, partition_wcu=inf)
-        out["DynamoDB by_state index keys (1,000 WCU/s each)"] = replace(platform, gsi_wcu=inf)
+        out["DynamoDB by_state index keys (1,000 WCU/s, 3,000 RCU/s each)"] = replace(platform, gsi_wcu=inf,
+                                                                                       gsi_rcu=inf)
         out["DynamoDB table quota (40,000 RCU/s and WCU/s)"] = replace(platform, table_rcu=inf, table_wcu=inf)
         out["DynamoDB throughput, every limit at once (partition, index keys, table quota)"] = replace(
-            platform, partition_rcu=inf, partition_wcu=inf, gsi_wcu=inf, table_rcu=inf, table_wcu=inf)
+            platform, partition_rcu=inf, partition_wcu=inf, gsi_wcu=inf, gsi_rcu=inf, table_rcu=inf, table_wcu=inf)
     if platform.cold_start_s:
         out["cold starts"] = replace(platform, cold_start_s=0.0)
     return out
@@ -653,13 +872,21 @@ def predict(measured: dict[str, Any], dispatches: Sequence[str] = ("async", "sqs
     cold = float(measured["cold_start_s"])
     # before the per-analysis job counters, for comparison: each event read every job item of its analysis
     rows = []
-    scenarios = [("as built", dyn, d) for d in dispatches]
+    # (variant, counts, dispatch, backlog batch or None, analyses)
+    scenarios: list[tuple[str, DynamoCounts, str, dict[str, float] | None, tuple[int, ...]]] = [
+        ("as built", dyn, d, None, (1, 100)) for d in dispatches]
     if dyn.event_full_reads_per_event is not None:
-        scenarios.append(("recount per event (before)", recounting(dyn), "async"))
-    for variant, counts, dispatch in scenarios:
-        for analyses in (1, 100):
+        scenarios.append(("recount per event (before)", recounting(dyn), "async", None, (1, 100)))
+    if dyn.index_keys_only:
+        scenarios.append(("whole-item index (before)", whole_item_index(dyn), "async", None, (100,)))
+    if dyn.dispatch_backlog is not None and dyn.dispatch_backlog_before is not None:
+        scenarios.append(("backlog due at every event", dyn, "async", dyn.dispatch_backlog, (100,)))
+        scenarios.append(("backlog, before the window", whole_item_index(dyn), "async", dyn.dispatch_backlog_before,
+                          (100,)))
+    for variant, counts, dispatch, batch, analyses_set in scenarios:
+        for analyses in analyses_set:
             for c in (10, 100, 1000):
-                lam = lambda_platform(dispatch, c, counts, cold, coord_s)
+                lam = backlog(lambda_platform(dispatch, c, counts, cold, coord_s), batch)
                 t = time.perf_counter()
                 out = simulate(base, lam, analyses)
                 name, saved, savings = first_bottleneck(base, lam, analyses, out)
@@ -667,7 +894,7 @@ def predict(measured: dict[str, Any], dispatches: Sequence[str] = ("async", "sqs
                              "makespan_s": out.makespan_s, "first_results_s": out.first_results_s,
                              "bottleneck": name, "lifting_it_saves_s": saved, "savings_s": savings,
                              "sim_s": time.perf_counter() - t})
-                print(f"  {variant:>15} {dispatch:>5} x{analyses:<3} at {c:>4}: {out.makespan_s:10.1f} s "
+                print(f"  {variant:>26} {dispatch:>5} x{analyses:<3} at {c:>4}: {out.makespan_s:10.1f} s "
                       f"({name}; lifting it saves {saved:.0f} s)", flush=True)
     return {"check": check, "coordinator_event_s": coord_s, "predictions": rows, "jobs_per_analysis": base.jobs}
 
@@ -677,6 +904,13 @@ def print_tables(measured: dict[str, Any], predicted: dict[str, Any]) -> None:
     print(f"\nScale: {shape['users']:,} users, {shape['metrics']} metrics x {shape['slices']} slices "
           f"({predicted['jobs_per_analysis']:,} jobs per analysis), native backend {measured['native']}, "
           f"{measured['cores']} cores")
+    dyn = measured["dynamodb"]
+    for name, key in (("as built", "dispatch_backlog"), ("before the window", "dispatch_backlog_before")):
+        b = dyn.get(key)
+        if b:
+            print(f"One dispatch batch of {b['limit']:.0f} with {b['due']:,.0f} jobs due, {name}: "
+                  f"{b['index_items']:,.0f} index entries ({b['index_bytes']:,.0f} B, {b['index_rcu']:.1f} RCU), "
+                  f"{b['get_items']:.0f} jobs read whole ({b['get_bytes']:,.0f} B, {b['get_rcu']:.0f} RCU)")
     print(f"\nCheck against the local pool (service work per job, calibrated on the 1-worker run: "
           f"{1000 * predicted['coordinator_event_s']:.1f} ms):\n")
     print("| workers | role | job seconds (sum) | measured s | predicted s | error | first results measured / predicted s |")

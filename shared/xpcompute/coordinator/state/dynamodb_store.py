@@ -10,11 +10,14 @@ no migration.
 
 The index projects the keys only (``KEYS_ONLY``: ``pk``, ``sk``, ``st``, ``due``). A query is charged by the
 size of the index entries it reads, whatever its ``ProjectionExpression`` says, so an index projecting ``ALL``
-charged the due-jobs query for whole job items (about 1 KB each) when it needs about 90 bytes of keys. Every
+charged the due-jobs query for whole job items (1.25 KB for a pending fit job) when it needs 90 bytes of keys
+(``benchmarks/scaling_model.py``: one dispatch batch with 3,000 due reads 72 KB of keys, 9.5 read units,
+where it read 3.0 MB, 366 units). Every
 index query reads keys, and whatever needs the record reads it from the table by key (``BatchGetItem``,
 consistent: the index is eventually consistent, so the table's copy decides the state anyway): ``due_jobs``
 reads the ``limit`` jobs it chose, ``expired_jobs`` the ``limit`` expired ones, ``list_analyses(state)`` the
-analyses. Nothing needs a non-key attribute from the index, so ``INCLUDE`` would only add bytes.
+analyses. Nothing needs a non-key attribute from the index (priority is in ``st``, analysis and job ids in
+``pk``/``sk``), so ``INCLUDE``, which needs at least one, would only add bytes.
 
 Migrating a deployed table (the index was ``by_state``, projecting ``ALL``): a GSI's projection cannot be
 changed in place, and DynamoDB creates or deletes one GSI per table update. So ``serverless.yml`` keeps

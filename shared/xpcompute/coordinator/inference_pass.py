@@ -35,6 +35,29 @@ put-if-absent at the analysis's first finalize, so a live slice re-finalizing it
 earlier looks are the stored looks of analyses created before it (ordered by creation time, then id). Its own
 n is the units of its all-users slice (all cells), its fraction ``n / planned_units``. A re-analysis whose n did
 not grow past the last look is that look again (it is not stored a second time).
+
+Order of finalizes. Analyses of one experiment can finalize concurrently and in any order (the serverless
+coordinator function runs concurrently; the local pool finishes a small analysis first). If B, created after A,
+placed its look before A had stored A's, B's boundary would leave A's look out (B's index one too low, its alpha
+spending restarted: anti-conservative), and A would then store a look B never accounted for. So the coordinator
+orders them (``Coordinator.maybe_finalize``): a sequential analysis whose jobs are all done is not finalized
+while an analysis of its experiment created before it is still RUNNING with sequential inference and no stored
+look; it stays RUNNING (its partial scorecard says what it waits for) and is finalized when that analysis's
+finalize has stored its look (the finalize re-checks the later analyses of the experiment), or by the sweep.
+Waiting, rather than B counting A's look before it exists, because A's look (its n, whether it is a look at all,
+what crossed) is only known at A's finalize. What does not block: an analysis that is not RUNNING (finalized
+SUCCEEDED or FAILED: a FAILED analysis was finalized too and recorded its look when its all-users slice
+counted units, since its results were shown; without units it has no look, and nothing waits for one), one
+with fixed-horizon inference (it never has a look), and the analysis's own stored look (a live slice
+re-finalizing it reuses its look and waits for nothing).
+
+The wait is bounded (``Coordinator.look_wait_s`` after the analysis's last job ended): then each look still
+missing is given up on with a skip marker (``skip_look``) written put-if-absent at that earlier analysis's own
+look key. Marker and look exclude each other, so exactly one holds: either the earlier look was stored first and
+is counted, or the earlier analysis never records its look (it still reports its own look against the looks
+before it, with a note; every later analysis notes that it is left out). The same rule covers any later look
+that exists without it (``plan_look``): an analysis records its look only if no analysis created after it has
+recorded one, so every stored look's index is its position among the stored looks.
 """
 
 from __future__ import annotations
@@ -180,17 +203,68 @@ def _finite(x: float) -> float | None:
 # ---- looks ----------------------------------------------------------------------------------------------------
 
 
-def read_looks(store: ObjectStore, experiment_id: str) -> list[LookState]:
-    """Every stored look of an experiment, ordered by the creation time of its analysis (then id)."""
-    out = []
+@dataclass(frozen=True)
+class SkippedLook:
+    """The marker a later analysis stored at an earlier analysis's look key when it stopped waiting for that look
+    (``skip_look``): the earlier analysis is not among the experiment's looks."""
+
+    analysis_id: str
+    created_at: float
+    skipped_by: str
+    waited_s: float
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "skipped": True}
+
+    @classmethod
+    def from_json_dict(cls, raw: Mapping[str, Any]) -> SkippedLook:
+        return cls(str(raw["analysis_id"]), float(raw["created_at"]), str(raw.get("skipped_by", "")),
+                   float(raw.get("waited_s", 0.0)))
+
+    def own_note(self) -> str:
+        """What the skipped analysis says about its look."""
+        return (f"this look is not recorded: analysis {self.skipped_by}, created after this one, waited "
+                f"{self.waited_s:,.0f} s for it and was finalized without it, so later looks do not count it")
+
+    def later_note(self) -> str:
+        """What an analysis created after it says."""
+        return (f"analysis {self.analysis_id}, created before this one, is not among the looks: analysis "
+                f"{self.skipped_by} stopped waiting for its look after {self.waited_s:,.0f} s")
+
+
+def read_look_entries(store: ObjectStore, experiment_id: str) -> tuple[list[LookState], dict[str, SkippedLook]]:
+    """Every stored look of an experiment, ordered by the creation time of its analysis (then id), and the
+    skipped ones (``skip_look``) by analysis id."""
+    looks: list[LookState] = []
+    skipped: dict[str, SkippedLook] = {}
     for key in store.list(keys.experiment_look(experiment_id)):
         if not key.endswith(".json"):
             continue
         try:
-            out.append(LookState.from_json_dict(json.loads(store.get_bytes(key))))
+            raw = json.loads(store.get_bytes(key))
         except NotFoundError:
             continue
-    return sorted(out, key=lambda lk: (lk.created_at, lk.analysis_id))
+        if raw.get("skipped"):
+            mark = SkippedLook.from_json_dict(raw)
+            skipped[mark.analysis_id] = mark
+        else:
+            looks.append(LookState.from_json_dict(raw))
+    return sorted(looks, key=lambda lk: (lk.created_at, lk.analysis_id)), skipped
+
+
+def read_looks(store: ObjectStore, experiment_id: str) -> list[LookState]:
+    """Every stored look of an experiment, ordered by the creation time of its analysis (then id)."""
+    return read_look_entries(store, experiment_id)[0]
+
+
+def skip_look(store: ObjectStore, experiment_id: str, analysis_id: str, created_at: float, *, by: str,
+              waited_s: float) -> bool:
+    """Give up on the look of the earlier analysis ``analysis_id``: store the skip marker at its look key
+    (put-if-absent, so it and the analysis's own look exclude each other). ``True`` when the marker is stored
+    (the analysis will never record a look), ``False`` when its look (or a marker) was there first."""
+    mark = SkippedLook(analysis_id, created_at, by, waited_s)
+    return store.put_if_absent(keys.experiment_look(experiment_id, analysis_id),
+                               json.dumps(mark.to_json_dict(), sort_keys=True).encode())
 
 
 @dataclass(frozen=True)
@@ -206,20 +280,35 @@ class LookPlan:
 
 
 def plan_look(
-    looks: Sequence[LookState], analysis_id: str, created_at: float, n: float, planned_units: float
+    looks: Sequence[LookState], analysis_id: str, created_at: float, n: float, planned_units: float,
+    skipped: Mapping[str, SkippedLook] | None = None,
 ) -> LookPlan:
-    """Where this analysis's look goes: see the module docstring (reuse, repeat, or a new look)."""
+    """Where this analysis's look goes: see the module docstring (reuse, repeat, or a new look; recorded only
+    when no analysis created after it has recorded one and it was not skipped)."""
+    me = (created_at, analysis_id)
+    skipped = skipped or {}
+    notes = [m.later_note() for m in sorted(skipped.values(), key=lambda m: (m.created_at, m.analysis_id))
+             if (m.created_at, m.analysis_id) < me]
     own = next((lk for lk in looks if lk.analysis_id == analysis_id), None)
     if own is not None:
         earlier = tuple(lk for lk in looks if (lk.created_at, lk.analysis_id) < (own.created_at, own.analysis_id))
-        return LookPlan(earlier, own.n, own.information_fraction, len(earlier) + 1, False)
-    earlier = tuple(lk for lk in looks if (lk.created_at, lk.analysis_id) < (created_at, analysis_id))
+        return LookPlan(earlier, own.n, own.information_fraction, len(earlier) + 1, False, "; ".join(notes) or None)
+    earlier = tuple(lk for lk in looks if (lk.created_at, lk.analysis_id) < me)
+    later = next((lk for lk in looks if (lk.created_at, lk.analysis_id) > me), None)
+    record = True
+    if analysis_id in skipped:
+        record = False
+        notes.append(skipped[analysis_id].own_note())
+    elif later is not None:
+        record = False
+        notes.append(f"this look is not recorded: analysis {later.analysis_id}, created after this one, recorded "
+                     "its look first (without this one), so later looks do not count it")
     if earlier and n <= earlier[-1].n:
         last = earlier[-1]
-        note = (f"n = {n:,.0f} did not grow past look {len(earlier)} (n = {last.n:,.0f}): reported as that look "
-                "again, with its boundary")
-        return LookPlan(earlier[:-1], last.n, last.information_fraction, len(earlier), False, note)
-    return LookPlan(earlier, n, n / planned_units, len(earlier) + 1, True)
+        notes.append(f"n = {n:,.0f} did not grow past look {len(earlier)} (n = {last.n:,.0f}): reported as that "
+                     "look again, with its boundary")
+        return LookPlan(earlier[:-1], last.n, last.information_fraction, len(earlier), False, "; ".join(notes))
+    return LookPlan(earlier, n, n / planned_units, len(earlier) + 1, record, "; ".join(notes) or None)
 
 
 # ---- the pass -------------------------------------------------------------------------------------------------
@@ -390,7 +479,8 @@ def run_inference_pass(
             summary = InferenceSummary(method=METHOD_NAMES[spec.sequential],
                                        notes=["no units counted yet: no look recorded"])
             return [r.model_copy(update={"inference": "fixed_horizon"}) for r in records], summary
-        look = plan_look(read_looks(store, experiment_id), analysis_id, created_at, n, spec.planned_units)
+        looks, skipped = read_look_entries(store, experiment_id)
+        look = plan_look(looks, analysis_id, created_at, n, spec.planned_units, skipped)
     time = datetime.fromtimestamp(created_at, UTC).isoformat(timespec="seconds")
     out, summary = apply_inference(records, spec, alpha=alpha, correction=correction, look=look, look_n=n,
                                    higher_is_better=higher_is_better, covariates=covariates)
@@ -401,8 +491,16 @@ def run_inference_pass(
             method=summary.method, alpha=alpha, spending=spec.spending, boundary_z=summary.boundary_z,
             alpha_spent=summary.alpha_spent, crossed=tuple(summary.crossed),
         )
-        store.put_if_absent(keys.experiment_look(experiment_id, analysis_id),
-                            json.dumps(state.to_json_dict(), sort_keys=True).encode())
+        key = keys.experiment_look(experiment_id, analysis_id)
+        if not store.put_if_absent(key, json.dumps(state.to_json_dict(), sort_keys=True).encode()):
+            # a later analysis skipped this look between the read above and this write (skip_look), or a
+            # concurrent finalize of this analysis stored it
+            try:
+                raw = json.loads(store.get_bytes(key))
+            except NotFoundError:
+                raw = {}
+            if raw.get("skipped"):
+                summary.notes.append(SkippedLook.from_json_dict(raw).own_note())
     return out, summary
 
 
@@ -430,7 +528,8 @@ def reapply(
         if not n:
             return [r.model_copy(update={"inference": "fixed_horizon"}) for r in records]
         assert spec.planned_units is not None
-        look = plan_look(read_looks(store, experiment_id), analysis_id, created_at, float(n), spec.planned_units)
+        looks, skipped = read_look_entries(store, experiment_id)
+        look = plan_look(looks, analysis_id, created_at, float(n), spec.planned_units, skipped)
     out, _ = apply_inference(records, spec, alpha=float(request.get("alpha", 0.05)),
                              correction=request.get("correction", "bh"), look=look,
                              look_n=None if n is None else float(n), higher_is_better=higher_is_better,
@@ -439,6 +538,7 @@ def reapply(
 
 
 __all__ = [
-    "MOMENTS_MODELS", "InferenceSummary", "LookPlan", "LookState", "apply_inference", "look_units", "plan_look",
-    "read_looks", "reapply", "record_key", "run_inference_pass", "sequential_applies",
+    "MOMENTS_MODELS", "InferenceSummary", "LookPlan", "LookState", "SkippedLook", "apply_inference", "look_units",
+    "plan_look", "read_look_entries", "read_looks", "reapply", "record_key", "run_inference_pass",
+    "sequential_applies", "skip_look",
 ]

@@ -450,15 +450,77 @@ class Coordinator(JobLedger):
                     self._settle_children(written, reason)
                 break
 
+    #: How long an analysis with every job done waits for the looks of earlier-created sequential analyses of its
+    #: experiment before it is finalized without them (``_looks_pending``; ``inference_pass`` says why it waits).
+    look_wait_s: float = 3600.0
+
     def maybe_finalize(self, analysis_id: str) -> Analysis | None:
-        """Finalize when every job is terminal (cheap count first)."""
+        """Finalize when every job is terminal (cheap count first) and no look it must count is still to come.
+
+        A sequential analysis waits (stays RUNNING, ``None`` returned) while an analysis of its experiment created
+        before it is RUNNING without a stored look: its look must count that one (``inference_pass``). The earlier
+        analysis's finalize re-checks it (``_finalize_later``), and so does the sweep. After ``look_wait_s`` from
+        its last job's end it stops waiting: each look still missing is marked skipped (``skip_look``), so the
+        earlier analysis never records it and the stored looks stay consistent.
+        """
         counts = self.state.job_counts(analysis_id)
         if counts[JobState.PENDING] or counts[JobState.RUNNING]:
             return None
+        analysis = self.state.get_analysis(analysis_id)
+        if analysis.state != AnalysisState.RUNNING:
+            return analysis
+        pending = self._looks_pending(analysis)
+        if pending:
+            jobs = self.state.list_jobs(analysis_id)
+            ready_at = max((j.finished_at or j.updated_at for j in jobs), default=analysis.created_at)
+            waited = self.clock() - ready_at
+            if waited < self.look_wait_s:
+                return None
+            from xpcompute.coordinator.inference_pass import skip_look
+
+            for earlier in pending:
+                if skip_look(self.store, analysis.experiment_id, earlier.analysis_id, earlier.created_at,
+                             by=analysis_id, waited_s=waited):
+                    log.warning("analysis %s stopped waiting for the look of analysis %s after %.0f s: that look "
+                                "is not recorded", analysis_id, earlier.analysis_id, waited)
         return self.finalize(analysis_id)
 
+    def _looks_pending(self, analysis: Analysis) -> list[Analysis]:
+        """The RUNNING sequential analyses of ``analysis``'s experiment created before it without a stored look
+        (or skip marker): what a sequential ``analysis`` must wait for before its own look is placed. Nothing when
+        ``analysis`` is not sequential or already has its look (a live slice re-finalizing it reuses the look)."""
+        if not _sequential(analysis) or self.store.exists(
+                keys.experiment_look(analysis.experiment_id, analysis.analysis_id)):
+            return []
+        me = (analysis.created_at, analysis.analysis_id)
+        return [a for a in self.state.list_analyses(AnalysisState.RUNNING)
+                if a.experiment_id == analysis.experiment_id and (a.created_at, a.analysis_id) < me
+                and _sequential(a) and not self.store.exists(keys.experiment_look(a.experiment_id, a.analysis_id))]
+
+    def _finalize_later(self, analysis: Analysis) -> None:
+        """After a sequential analysis's finalize: finalize the later analyses of its experiment that waited for
+        its look (``maybe_finalize`` re-checks each; one that still waits on another stays RUNNING). A failure here
+        is logged, not raised: ``analysis`` is done, and the sweep finalizes them later."""
+        if not _sequential(analysis):
+            return
+        me = (analysis.created_at, analysis.analysis_id)
+        try:
+            later = sorted((a for a in self.state.list_analyses(AnalysisState.RUNNING)
+                            if a.experiment_id == analysis.experiment_id and (a.created_at, a.analysis_id) > me
+                            and _sequential(a)), key=lambda a: (a.created_at, a.analysis_id))
+            for waiting in later:
+                self.maybe_finalize(waiting.analysis_id)
+        except Exception:
+            log.exception("finalizing the analyses that waited for the look of analysis %s failed; the sweep "
+                          "retries them", analysis.analysis_id)
+
     def finalize(self, analysis_id: str) -> Analysis:
-        """Corrections across the analysis + SRM -> scorecard object -> SUCCEEDED or FAILED (with the reasons)."""
+        """Corrections across the analysis + SRM -> scorecard object -> SUCCEEDED or FAILED (with the reasons).
+
+        Now, without waiting for earlier analyses' looks (``maybe_finalize`` waits); a look placed before an
+        earlier analysis's leaves that one unrecorded (``inference_pass.plan_look``). Then the later analyses of
+        the experiment that waited for this one's look are finalized (``_finalize_later``).
+        """
         analysis = self.state.get_analysis(analysis_id)
         if analysis.state != AnalysisState.RUNNING:
             return analysis
@@ -488,9 +550,11 @@ class Coordinator(JobLedger):
             note = f"scorecard not stored ({exc})"
             done = replace(done, error=f"{done.error}; {note}" if done.error else note)
         try:
-            return self.state.update_analysis(done, analysis.version)
+            final = self.state.update_analysis(done, analysis.version)
         except ConflictError:
-            return self.state.get_analysis(analysis_id)
+            final = self.state.get_analysis(analysis_id)
+        self._finalize_later(analysis)  # its look is stored now: the later analyses waiting for it can go on
+        return final
 
     def sweep(self, analysis: Analysis) -> None:
         """Repair what a crash between two writes can leave: unreleased children, an unfinalized analysis."""
@@ -615,7 +679,24 @@ class Coordinator(JobLedger):
             records = [r.model_copy(update={"inference": "fixed_horizon"}) for r in card.records]
             summary = InferenceSummary(notes=[f"the {settings.sequential} inference pass failed ({exc}); "
                                               "fixed-horizon results shown"])
+        if (not record_look and analysis.state == AnalysisState.RUNNING and settings.sequential != "none"
+                and jobs and all(j.state.terminal for j in jobs)):
+            try:
+                pending = self._looks_pending(analysis)
+            except StorageError:
+                pending = []
+            if pending:
+                names = ", ".join(a.analysis_id for a in pending)
+                summary.notes.append(f"waiting to finalize: this look must count the look of analysis {names} "
+                                     f"(created before it, still running); finalized when that look is stored, "
+                                     f"or without it {self.look_wait_s:,.0f} s after this analysis's last job")
         return replace(card, records=records, inference=summary.to_json_dict())
+
+
+def _sequential(analysis: Analysis) -> bool:
+    """Whether the analysis's (resolved) request asks for sequential inference: it has a look to store."""
+    raw = analysis.request.get("inference")
+    return isinstance(raw, dict) and raw.get("sequential", "none") != "none"
 
 
 def resolve_inference(spec: AnalysisSpec, experiment: ExperimentSpec | None) -> AnalysisSpec:

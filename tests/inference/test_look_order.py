@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +314,44 @@ def test_a_look_skipped_while_it_is_being_written_is_not_recorded(tmp_path: Path
     assert set(skipped) == {"A"}
     plan = plan_look(looks, "B2", 30.0, 1500.0, PLANNED, skipped)
     assert plan.index == 2 and plan.store and plan.note is not None and "analysis A, created before" in plan.note
+
+
+def _finish(settings: Settings, job_id: str) -> None:
+    """Run one job and report it to a coordinator of its own (another copy of the coordinator function)."""
+    copy = build_coordinator(settings, dispatcher=None)
+    assert run_job(copy, settings, job_id, "w").status == "succeeded"
+    copy.on_job_finished(job_id)
+
+
+def test_concurrent_last_jobs_of_two_analyses_give_consistent_looks(tmp_path: Path) -> None:
+    """The last jobs of A and B end at the same time on two threads, each reported to its own coordinator over
+    the same stores (two copies of the coordinator function): whichever finalize runs first, A is look 1 and B
+    look 2, both stored, both finalized."""
+    for rep in range(3):
+        settings = Settings(home=tmp_path / f"r{rep}", dispatch="inline", slice_engine="arrow")
+        coord = build_coordinator(settings, dispatcher=None)
+        _publish(coord, "exp/snap_a", analysis_table(N_A, seed=1))
+        _publish(coord, "exp/snap_b", analysis_table(N_B, seed=2))
+        coord.submit("exp", _spec("exp/snap_a"), analysis_id="A")
+        coord.clock = lambda: time.time() + 1.0  # B is created after A
+        coord.submit("exp", _spec("exp/snap_b"), analysis_id="B")
+        last: dict[str, str] = {}
+        for aid in ("A", "B"):
+            while aid not in last:
+                jobs = coord.state.list_jobs(aid)
+                due = [j for j in jobs if j.state == JobState.PENDING and j.due_at is not None]
+                if sum(not j.state.terminal for j in jobs) == 1 and due:
+                    last[aid] = due[0].job_id
+                    break
+                for job in due:
+                    run_job(coord, settings, job.job_id, "w")
+                    coord.on_job_finished(job.job_id)
+        threads = [threading.Thread(target=_finish, args=(settings, last[aid])) for aid in ("B", "A")]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert coord.state.get_analysis("A").state == AnalysisState.SUCCEEDED
+        assert coord.state.get_analysis("B").state == AnalysisState.SUCCEEDED
+        assert [d["analysis_id"] for d in _looks(coord)] == ["A", "B"]
+        assert _inference(coord, "B")["look"] == 2

@@ -35,6 +35,20 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 
 
+class Deferred(Exception):
+    """Raised by a job's work to say: not finished, deliver me again in ``delay_s`` (``JobLedger.defer``).
+
+    Why: a job that follows work running elsewhere (a stage 1 on EMR Serverless, up to an hour) must not hold a
+    function for that long (Lambda stops it at its timeout). It records what it started in ``output`` and returns;
+    each later delivery looks once and defers again until the work is done.
+    """
+
+    def __init__(self, delay_s: float, output: dict[str, object], reason: str) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+        self.output = output
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Attempts, backoff and leases; from ``XPCOMPUTE_MAX_ATTEMPTS``, ``_BACKOFF_S``, ``_LEASE_S``, ``_STAGE1_LEASE_S`` ..."""
@@ -221,6 +235,7 @@ class JobLedger:
             new = replace(
                 job, state=JobState.PENDING, updated_at=now, lease_expires_at=None, worker=None,
                 due_at=now + self.policy.backoff(job.attempts), dispatched_at=None, last_error=error, errors=errors,
+                output={},  # the next attempt starts afresh: not from what a deferred one was following
             )
         else:
             reason = error if not retryable else f"{error} (gave up after {job.attempts} attempts)"
@@ -228,6 +243,22 @@ class JobLedger:
                 job, state=JobState.FAILED, updated_at=now, finished_at=now, lease_expires_at=None,
                 due_at=None, last_error=reason, errors=errors,
             )
+        try:
+            return self.state.update_job(new, JobState.RUNNING, job.version)
+        except ConflictError:
+            return None
+
+    def defer(self, job: Job, delay_s: float, output: dict[str, object]) -> Job | None:
+        """RUNNING -> PENDING, due in ``delay_s``, keeping ``output`` for the next delivery (``Deferred``).
+
+        The attempt is given back: a poll is not a failure, so only real failures count towards
+        ``max_attempts``. ``None`` if the lease was lost meanwhile.
+        """
+        now = self.clock()
+        new = replace(
+            job, state=JobState.PENDING, updated_at=now, lease_expires_at=None, worker=None, due_at=now + delay_s,
+            dispatched_at=None, attempts=max(job.attempts - 1, 0), output=dict(output),
+        )
         try:
             return self.state.update_job(new, JobState.RUNNING, job.version)
         except ConflictError:

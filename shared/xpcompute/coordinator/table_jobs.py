@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from typing import NoReturn
 
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
 from xpcompute.coordinator.jobs import Job, JobState
-from xpcompute.coordinator.ledger import JobLedger
+from xpcompute.coordinator.ledger import Deferred, JobLedger
 from xpcompute.coordinator.planner import compression_of, fit_specs
 from xpcompute.coordinator.slicing import (
     SliceTask,
@@ -140,8 +141,12 @@ def run_stage1_job(coordinator: JobLedger, settings: Settings, job: Job) -> dict
     out: dict[str, object] = {"experiment_version": analysis.experiment_version, "spec_hash": digest,
                               "engine": settings.stage1_engine}
     claim = keys.stage1_claim(experiment.id)
-    _take_claim(coordinator, claim, job, settings.stage1_lease_s)
+    on_emr = settings.stage1_engine == "emr-serverless"
+    _take_claim(coordinator, claim, job, settings.stage1_lease_s, defer_s=settings.emr_poll_s if on_emr else None)
+    keep_claim = False
     try:
+        if isinstance(job.output.get("emr_run"), dict):  # an earlier delivery started the run: look at it
+            return _follow_emr_run(settings, coordinator, job, out)
         reused = _current_table(coordinator, experiment.id, digest, analysis.created_at)
         if reused is not None:
             return {**out, "rows": reused.num_rows, "run": reused.run_id, "reused": True}
@@ -149,22 +154,69 @@ def run_stage1_job(coordinator: JobLedger, settings: Settings, job: Job) -> dict
             from xpcompute.pipeline.stage1 import run_stage1
 
             table = run_stage1(experiment, coordinator.store, engine="duckdb").analysis
+        elif on_emr:
+            _start_emr_run(settings, coordinator, experiment, out)
         else:
             from xpcompute.pipeline.spark_submit import run_stage1_configured
 
             table = run_stage1_configured(experiment, coordinator.store.uri, settings)
+    except Deferred:
+        keep_claim = True  # the build goes on elsewhere: the claim stays this job's until it ends
+        raise
     finally:
-        coordinator.store.delete(claim)
+        if not keep_claim:
+            coordinator.store.delete(claim)
     return {**out, "rows": table.num_rows, "run": table.run_id, "reused": False}
 
 
-def _take_claim(coordinator: JobLedger, claim: str, job: Job, stale_s: float) -> None:
-    """Create the claim object, waiting while another live job holds it.
+def _start_emr_run(settings: Settings, coordinator: JobLedger, experiment: ExperimentSpec,
+                   out: dict[str, object]) -> NoReturn:
+    """Start stage 1 as an EMR Serverless job run and defer: the job follows the run one look per delivery.
+
+    Why not wait for it here: a run takes up to ``XPCOMPUTE_STAGE1_LEASE_S`` (an hour), a Lambda function at most
+    15 minutes (the slice function's timeout is 5). The run's identity goes into the job's output, which the next
+    delivery reads (``_follow_emr_run``).
+    """
+    from dataclasses import asdict
+
+    from xpcompute.pipeline.emr_serverless import EmrServerlessStage1, config_from_settings
+
+    run = EmrServerlessStage1(config_from_settings(settings, coordinator.store.uri)).submit(
+        experiment, coordinator.store.uri)
+    raise Deferred(settings.emr_poll_s, {**out, "emr_run": asdict(run)},
+                   f"stage 1 of {experiment.id} started as EMR Serverless job run {run.job_run_id}")
+
+
+def _follow_emr_run(settings: Settings, coordinator: JobLedger, job: Job, out: dict[str, object]) -> dict[str, object]:
+    """One look at the run an earlier delivery started: defer while it runs, the table once it succeeded, a typed
+    error (the job fails or retries as any other) once it failed or outlived ``XPCOMPUTE_STAGE1_LEASE_S``."""
+    from xpcompute.pipeline.emr_serverless import EmrJobRun, EmrServerlessStage1, config_from_settings
+    from xpcompute.pipeline.tables import open_table
+    from xpcompute.storage.objects import split_uri
+
+    recorded = job.output["emr_run"]
+    assert isinstance(recorded, dict)
+    run = EmrJobRun(**recorded)
+    runner = EmrServerlessStage1(config_from_settings(settings, coordinator.store.uri))
+    overdue = time.time() - run.submitted_at > settings.stage1_lease_s
+    submission = runner.poll(run, overdue=overdue, timeout_s=settings.stage1_lease_s)
+    if submission is None:
+        raise Deferred(settings.emr_poll_s, dict(job.output), f"EMR Serverless job run {run.job_run_id} still runs")
+    store, key = split_uri(submission.table_uri("analysis"), endpoint_url=settings.s3_endpoint or runner.config.endpoint_url)
+    table = open_table(key, store)
+    return {**out, "rows": table.num_rows, "run": table.run_id, "reused": False, "emr_job_run": run.job_run_id,
+            "seconds": round(submission.seconds, 1)}
+
+
+def _take_claim(coordinator: JobLedger, claim: str, job: Job, stale_s: float, defer_s: float | None = None) -> None:
+    """Create the claim object, waiting while another live job holds it (or, with ``defer_s``, deferring: a build
+    on EMR Serverless can hold it for an hour, longer than a function may wait).
 
     A claim is dead when its holder's job is no longer RUNNING under a live
-    lease (it finished, failed, or its worker died and the lease ran out), when
-    it is this job's own from an earlier attempt, or, for a holder the state
-    store does not know, when it is older than ``stale_s``.
+    lease (it finished, failed, or its worker died and the lease ran out) nor
+    deferred while its EMR Serverless run goes on, when it is this job's own
+    from an earlier attempt, or, for a holder the state store does not know,
+    when it is older than ``stale_s``.
     """
     body = json.dumps({"job_id": job.job_id, "started_at": time.time()}).encode()
     while not coordinator.store.put_if_absent(claim, body):
@@ -177,6 +229,8 @@ def _take_claim(coordinator: JobLedger, claim: str, job: Job, stale_s: float) ->
         if not _claim_alive(coordinator, held, job, stale_s):
             coordinator.store.delete(claim)
             continue
+        if defer_s is not None:
+            raise Deferred(defer_s, dict(job.output), f"waiting for the stage-1 build of job {held.get('job_id')}")
         time.sleep(STAGE1_POLL_S)
 
 
@@ -189,6 +243,9 @@ def _claim_alive(coordinator: JobLedger, held: dict[str, object], job: Job, stal
     except NotFoundError:
         started = held.get("started_at")
         return isinstance(started, int | float) and time.time() - float(started) <= stale_s
+    if holder.state == JobState.PENDING and isinstance(holder.output.get("emr_run"), dict):  # deferred, following
+        submitted = holder.output["emr_run"].get("submitted_at")  # its run (``_follow_emr_run``)
+        return isinstance(submitted, int | float) and time.time() - float(submitted) <= stale_s
     return holder.state == JobState.RUNNING and (holder.lease_expires_at or 0.0) > coordinator.clock()
 
 

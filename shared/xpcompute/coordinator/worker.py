@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 from xpcompute.config import Settings
 from xpcompute.coordinator.jobs import Job, JobKind, JobState
-from xpcompute.coordinator.ledger import JobLedger
+from xpcompute.coordinator.ledger import Deferred, JobLedger
 from xpcompute.coordinator.lru import LRU
 from xpcompute.coordinator.stored import decode_derived, fit_input, note_healed, store_result, take_healed
 from xpcompute.errors import CorruptObjectError, InputError, NotFoundError, StorageError, XPError
@@ -40,7 +40,7 @@ from xpcompute.spec import FitSpec
 if TYPE_CHECKING:  # the API imports this module (through the runtime) and decodes nothing
     from xpcompute.compression.schema import CompressedTable
 
-Status = Literal["succeeded", "retrying", "failed", "skipped", "lost"]
+Status = Literal["succeeded", "retrying", "failed", "skipped", "lost", "deferred"]
 log = logging.getLogger(__name__)
 
 #: what each function's work runs, beyond this module: its handler loads them in the init phase (``preload``), so
@@ -60,7 +60,8 @@ def preload(function: str) -> None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one delivery of a job did. ``skipped``: not claimable (a duplicate); ``lost``: the lease was taken back."""
+    """What one delivery of a job did. ``skipped``: not claimable (a duplicate); ``lost``: the lease was taken back;
+    ``deferred``: its work is running elsewhere and the job is due again later (``ledger.Deferred``)."""
 
     job_id: str
     analysis_id: str
@@ -180,6 +181,10 @@ def run_job(coordinator: JobLedger, settings: Settings, job_id: str, worker: str
         if healed:
             log.warning("job %s recomputed damaged stored object(s): %s", job.job_id, ", ".join(healed))
             output = {**output, "healed": healed}
+    except Deferred as wait:
+        log.info("job %s deferred %gs: %s", job.job_id, wait.delay_s, wait)
+        deferred = coordinator.defer(job, wait.delay_s, wait.output)
+        return Outcome(job.job_id, job.analysis_id, "deferred" if deferred is not None else "lost", str(wait))
     except Exception as exc:
         error = describe(exc)
         new = coordinator.fail(job, error, retryable=not isinstance(exc, InputError),

@@ -242,17 +242,28 @@ class EmrServerlessStage1:
         """Poll until the run is terminal; raise unless its driver published the tables (see ``submit_stage1``)."""
         deadline = clock() + timeout_s
         while True:
-            job = self.describe(run)
-            state = str(job.get("state", ""))
-            if state in TERMINAL:
-                break
-            if clock() >= deadline:
-                self.cancel(run)
-                raise JobFailedError(
-                    f"EMR Serverless job run {run.job_run_id} (application {run.application_id}) was still {state} "
-                    f"after {timeout_s:g} s and was cancelled; raise timeout_s or the application's capacity"
-                )
+            done = self.poll(run, overdue=clock() >= deadline, timeout_s=timeout_s)
+            if done is not None:
+                return done
             sleep(poll_s)
+
+    def poll(self, run: EmrJobRun, *, overdue: bool = False, timeout_s: float = 3600.0) -> Stage1Submission | None:
+        """Look at the run once: ``None`` while it runs, its submission once it succeeded; a typed error when it
+        failed, or when it still runs ``overdue`` (then it is cancelled first).
+
+        ``wait`` loops over this in one process; the coordinator's stage-1 job calls it once per delivery and
+        defers in between (``ledger.Deferred``), so no function waits out an hour-long run.
+        """
+        job = self.describe(run)
+        state = str(job.get("state", ""))
+        if state not in TERMINAL:
+            if not overdue:
+                return None
+            self.cancel(run)
+            raise JobFailedError(
+                f"EMR Serverless job run {run.job_run_id} (application {run.application_id}) was still {state} "
+                f"after {timeout_s:g} s and was cancelled; raise timeout_s or the application's capacity"
+            )
         status = self.read_status(run)
         details = str(job.get("stateDetails") or "")
         where = f"driver logs under {self.config.log_uri}" if self.config.log_uri else "no log_uri was configured"

@@ -32,7 +32,7 @@ object store under ``.xpcompute/``, a local worker pool, no API key.
 | ``XPCOMPUTE_BACKOFF_S`` | ``0.5`` | first retry delay; doubles per attempt |
 | ``XPCOMPUTE_BACKOFF_MAX_S`` | ``30`` | longest retry delay |
 | ``XPCOMPUTE_TRANSIENT_RETRIES`` | ``6`` | extra attempts for a job whose attempt failed on the object or state store (an outage), beyond ``MAX_ATTEMPTS``: with the doubling backoff, about 90 s of outage is ridden out |
-| ``XPCOMPUTE_REDISPATCH_S`` | ``60`` | a dispatched job nobody claimed within this is dispatched again |
+| ``XPCOMPUTE_REDISPATCH_S`` | ``60`` | a dispatched job nobody claimed within this is dispatched again; each re-send of it waits twice as long (at most 32x) |
 | ``XPCOMPUTE_TICK_S`` | ``0.5`` | embedded coordinator loop period (reclaim, retry, dispatch) |
 | ``XPCOMPUTE_SLICE_ENGINE`` | ``cube`` | stage-2 engine for slice jobs: ``cube`` (the embedded default: the first slices by DuckDB SQL straight from the table, then one C++ group-by by every dimension per analysis and each slice re-aggregated from it), ``duckdb``, ``spark``, ``trino`` (pipeline SQL per slice) or ``arrow`` (in-process Arrow filter + C++ group-by) |
 | ``XPCOMPUTE_SEGMENTS`` | ``true`` | segment discovery when an analysis of a registered, randomized experiment with dimensions is finalized (the scorecard's ``segments`` section; it builds the segment cube, about 12 s at 10M users on 2 cores); ``false`` leaves the section out (``GET /analyses/{id}/segments`` still answers) |

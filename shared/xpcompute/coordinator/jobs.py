@@ -152,6 +152,8 @@ class Job:
     ready_at: float | None = None
     due_at: float | None = None
     dispatched_at: float | None = None
+    #: times it was sent since it last became due unclaimed (re-sends back off: ``RetryPolicy.redispatch``)
+    dispatches: int = 0
     lease_expires_at: float | None = None
     worker: str | None = None
     last_error: str | None = None

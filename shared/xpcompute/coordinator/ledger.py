@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from xpcompute.experiment import ExperimentSpec
 
 Clock = Callable[[], float]
+#: a re-sent job waits at most 2**this x ``redispatch_s`` before the next re-send (60 s -> 32 min)
+REDISPATCH_DOUBLINGS = 5
 
 
 class Deferred(Exception):
@@ -69,6 +71,17 @@ class RetryPolicy:
     def lease(self, kind: JobKind) -> float:
         """How long a worker may hold a job: stage 1 builds the whole table, so it gets its own, longer lease."""
         return self.stage1_lease_s if kind == JobKind.STAGE1 else self.lease_s
+
+    def redispatch(self, dispatches: int) -> float:
+        """How long a job sent ``dispatches`` times already waits unclaimed before it is sent again: doubling from
+        ``redispatch_s``, capped at ``REDISPATCH_MAX_FACTOR`` times it.
+
+        Why back off: a re-send is for a message that was lost (a Lambda async invocation dropped after its
+        retries, a worker gone). A job that waits behind a long queue (SQS, async Lambda at full concurrency) was
+        not lost, and re-sending it every ``redispatch_s`` filled the queue with copies, each costing a function
+        invocation that finds it already claimed.
+        """
+        return self.redispatch_s * 2 ** min(max(dispatches, 0), REDISPATCH_DOUBLINGS)
 
     def backoff(self, attempts: int) -> float:
         """Delay before attempt ``attempts + 1``: doubling from ``backoff_s``, capped."""
@@ -201,7 +214,7 @@ class JobLedger:
         now = self.clock()
         leased = replace(
             job, state=JobState.RUNNING, attempts=job.attempts + 1, started_at=now, updated_at=now,
-            lease_expires_at=now + self.policy.lease(job.kind), worker=worker,
+            lease_expires_at=now + self.policy.lease(job.kind), worker=worker, dispatches=0,
         )
         try:
             return self.state.update_job(leased, JobState.PENDING, job.version)

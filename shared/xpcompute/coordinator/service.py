@@ -389,7 +389,8 @@ class Coordinator(JobLedger):
                 break
             messages = []
             for job in batch:
-                marked = replace(job, dispatched_at=now, due_at=now + self.policy.redispatch_s)
+                marked = replace(job, dispatched_at=now, due_at=now + self.policy.redispatch(job.dispatches),
+                                 dispatches=job.dispatches + 1)
                 try:
                     self.state.update_job(marked, JobState.PENDING, job.version)
                 except ConflictError:

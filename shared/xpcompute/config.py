@@ -33,6 +33,7 @@ object store under ``.xpcompute/``, a local worker pool, no API key.
 | ``XPCOMPUTE_BACKOFF_MAX_S`` | ``30`` | longest retry delay |
 | ``XPCOMPUTE_TRANSIENT_RETRIES`` | ``6`` | extra attempts for a job whose attempt failed on the object or state store (an outage), beyond ``MAX_ATTEMPTS``: with the doubling backoff, about 90 s of outage is ridden out |
 | ``XPCOMPUTE_REDISPATCH_S`` | ``60`` | a dispatched job nobody claimed within this is dispatched again; each re-send of it waits twice as long (at most 32x) |
+| ``XPCOMPUTE_LOOK_WAIT_S`` | ``3600`` | sequential inference: how long an analysis whose jobs are done waits to finalize for the look of an earlier-created analysis of its experiment that is still running; past it, that look is marked skipped |
 | ``XPCOMPUTE_TICK_S`` | ``0.5`` | embedded coordinator loop period (reclaim, retry, dispatch) |
 | ``XPCOMPUTE_SLICE_ENGINE`` | ``cube`` | stage-2 engine for slice jobs: ``cube`` (the embedded default: the first slices by DuckDB SQL straight from the table, then one C++ group-by by every dimension per analysis and each slice re-aggregated from it), ``duckdb``, ``spark``, ``trino`` (pipeline SQL per slice) or ``arrow`` (in-process Arrow filter + C++ group-by) |
 | ``XPCOMPUTE_SEGMENTS`` | ``true`` | segment discovery when an analysis of a registered, randomized experiment with dimensions is finalized (the scorecard's ``segments`` section; it builds the segment cube, about 12 s at 10M users on 2 cores); ``false`` leaves the section out (``GET /analyses/{id}/segments`` still answers) |
@@ -115,6 +116,7 @@ class Settings(BaseModel):
     backoff_max_s: float = Field(default=30.0, ge=0)
     transient_retries: int = Field(default=6, ge=0, le=100)
     redispatch_s: float = Field(default=60.0, gt=0)
+    look_wait_s: float = Field(default=3600.0, gt=0)
     tick_s: float = Field(default=0.5, gt=0)
     slice_engine: EngineKind = "cube"
     segments: bool = True

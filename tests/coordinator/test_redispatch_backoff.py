@@ -3,6 +3,7 @@ waiting in a long queue is not copied into it every minute, and one whose messag
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 from service_helpers import analysis_table, publish
@@ -46,7 +47,7 @@ def test_resends_back_off_and_a_claim_starts_the_count_again(tmp_path: Path) -> 
         now[0] = 1_000.0 + t
         if coord.dispatch_due():
             sends.append(t)
-    gaps = [b - a for a, b in zip(sends, sends[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(sends)]
     assert sends[:5] == [0, 60, 180, 420, 900]  # waits of 60, 120, 240, 480 s
     assert gaps[-1] == 60 * 2**REDISPATCH_DOUBLINGS == max(gaps)  # capped at 32 minutes
     assert kept.sent == [job_id] * len(sends) and coord.state.get_job(job_id).dispatches == len(sends)

@@ -19,6 +19,7 @@ from xpcompute.coordinator.jobs import JobKind, JobState, stage1_job_id
 from xpcompute.coordinator.runtime import build_coordinator
 from xpcompute.coordinator.service import Coordinator
 from xpcompute.coordinator.worker import run_job
+from xpcompute.errors import NotFoundError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline import spark_app
 from xpcompute.pipeline.emr_serverless import EmrServerlessStage1
@@ -119,7 +120,7 @@ def test_stage1_starts_the_run_defers_and_follows_it_one_look_per_delivery(
     assert job.output["emr_job_run"] == driver.runs[0].job_run_id and job.output["run"] == published.run_id
     assert job.output["rows"] == published.num_rows > 250
     assert job.attempts == 1 and not job.errors
-    with pytest.raises(Exception):
+    with pytest.raises(NotFoundError):
         coord.store.get_bytes(keys.stage1_claim("emr"))  # released
     coord.on_job_finished(job.job_id)
     assert any(j.kind == JobKind.SLICE and j.state == JobState.PENDING and j.due_at is not None

@@ -51,7 +51,7 @@ counted units, since its results were shown; without units it has no look, and n
 with fixed-horizon inference (it never has a look), and the analysis's own stored look (a live slice
 re-finalizing it reuses its look and waits for nothing).
 
-The wait is bounded (``Coordinator.look_wait_s`` after the analysis's last job ended): then each look still
+The wait is bounded (``Coordinator.look_wait_s``, ``XPCOMPUTE_LOOK_WAIT_S``, after the analysis's last job ended): then each look still
 missing is given up on with a skip marker (``skip_look``) written put-if-absent at that earlier analysis's own
 look key. Marker and look exclude each other, so exactly one holds: either the earlier look was stored first and
 is counted, or the earlier analysis never records its look (it still reports its own look against the looks

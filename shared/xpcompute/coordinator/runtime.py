@@ -44,7 +44,9 @@ def build_coordinator(settings: Settings, dispatcher: Dispatcher | None, over: J
     from xpcompute.coordinator.service import Coordinator
 
     base = over or build_ledger(settings)
-    return Coordinator(base.state, base.store, dispatcher, base.policy, limits=Limits.from_settings(settings))
+    coordinator = Coordinator(base.state, base.store, dispatcher, base.policy, limits=Limits.from_settings(settings))
+    coordinator.look_wait_s = settings.look_wait_s
+    return coordinator
 
 
 class EmbeddedRuntime:

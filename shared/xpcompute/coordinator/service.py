@@ -452,7 +452,8 @@ class Coordinator(JobLedger):
                 break
 
     #: How long an analysis with every job done waits for the looks of earlier-created sequential analyses of its
-    #: experiment before it is finalized without them (``_looks_pending``; ``inference_pass`` says why it waits).
+    #: experiment before it is finalized without them (``_looks_pending``; ``inference_pass`` says why it waits);
+    #: ``XPCOMPUTE_LOOK_WAIT_S`` through ``runtime.build_coordinator``.
     look_wait_s: float = 3600.0
 
     def maybe_finalize(self, analysis_id: str) -> Analysis | None:

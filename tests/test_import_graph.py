@@ -64,6 +64,20 @@ def test_handler_import_loads_only_what_it_uses(handler: str) -> None:
     assert not missing, f"functions/{handler}/handler.py leaves {missing} to its first call: load them at import"
 
 
+@pytest.mark.parametrize("handler", sorted(CASES))
+def test_the_init_phase_leaves_the_collector_on_and_its_modules_frozen(handler: str) -> None:
+    """``xpcompute.initphase``: no collections during the imports, then everything they made is frozen."""
+    code = (
+        "import gc, json, sys; sys.path.insert(0, sys.argv[1]); "
+        f"import functions.{handler}.handler; "
+        "print(json.dumps([gc.isenabled(), gc.get_freeze_count(), len(gc.get_objects())]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, check=True,
+                         timeout=120)
+    enabled, frozen, tracked = json.loads(out.stdout.strip().splitlines()[-1])
+    assert enabled and frozen > 20_000 and tracked < frozen / 100, (enabled, frozen, tracked)
+
+
 FIRST_FIT = """
 import json, sys
 sys.path.insert(0, sys.argv[1])

@@ -6,16 +6,20 @@ import json
 from functools import cache
 from typing import Any
 
-from mangum import Mangum
+from xpcompute.initphase import init_phase
 
-from xpcompute.api.app import create_app
-from xpcompute.config import Settings
-from xpcompute.coordinator.runtime import error_reply
-from xpcompute.errors import XPError
-from xpcompute.plugins import load_plugins
+# the init phase: the modules this function's work runs, with the collector paused (xpcompute.initphase)
+with init_phase():
+    from mangum import Mangum
 
-# the team's metrics repo (entry points, XPCOMPUTE_PLUGINS) registers its metrics and models before any job
-load_plugins(origin="the api function")
+    from xpcompute.api.app import create_app
+    from xpcompute.config import Settings
+    from xpcompute.coordinator.runtime import error_reply
+    from xpcompute.errors import XPError
+    from xpcompute.plugins import load_plugins
+
+    # the team's metrics repo (entry points, XPCOMPUTE_PLUGINS) registers its metrics and models before any job
+    load_plugins(origin="the api function")
 
 
 @cache

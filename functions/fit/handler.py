@@ -5,15 +5,19 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from xpcompute.config import Settings
-from xpcompute.coordinator.events import handle_job_event
-from xpcompute.coordinator.runtime import FunctionRuntime, error_reply
-from xpcompute.coordinator.worker import preload
-from xpcompute.plugins import load_plugins
+from xpcompute.initphase import init_phase
 
-# the team's metrics repo (entry points, XPCOMPUTE_PLUGINS) registers its metrics and models before any job
-load_plugins(origin="the fit function")
-preload("fit")  # what its work runs, loaded here in the init phase rather than by the first job
+# the init phase: the modules this function's work runs, with the collector paused (xpcompute.initphase)
+with init_phase():
+    from xpcompute.config import Settings
+    from xpcompute.coordinator.events import handle_job_event
+    from xpcompute.coordinator.runtime import FunctionRuntime, error_reply
+    from xpcompute.coordinator.worker import preload
+    from xpcompute.plugins import load_plugins
+
+    # the team's metrics repo (entry points, XPCOMPUTE_PLUGINS) registers its metrics and models before any job
+    load_plugins(origin="the fit function")
+    preload("fit")  # what its work runs, loaded here in the init phase rather than by the first job
 
 
 @cache

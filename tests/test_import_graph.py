@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,16 +49,21 @@ PRELOADED = {"fit": ("xpcompute.models", "numpy", "pyarrow"), "slice": ("xpcompu
              "coordinator": ("xpcompute.coordinator.service",), "api": ("xpcompute.api.app",)}
 
 
-@pytest.mark.parametrize("handler", sorted(CASES))
-def test_handler_import_loads_only_what_it_uses(handler: str) -> None:
+def after_import(handler: str, expression: str) -> Any:
+    """``expression`` (JSON-able, with ``gc`` and ``sys`` at hand) in a fresh interpreter that imported the handler."""
     code = (
-        "import json, sys; sys.path.insert(0, sys.argv[1]); "
+        "import gc, json, sys; sys.path.insert(0, sys.argv[1]); "
         f"import functions.{handler}.handler; "
-        "print(json.dumps(sorted(sys.modules)))"
+        f"print(json.dumps({expression}))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, check=True,
                          timeout=120)
-    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("handler", sorted(CASES))
+def test_handler_import_loads_only_what_it_uses(handler: str) -> None:
+    loaded = set(after_import(handler, "sorted(sys.modules)"))
     unwanted = sorted(m for m in CASES[handler] if m in loaded)
     assert not unwanted, f"importing functions/{handler}/handler.py loads {unwanted}; import them where they are used"
     missing = sorted(m for m in PRELOADED[handler] if m not in loaded)
@@ -67,14 +73,7 @@ def test_handler_import_loads_only_what_it_uses(handler: str) -> None:
 @pytest.mark.parametrize("handler", sorted(CASES))
 def test_the_init_phase_leaves_the_collector_on_and_its_modules_frozen(handler: str) -> None:
     """``xpcompute.initphase``: no collections during the imports, then everything they made is frozen."""
-    code = (
-        "import gc, json, sys; sys.path.insert(0, sys.argv[1]); "
-        f"import functions.{handler}.handler; "
-        "print(json.dumps([gc.isenabled(), gc.get_freeze_count(), len(gc.get_objects())]))"
-    )
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, check=True,
-                         timeout=120)
-    enabled, frozen, tracked = json.loads(out.stdout.strip().splitlines()[-1])
+    enabled, frozen, tracked = after_import(handler, "[gc.isenabled(), gc.get_freeze_count(), len(gc.get_objects())]")
     assert enabled and frozen > 20_000 and tracked < frozen / 100, (enabled, frozen, tracked)
 
 

@@ -13,8 +13,17 @@ from ui_helpers import EXPERIMENT_ID, analysis_spec, publish_experiment
 from xpcompute.config import Settings
 from xpcompute.coordinator.jobs import AnalysisState, JobKind
 from xpcompute.coordinator.runtime import build_coordinator
+from xpcompute.coordinator.service import Coordinator
 from xpcompute.coordinator.worker import run_job
 from xpcompute.storage import keys
+
+
+def _analysis(tmp_path: Path, users: int) -> tuple[Coordinator, Settings, str]:
+    """A registered experiment with dimensions and one analysis of it (its slice and fit jobs not run)."""
+    settings = Settings(home=tmp_path / "home", dispatch="inline", slice_engine="arrow")
+    coord = build_coordinator(settings, dispatcher=None)
+    publish_experiment(coord, tmp_path / "raw", users=users)
+    return coord, settings, coord.submit(EXPERIMENT_ID, analysis_spec()).analysis_id
 
 
 def _run_all(coord: object, settings: Settings, aid: str, kinds: tuple[JobKind, ...]) -> None:
@@ -27,10 +36,7 @@ def _run_all(coord: object, settings: Settings, aid: str, kinds: tuple[JobKind, 
 def test_the_all_users_slice_job_stores_the_cube_and_finalize_only_reads_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(home=tmp_path / "home", dispatch="inline", slice_engine="arrow")
-    coord = build_coordinator(settings, dispatcher=None)
-    publish_experiment(coord, tmp_path / "raw", users=3000)
-    aid = coord.submit(EXPERIMENT_ID, analysis_spec()).analysis_id
+    coord, settings, aid = _analysis(tmp_path, users=3000)
     _run_all(coord, settings, aid, (JobKind.SLICE,))
     slices = [j for j in coord.state.list_jobs(aid) if j.kind == JobKind.SLICE]
     assert all("segments.cube" not in (j.output.get("artifact_errors") or {}) for j in slices)
@@ -56,10 +62,7 @@ def test_the_all_users_slice_job_stores_the_cube_and_finalize_only_reads_it(
 def test_a_cube_the_slice_job_cannot_build_is_recorded_and_finalize_reports_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(home=tmp_path / "home", dispatch="inline", slice_engine="arrow")
-    coord = build_coordinator(settings, dispatcher=None)
-    publish_experiment(coord, tmp_path / "raw", users=2000)
-    aid = coord.submit(EXPERIMENT_ID, analysis_spec()).analysis_id
+    coord, settings, aid = _analysis(tmp_path, users=2000)
     from xpcompute.errors import InputError
     from xpcompute.segments import cube
 

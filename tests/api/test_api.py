@@ -138,6 +138,7 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         "/analyses/{analysis_id}/results", "/analyses/{analysis_id}/slices", "/analyses/{analysis_id}/retry",
         "/analyses/{analysis_id}/segments",  # segment discovery (api/segment_routes.py)
         "/experiments/{experiment_id}/archive", "/meta/replay",  # the archive and replay (api/meta_routes.py)
+        "/meta/replays", "/meta/replays/{replay_id}",  # a replay as jobs (meta/replay_jobs.py)
     }
     assert "AnalysisSpec" in spec["components"]["schemas"]
     assert client.get("/healthz").json()["status"] == "ok"

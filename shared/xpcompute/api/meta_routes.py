@@ -86,6 +86,27 @@ class ReplayBody(BaseModel):
     seconds: float
 
 
+class ReplayAccepted(BaseModel):
+    replay_id: str
+    state: str
+    experiments: list[str] = Field(description="The experiments it replays, one job each.")
+    skipped: dict[str, str] = Field(description="Experiments left out before any job ran, with why.")
+    status_url: str
+
+
+class ReplayStatusBody(BaseModel):
+    replay_id: str
+    state: str = Field(description="RUNNING, SUCCEEDED or FAILED (no experiment could be replayed: see error).")
+    metric: str
+    baseline: str
+    experiments: list[str]
+    progress: dict[str, int] = Field(description="Jobs (one per experiment) per state.")
+    error: str | None = None
+    created_at: float
+    finished_at: float | None = None
+    result: ReplayBody | None = Field(default=None, description="Once SUCCEEDED: what POST /meta/replay answers.")
+
+
 AnalysisStateName = Literal["RUNNING", "SUCCEEDED", "FAILED"]
 
 
@@ -138,6 +159,36 @@ def add_meta_routes(app: FastAPI, coordinator: Callable[[], Coordinator], depend
         SE, across experiments their correlation, sign agreement, sensitivity, SE ratio and changed decisions."""
         result: dict[str, Any] = run_replay(body, coord).to_json_dict()
         return result
+
+    @app.post("/meta/replays", response_model=ReplayAccepted, status_code=202, responses=errors, tags=["meta"],
+              dependencies=dependencies)
+    def post_replays(body: ReplayRequest, coord: Coordinator = Depends(coordinator)) -> ReplayAccepted:
+        """The same replay as ``POST /meta/replay``, as jobs: one per archived experiment, run like slices (at once
+        on Lambda), answered at once with the replay's id. For archives whose replay outlasts an HTTP request
+        (API Gateway waits 29 s)."""
+        from xpcompute.meta.replay_jobs import submit_replay
+
+        planned = submit_replay(coord, body.metric, body.baseline, body.experiments)  # type: ignore[arg-type]
+        return ReplayAccepted(replay_id=planned.analysis_id, state=planned.state.value,
+                              experiments=planned.request["experiments"], skipped=planned.request["skipped"],
+                              status_url=f"/meta/replays/{planned.analysis_id}")
+
+    @app.get("/meta/replays/{replay_id}", response_model=ReplayStatusBody, responses=errors, tags=["meta"],
+             dependencies=dependencies)
+    def get_replay(replay_id: str, coord: Coordinator = Depends(coordinator)) -> ReplayStatusBody:
+        """A replay's state and progress, and its result once every experiment's job has ended."""
+        from xpcompute.meta.replay_jobs import replay_status
+
+        return ReplayStatusBody.model_validate(replay_status(coord, replay_id))
+
+    @app.get("/meta/replays/{replay_id}/report", response_class=HTMLResponse, include_in_schema=False,
+             dependencies=dependencies)
+    def get_replay_report(replay_id: str, coord: Coordinator = Depends(coordinator)) -> HTMLResponse:
+        """A finished replay's self-contained HTML report (409 while it runs)."""
+        from xpcompute.meta.replay_jobs import finished_replay
+        from xpcompute.meta.report import render_replay
+
+        return HTMLResponse(render_replay(finished_replay(coord, replay_id)))
 
     @app.post("/meta/replay/report", response_class=HTMLResponse, include_in_schema=False,
               dependencies=dependencies)

@@ -40,11 +40,13 @@ class JobState(StrEnum):
 
 class JobKind(StrEnum):
     """``stage1`` builds the analysis table from the sources (only when it is missing or stale);
-    ``slice`` compresses one slice of it; ``fit`` fits one model to one metric of one slice."""
+    ``slice`` compresses one slice of it; ``fit`` fits one model to one metric of one slice; ``replay``
+    replays a metric definition on one archived experiment (``meta.replay_jobs``)."""
 
     STAGE1 = "stage1"
     SLICE = "slice"
     FIT = "fit"
+    REPLAY = "replay"
 
 
 class AnalysisState(StrEnum):

@@ -175,6 +175,10 @@ def run_job(coordinator: JobLedger, settings: Settings, job_id: str, worker: str
             from xpcompute.coordinator.table_jobs import run_slice
 
             output = run_slice(coordinator, settings, job)
+        elif job.kind == JobKind.REPLAY:
+            from xpcompute.meta.replay_jobs import run_replay_job  # a replay of the archive (meta-analysis)
+
+            output = run_replay_job(coordinator, job)
         else:
             output = run_fit(coordinator, job, settings)
         healed = take_healed()

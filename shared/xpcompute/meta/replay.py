@@ -320,6 +320,31 @@ class ExperimentReplay:
             })
         return out
 
+    def to_stored(self) -> dict[str, Any]:
+        """Everything, as JSON (``from_stored`` reads it back): what a replay job stores (``meta.replay_jobs``)."""
+        def records(rs: dict[str, ResultRecord]) -> dict[str, Any]:
+            return {cell: r.to_json_dict() for cell, r in rs.items()}
+
+        return {**self.to_json_dict(), "seconds": self.seconds, "old_headlines": records(self.old_headlines),
+                "new_headlines": records(self.new_headlines), "old_decisions": self.old_decisions,
+                "new_decisions": self.new_decisions}
+
+    @classmethod
+    def from_stored(cls, raw: dict[str, Any]) -> ExperimentReplay:
+        def records(rs: dict[str, Any]) -> dict[str, ResultRecord]:
+            return {cell: ResultRecord.model_validate(r) for cell, r in rs.items()}
+
+        return cls(
+            experiment_id=str(raw["experiment_id"]), analysis_id=str(raw["analysis_id"]),
+            experiment_version=raw["experiment_version"], route=str(raw["route"]),
+            seconds={k: float(v) for k, v in raw["seconds"].items()},
+            old_records=[ResultRecord.model_validate(r) for r in raw["old_records"]],
+            new_records=[ResultRecord.model_validate(r) for r in raw["new_records"]],
+            old_headlines=records(raw["old_headlines"]), new_headlines=records(raw["new_headlines"]),
+            old_decisions=dict(raw["old_decisions"]), new_decisions=dict(raw["new_decisions"]),
+            alpha=float(raw["alpha"]), units=int(raw["units"]), notes=list(raw["notes"]),
+        )
+
     def to_json_dict(self) -> dict[str, Any]:
         return {
             "experiment_id": self.experiment_id, "analysis_id": self.analysis_id,
@@ -559,10 +584,8 @@ def archived_analyses(coordinator: Coordinator, baseline: str,
     return found, skipped
 
 
-def replay(coordinator: Coordinator, definition: Definition, baseline: str | None = None,
-           experiments: Sequence[str] | None = None, threads: int | None = None) -> Replay:
-    """Replay ``definition`` in place of ``baseline`` (default: the metric of the same name) over the archive."""
-    started = time.perf_counter()
+def check_definition(definition: Definition) -> None:
+    """``InputError`` naming what is wrong with a declared (YAML or JSON) definition; a class is checked by Python."""
     if isinstance(definition, dict):
         from xpcompute.metrics.declared import DeclaredMetric, DeclaredRatio
 
@@ -571,6 +594,13 @@ def replay(coordinator: Coordinator, definition: Definition, baseline: str | Non
             kind.model_validate({k: v for k, v in definition.items() if k != "kind"})
         except Exception as exc:
             raise InputError(f"metric definition {definition.get('name')!r} is invalid: {exc}") from None
+
+
+def replay(coordinator: Coordinator, definition: Definition, baseline: str | None = None,
+           experiments: Sequence[str] | None = None, threads: int | None = None) -> Replay:
+    """Replay ``definition`` in place of ``baseline`` (default: the metric of the same name) over the archive."""
+    started = time.perf_counter()
+    check_definition(definition)
     name = definition_name(definition)
     base = baseline or name
     analyses, skipped = archived_analyses(coordinator, base, experiments)
@@ -588,7 +618,8 @@ def replay(coordinator: Coordinator, definition: Definition, baseline: str | Non
 
 
 __all__ = [
-    "ExperimentReplay", "Replay", "archived_analyses", "column_signature", "definition_name", "fit_new_metric",
+    "ExperimentReplay", "Replay", "archived_analyses", "check_definition", "column_signature", "definition_name",
+    "fit_new_metric",
     "headline_by_cell", "load_definition", "reduced_spec", "replay", "replay_one", "replay_spec",
     "stage1_from_raw", "stage1_from_table", "summarize", "table_columns",
 ]

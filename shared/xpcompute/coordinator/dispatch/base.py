@@ -30,10 +30,10 @@ class Dispatcher(Protocol):
 def function_for(message: Message) -> str:
     """The function (``slice``, ``fit`` or ``coordinator``) a message is addressed to.
 
-    Stage-1 jobs go to the slice function: like slices they read the raw or
-    analysis tables, so that function is the one sized with more memory and
-    a longer timeout (serverless.yml).
+    Stage-1 and replay jobs go to the slice function: like slices they read the
+    raw or analysis tables, so that function is the one sized with more memory
+    and a longer timeout (serverless.yml).
     """
     if isinstance(message, RunJob):
-        return "slice" if message.kind in (JobKind.SLICE, JobKind.STAGE1) else "fit"
+        return "slice" if message.kind in (JobKind.SLICE, JobKind.STAGE1, JobKind.REPLAY) else "fit"
     return "coordinator"

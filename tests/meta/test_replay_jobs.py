@@ -1,0 +1,87 @@
+"""A replay as jobs (``POST /meta/replays``): one job per archived experiment, the same document as the replay
+run in the request, followed with ``GET /meta/replays/{id}``; an experiment whose job fails is listed as skipped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_replay import DEFINITIONS
+
+from xpcompute.config import Settings
+from xpcompute.coordinator.jobs import AnalysisState, JobKind, JobState
+from xpcompute.coordinator.runtime import EmbeddedRuntime
+from xpcompute.coordinator.service import Coordinator
+from xpcompute.meta import replay_jobs
+from xpcompute.meta.replay import replay
+from xpcompute.synthetic_archive import Archive
+
+SOME = ["archive-020", "archive-021", "archive-022"]
+
+
+def _without_timings(document: dict[str, Any]) -> dict[str, Any]:
+    """The replay's document less what depends on the clock (its seconds)."""
+    out = {k: v for k, v in document.items() if k != "seconds"}
+    out["experiments"] = [{k: v for k, v in e.items() if k != "seconds"} for e in document["experiments"]]
+    return out
+
+
+def test_the_replay_as_jobs_is_the_replay_run_in_the_request(archive: Archive) -> None:
+    from fastapi.testclient import TestClient
+
+    from xpcompute.api.app import create_app
+
+    settings = Settings(home=archive.home, dispatch="inline")
+    app = create_app(settings)
+    with TestClient(app) as client:
+        coord: Coordinator = app.state.backend.coordinator
+        accepted = client.post("/meta/replays", json={"metric": DEFINITIONS["filtered"], "experiments": SOME})
+        assert accepted.status_code == 202, accepted.text
+        rid = accepted.json()["replay_id"]
+        assert accepted.json()["experiments"] == SOME and accepted.json()["status_url"] == f"/meta/replays/{rid}"
+        jobs = coord.state.list_jobs(rid)
+        assert sorted(j.slice_id or "" for j in jobs) == SOME and {j.kind for j in jobs} == {JobKind.REPLAY}
+        replay_jobs.wait(coord, rid, timeout_s=120)
+        status = client.get(f"/meta/replays/{rid}").json()
+        assert status["state"] == "SUCCEEDED" and status["progress"]["succeeded"] == 3, status
+        direct = replay(coord, DEFINITIONS["filtered"], experiments=SOME).to_json_dict()
+        assert _without_timings(status["result"]) == _without_timings(direct)
+        page = client.get(f"/meta/replays/{rid}/report")
+        assert page.status_code == 200 and "figure-effects" in page.text and "archive-021" in page.text
+        assert client.get("/meta/replays/nope").status_code == 404
+        # a replay is not an experiment's analysis: the archive's listings do not show it
+        assert all(a["analysis_id"] != rid for a in client.get(f"/experiments/{SOME[0]}/analyses").json()["analyses"])
+
+
+def test_an_experiment_whose_job_fails_is_skipped_with_the_reason(
+    archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xpcompute.errors import MissingColumnError
+    from xpcompute.meta import replay as replay_module
+
+    real = replay_module.replay_one
+
+    def failing_on_one(coordinator: Any, analysis: Any, *args: Any, **kwargs: Any) -> Any:
+        if analysis.experiment_id == SOME[1]:
+            raise MissingColumnError("playback has no column watch_seconds in this experiment's sources")
+        return real(coordinator, analysis, *args, **kwargs)
+
+    monkeypatch.setattr(replay_module, "replay_one", failing_on_one)
+    with EmbeddedRuntime(Settings(home=archive.home, dispatch="inline")) as runtime:
+        coord = runtime.coordinator
+        rid = replay_jobs.submit_replay(coord, DEFINITIONS["capped"], experiments=SOME).analysis_id
+        done = replay_jobs.wait(coord, rid, timeout_s=120)
+        assert done.state == AnalysisState.SUCCEEDED, done.error
+        failed = [j for j in coord.state.list_jobs(rid) if j.state == JobState.FAILED]
+        assert [j.slice_id for j in failed] == [SOME[1]] and failed[0].attempts == 1  # a data problem: no retry
+        result = replay_jobs.replay_status(coord, rid)["result"]
+        assert [e["experiment_id"] for e in result["experiments"]] == [SOME[0], SOME[2]]
+        assert "watch_seconds" in result["skipped"][SOME[1]]
+
+
+def test_a_replay_nothing_can_run_is_refused_before_any_job(archive: Archive) -> None:
+    from xpcompute.errors import InputError
+
+    with EmbeddedRuntime(Settings(home=archive.home, dispatch="inline")) as runtime:
+        with pytest.raises(InputError, match="no finished analysis"):
+            replay_jobs.submit_replay(runtime.coordinator, "no_such_metric")  # type: ignore[arg-type]

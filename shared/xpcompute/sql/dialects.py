@@ -32,8 +32,9 @@ class Dialect:
     connection (DuckDB), a session temporary view (Spark), or a table that must
     already exist in a catalog such as Hive or Iceberg (Trino)."""
     division_by_zero_raises: bool
-    """Spark (ANSI mode, the default in 4.x) and Trino raise on x/0; DuckDB returns NULL.
-    The builders therefore wrap every denominator in NULLIF(d, 0) for all dialects."""
+    """Spark (ANSI mode, the default in 4.x) and Trino raise on x/0; DuckDB returns inf or NaN for ``/`` (and
+    raises on ``//`` and integer ``%``). The builders therefore wrap every denominator in NULLIF(d, 0) for all
+    dialects, their own and those of a team's expressions alike (``sql/stage1.zero_safe``)."""
     integer_division_truncates: bool
     """Trino's 7/2 is 3; sqlglot renders float division with a CAST there, and the
     builders cast integer sums to DOUBLE before dividing on every dialect."""

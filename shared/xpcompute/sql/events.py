@@ -12,6 +12,9 @@ matches the metric's ``where`` and has a value, for units allocated to exactly o
          LEFT JOIN dims AS d ON x.unit = d.unit
     WHERE <analysis window> AND <where> AND <value> IS NOT NULL
 
+Every divisor in the metric's value and ``where`` is guarded (``sql/stage1.zero_safe``): x/0 is NULL, so the
+event is left out, on every engine.
+
 The cell and the unit's dimensions are written on every event (denormalised), so a slice is a scan with a
 filter and stage 2 never joins. So are two small integers stage 2 reads instead of the unit id and the cell
 label: ``_xp_cell``, the cell's index in the experiment's sorted cells (a CASE of literals), and
@@ -124,7 +127,7 @@ def events_plan(
     d_cols: list[exp.Expr] = [exp.column(USER).as_(_UNIT)] + [exp.column(d).as_(_dim_alias(d)) for d in user_dims]
     d = exp.select(*d_cols).from_("dims").subquery("d")
 
-    value = metric.value()
+    value = q.zero_safe(metric.value())
     select = exp.select(
         exp.column(_UNIT, table="x").as_(USER), exp.column(_CELL, table="x").as_(CELL),
         *[exp.column(_dim_alias(n), table="x" if n in alloc_dims else "d").as_(n) for n in experiment.dimensions],
@@ -140,7 +143,7 @@ def events_plan(
     conds: list[exp.Expr] = [win.analysis(exp.column(spec.date_column)), value.copy().is_(exp.null()).not_()]
     condition = metric.condition()
     if condition is not None:
-        conds.append(exp.paren(condition.copy()))
+        conds.append(exp.paren(q.zero_safe(condition)))
     select = select.where(exp.and_(*conds))
     steps: list[tuple[str, exp.Select]] = [("alloc", q._alloc_cte(experiment, sources))]
     if user_dims:

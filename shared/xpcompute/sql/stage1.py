@@ -197,10 +197,39 @@ def _scan(select: exp.Select, experiment: ExperimentSpec, source: str, table: ex
     return select.join(starts, on=exp.column(spec.user_column).eq(exp.column(_UNIT, table="x")), join_type="INNER")
 
 
+def zero_safe(expr: exp.Expr) -> exp.Expr:
+    """A team's expression (a metric's value or ``where``, a dimension) with every divisor ``d`` of ``/``, ``//``
+    and ``%`` written ``NULLIF(d, 0)`` (a non-zero number literal is left as it is): x/0 is NULL on every engine.
+
+    Unguarded, the engines disagree: Spark (ANSI mode) fails the whole query on any of them, Trino on integers and
+    decimals, and DuckDB on ``//`` and on integer and decimal ``%``, while DuckDB's ``/`` gives +-inf or NaN (so
+    does Trino's on doubles). NULL is what the builders' own divisions give (``Dialect.division_by_zero_raises``);
+    an aggregate skips it and an events table leaves the event out.
+    """
+
+    def guard(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Div | exp.IntDiv | exp.Mod):
+            d = node.expression
+            nonzero = isinstance(d, exp.Literal) and not d.is_string and _number(d.this) not in (None, 0.0)
+            if not nonzero and not isinstance(d, exp.Nullif):
+                node.set("expression", exp.Nullif(this=d.copy(), expression=lit(0)))
+        return node
+
+    return expr.transform(guard)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def aggregate_sql(column: PerUserColumn, window: exp.Expr | None) -> exp.Expr:
     """The per-user aggregate of one column (before fill, cast and unit divisor)."""
     agg = column.aggregate
-    conds = [c for c in (window, agg.condition) if c is not None]
+    condition = None if agg.condition is None else zero_safe(agg.condition)
+    conds = [c for c in (window, condition) if c is not None]
     cond: exp.Expr | None = exp.and_(*[c.copy() for c in conds]) if conds else None
 
     def when(then: exp.Expr, otherwise: exp.Expr | None = None) -> exp.Expr:
@@ -209,7 +238,7 @@ def aggregate_sql(column: PerUserColumn, window: exp.Expr | None) -> exp.Expr:
         case = exp.Case().when(cond.copy(), then.copy())
         return case.else_(otherwise) if otherwise is not None else case
 
-    value = agg.value
+    value = zero_safe(agg.value)
     match agg.how:
         case "sum":
             return exp.Sum(this=when(value))
@@ -278,7 +307,7 @@ def _alloc_cte(experiment: ExperimentSpec, sources: Mapping[str, exp.Table]) -> 
         select = select.select(start.as_(_START), exp.cast(day, INT).as_(_FIRST_DAY))
         having = exp.and_(having, first.copy() < timestamp_lit(experiment.window.end + timedelta(days=1)))
     for name in allocation_dimensions(experiment):
-        expr = experiment.dimension(name).expression(ctx)
+        expr = zero_safe(experiment.dimension(name).expression(ctx))
         select = select.select(exp.Min(this=exp.cast(expr, STRING)).as_(name))
     return (
         select.from_(sources[experiment.allocation.source].copy())
@@ -299,7 +328,7 @@ def _dims_cte(experiment: ExperimentSpec, sources: Mapping[str, exp.Table]) -> e
         if name in from_alloc:
             continue
         dim = experiment.dimension(name)
-        select = select.select(exp.Min(this=exp.cast(dim.expression(ctx), STRING)).as_(name))
+        select = select.select(exp.Min(this=exp.cast(zero_safe(dim.expression(ctx)), STRING)).as_(name))
     return select.from_(sources[experiment.users_source].copy()).group_by(user)
 
 
@@ -350,9 +379,10 @@ def _distinct_cte(
     spec = experiment.sources[agg.source]
     win = _windows(experiment, agg.source, kinds)
     date_col = exp.column(spec.date_column)
-    conds = [win.of(column, date_col), agg.value.copy().is_(exp.null()).not_()]
+    value = zero_safe(agg.value)
+    conds = [win.of(column, date_col), value.copy().is_(exp.null()).not_()]
     if agg.condition is not None:
-        conds.append(agg.condition.copy())
+        conds.append(zero_safe(agg.condition))
     inner = exp.select(exp.column(spec.user_column).as_(USER)).distinct()
     group: list[exp.Expr] = [exp.column(USER)]
     outer = exp.select(exp.column(USER))
@@ -360,7 +390,7 @@ def _distinct_cte(
         inner = inner.select(win.day_index(date_col).as_(DAY))
         group.append(exp.column(DAY))
         outer = outer.select(exp.column(DAY))
-    inner = _scan(inner.select(agg.value.copy().as_("v")), experiment, agg.source, table).where(exp.and_(*conds))
+    inner = _scan(inner.select(value.copy().as_("v")), experiment, agg.source, table).where(exp.and_(*conds))
     return outer.select(exp.Count(this=exp.Star()).as_(f"c{i}")).from_(inner.subquery("x")).group_by(*group)
 
 

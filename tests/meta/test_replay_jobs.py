@@ -82,6 +82,6 @@ def test_an_experiment_whose_job_fails_is_skipped_with_the_reason(
 def test_a_replay_nothing_can_run_is_refused_before_any_job(archive: Archive) -> None:
     from xpcompute.errors import InputError
 
-    with EmbeddedRuntime(Settings(home=archive.home, dispatch="inline")) as runtime:
-        with pytest.raises(InputError, match="no finished analysis"):
-            replay_jobs.submit_replay(runtime.coordinator, "no_such_metric")  # type: ignore[arg-type]
+    with EmbeddedRuntime(Settings(home=archive.home, dispatch="inline")) as runtime, \
+            pytest.raises(InputError, match="no finished analysis"):
+        replay_jobs.submit_replay(runtime.coordinator, "no_such_metric")  # type: ignore[arg-type]

@@ -257,6 +257,33 @@ def test_spark_builds_the_same_events_tables_as_duckdb(events_raw: Raw, tmp_path
     assert pc.sum(pc.is_inf(item_revenue)).as_py() == 0 and pc.max(item_revenue).as_py() > 0
 
 
+@pytest.mark.spark
+def test_nanosecond_timestamps_written_by_pandas_read_the_same_on_spark(
+    events_raw: Raw, tmp_path: Path, spark: Any
+) -> None:
+    """pyarrow (and pandas) write nanosecond timestamps by default; Spark refuses them as they are and the engine
+    reads them as microseconds (``spark_engine._as_micros``): the tables equal DuckDB's, which reads them natively."""
+    import copy
+
+    raw = copy.deepcopy(events_raw.raw)
+    nanos = tmp_path / "nanos"
+    nanos.mkdir()
+    converted = 0
+    for source in raw["sources"].values():
+        table = pq.read_table(source["uri"])
+        fields = [pa.field(f.name, pa.timestamp("ns", f.type.tz)) if pa.types.is_timestamp(f.type) else f
+                  for f in table.schema]
+        converted += sum(pa.types.is_timestamp(f.type) for f in table.schema)
+        source["uri"] = str(nanos / Path(source["uri"]).name)
+        pq.write_table(table.cast(pa.schema(fields)), source["uri"])  # pyarrow's default: ns stays ns
+    assert converted >= 2 and pq.read_schema(raw["sources"]["assignments"]["uri"]).field("exposed_at").type.unit == "ns"
+    duck, on_spark = run_both(ExperimentSpec.parse(raw), tmp_path, spark)
+    assert_same_table(read(duck.analysis), read(on_spark.analysis))
+    for name in duck.events:
+        assert_same_table(read(duck.events[name]), read(on_spark.events[name]))
+    assert_same_table(read(duck.analysis), read(run_both(events_raw.spec, tmp_path / "micros", spark)[0].analysis))
+
+
 def _order_value(row: dict[str, Any]) -> float | None:
     return row["amount_usd"] if row["status"] == "completed" else None
 

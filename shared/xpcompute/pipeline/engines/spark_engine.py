@@ -66,6 +66,20 @@ def local_spark(master: str | None = None, driver_memory: str = "4g", shuffle_pa
     return session
 
 
+def _as_micros(frame: Any, columns: list[str]) -> Any:
+    """Nanosecond timestamp columns as Spark timestamps (microseconds, floored).
+
+    Why: pyarrow writes nanosecond timestamps by default when a table has them (anything written from pandas),
+    DuckDB reads them, and Spark refuses the whole file (``PARQUET_TYPE_ILLEGAL: TIMESTAMP(NANOS,false)``).
+    Read as longs (``spark.sql.legacy.parquet.nanosAsLong``, which changes nothing else), they are converted
+    here; the session's time zone is UTC, so a timestamp without a zone keeps its wall time, as on DuckDB.
+    Sub-microsecond digits are dropped: an event a few nanoseconds past a window's end counts on Spark only.
+    """
+    from pyspark.sql import functions as F
+
+    return frame.withColumns({c: F.timestamp_micros(F.floor(F.col(c) / 1000)) for c in columns})
+
+
 class SparkEngine:
     """Spark SQL over temporary views of Parquet files."""
 
@@ -87,8 +101,14 @@ class SparkEngine:
         else:
             paths = self._download(files)
         view = f"xp_{name}_{new_token()}"
+        nanos = [f.name for f in files.schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
         with _spark_errors():
-            self.spark.read.parquet(*paths).createOrReplaceTempView(view)
+            if nanos:  # see _as_micros
+                self.spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+            frame = self.spark.read.parquet(*paths)
+            if nanos:
+                frame = _as_micros(frame, nanos)
+            frame.createOrReplaceTempView(view)
         self._views[name] = view
 
     def table_ref(self, name: str) -> exp.Table:

@@ -355,3 +355,23 @@ def test_concurrent_last_jobs_of_two_analyses_give_consistent_looks(tmp_path: Pa
         assert coord.state.get_analysis("B").state == AnalysisState.SUCCEEDED
         assert [d["analysis_id"] for d in _looks(coord)] == ["A", "B"]
         assert _inference(coord, "B")["look"] == 2
+
+
+@pytest.mark.parametrize("damage", [b'{"analysis_id": "A", "crea', b"[]", b'{"analysis_id": "A"}'])
+def test_a_damaged_earlier_look_stops_the_sequential_pass_and_the_ship_call(
+    setup: tuple[Coordinator, Settings], damage: bytes
+) -> None:
+    """A stored look that cannot be read is not left out (that would spend too little alpha): the analysis shows
+    fixed-horizon results with a note naming the object, and makes no ship call from them."""
+    coord, settings = setup
+    _submit(coord, "A", _spec("exp/snap_a"))
+    _run_all(coord, settings, "A")
+    coord.store.put_bytes(keys.experiment_look("exp", "A"), damage)
+    _submit(coord, "B", _spec("exp/snap_b"))
+    _run_all(coord, settings, "B")
+    assert coord.state.get_analysis("B").state == AnalysisState.SUCCEEDED  # the analysis itself is not lost
+    card = coord.results("B")
+    assert card.inference is not None and card.inference["method"] == "fixed_horizon"
+    assert _note(card.inference, "inference pass failed") and _note(card.inference, "looks/A.json")
+    assert {r.inference for r in card.records} == {"fixed_horizon"}
+    assert card.decision == [] and card.decision_note is not None and "group_sequential" in card.decision_note

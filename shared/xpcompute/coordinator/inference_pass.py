@@ -71,7 +71,7 @@ from typing import Any
 
 import numpy as np
 
-from xpcompute.errors import NotFoundError
+from xpcompute.errors import CorruptObjectError, NotFoundError
 from xpcompute.inference.bayes import normal_posterior
 from xpcompute.inference.effects import effect_from_record
 from xpcompute.inference.sequential import (
@@ -241,14 +241,20 @@ def read_look_entries(store: ObjectStore, experiment_id: str) -> tuple[list[Look
         if not key.endswith(".json"):
             continue
         try:
-            raw = json.loads(store.get_bytes(key))
+            data = store.get_bytes(key)
         except NotFoundError:
             continue
-        if raw.get("skipped"):
-            mark = SkippedLook.from_json_dict(raw)
-            skipped[mark.analysis_id] = mark
-        else:
-            looks.append(LookState.from_json_dict(raw))
+        try:
+            raw = json.loads(data)
+            if raw.get("skipped"):
+                mark = SkippedLook.from_json_dict(raw)
+                skipped[mark.analysis_id] = mark
+            else:
+                looks.append(LookState.from_json_dict(raw))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # not skipped over: a sequential boundary that leaves out a look it cannot read would be too lenient
+            raise CorruptObjectError(f"stored look {key!r} ({len(data)} bytes) cannot be read: "
+                                     f"{type(exc).__name__}: {str(exc)[:200]}") from exc
     return sorted(looks, key=lambda lk: (lk.created_at, lk.analysis_id)), skipped
 
 

@@ -648,6 +648,13 @@ class Coordinator(JobLedger):
         the analysis."""
         from xpcompute.decision import decide
 
+        wanted = (analysis.request.get("inference") or {}).get("sequential", "none")
+        if wanted != "none" and (card.inference or {}).get("method") == "fixed_horizon":
+            # the sequential pass failed (a damaged stored look, say): a fixed-horizon test at an interim look
+            # would overstate the evidence, so no ship call is made from it
+            return replace(card, decision=[], decision_note=(
+                f"no decision: this experiment is tested {wanted}, and its sequential inference pass did not run "
+                "(see the inference notes); fixed-horizon results at an interim look cannot decide it"))
         try:
             cells = decide(card.records, experiment=self.experiment_of(analysis), request=analysis.request,
                            srm=card.srm, complete=card.complete, failures=card.failures)
@@ -680,7 +687,7 @@ class Coordinator(JobLedger):
                 higher_is_better=experiment.higher_is_better() if experiment is not None else None,
                 covariates=covariates, record_look=record_look,
             )
-        except (ValueError, StorageError) as exc:
+        except (ValueError, StorageError, CorruptObjectError) as exc:
             log.warning("inference pass of analysis %s failed: %s", analysis.analysis_id, exc)
             records = [r.model_copy(update={"inference": "fixed_horizon"}) for r in card.records]
             summary = InferenceSummary(notes=[f"the {settings.sequential} inference pass failed ({exc}); "

@@ -254,3 +254,23 @@ def test_one_build_at_a_time_a_waiting_stage1_reuses_the_table_just_built(
         rebuilt = coord.state.get_job(stage1_job_id(refresh.analysis_id))
         assert rebuilt.state == JobState.SUCCEEDED and rebuilt.output["reused"] is False
         assert rebuilt.output["run"] != built.output["run"]
+
+
+def test_in_a_function_a_stage1_waiting_for_another_build_defers_instead_of_sleeping(tmp_path: Path) -> None:
+    """A slice function has a timeout (5 minutes on AWS): it must not wait out another job's build."""
+    coord, settings, uris, config = _setup(tmp_path, users=300)
+    _register(coord, uris, config)
+    in_function = settings.model_copy(update={"mode": "serverless"})
+    waiting = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))
+    claim = keys.stage1_claim("autoplay")
+    other = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))
+    holder = coord.claim(stage1_job_id(other.analysis_id), "w0")  # a live build elsewhere holds the claim
+    assert holder is not None
+    assert coord.store.put_if_absent(claim, json.dumps({"job_id": holder.job_id, "started_at": time.time()}).encode())
+    started = time.monotonic()
+    outcome = run_job(coord, in_function, stage1_job_id(waiting.analysis_id), "fn")
+    assert outcome.status == "deferred" and "waiting for the stage-1 build" in str(outcome.error)
+    assert time.monotonic() - started < 5
+    job = coord.state.get_job(stage1_job_id(waiting.analysis_id))
+    assert job.state == JobState.PENDING and job.attempts == 0 and job.due_at is not None
+    assert json.loads(coord.store.get_bytes(claim))["job_id"] == holder.job_id  # the holder's claim is untouched

@@ -142,7 +142,10 @@ def run_stage1_job(coordinator: JobLedger, settings: Settings, job: Job) -> dict
                               "engine": settings.stage1_engine}
     claim = keys.stage1_claim(experiment.id)
     on_emr = settings.stage1_engine == "emr-serverless"
-    _take_claim(coordinator, claim, job, settings.stage1_lease_s, defer_s=settings.emr_poll_s if on_emr else None)
+    # a function does not wait out another job's build (it would outlive its timeout): it defers and looks again
+    waits_by_deferring = on_emr or settings.mode == "serverless"
+    _take_claim(coordinator, claim, job, settings.stage1_lease_s,
+                defer_s=max(settings.emr_poll_s, STAGE1_POLL_S) if waits_by_deferring else None)
     keep_claim = False
     try:
         if isinstance(job.output.get("emr_run"), dict):  # an earlier delivery started the run: look at it

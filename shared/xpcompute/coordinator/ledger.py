@@ -24,10 +24,10 @@ from xpcompute.config import Settings
 from xpcompute.coordinator.jobs import Analysis, Job, JobKind, JobState
 from xpcompute.coordinator.lru import LRU
 from xpcompute.coordinator.state.base import StateStore
-from xpcompute.errors import ConflictError, NotFoundError
+from xpcompute.errors import ConflictError, InputError, NotFoundError
 from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore
-from xpcompute.storage.versions import Version, VersionedDocuments
+from xpcompute.storage.versions import Version, VersionedDocuments, content_hash
 
 if TYPE_CHECKING:
     from xpcompute.experiment import ExperimentSpec
@@ -304,3 +304,22 @@ def unregistered_message(experiment_id: str) -> str:
         "(stage 1 then builds its analysis table with the first analysis), or give 'table' to analyse a "
         "published analysis table ad hoc"
     )
+
+
+def spec_hash(experiment: ExperimentSpec) -> str:
+    """The content hash of a spec as stored (and of the spec stage 1 records in the table's manifest)."""
+    return content_hash(experiment.canonical())
+
+
+def table_spec_hash(manifest: dict[str, object]) -> str | None:
+    """The hash of the spec a published table was built from: of the spec its manifest records, computed here
+    the same way as ``spec_hash`` (so no other hashing scheme can make a current table look stale)."""
+    if isinstance(manifest.get("spec"), dict):
+        try:  # re-read, so a table recorded before a release added default fields is still current
+            from xpcompute.experiment import ExperimentSpec
+
+            return spec_hash(ExperimentSpec.parse(manifest["spec"], origin="the table's manifest"))  # type: ignore[arg-type]
+        except InputError:
+            return None
+    value = manifest.get("spec_hash")
+    return value if isinstance(value, str) else None

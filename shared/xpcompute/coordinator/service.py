@@ -37,6 +37,8 @@ from xpcompute.coordinator.ledger import (
     JobLedger,
     RegisteredExperiment,
     RetryPolicy,
+    spec_hash,
+    table_spec_hash,
     unregistered_message,
 )
 from xpcompute.coordinator.messages import RunJob
@@ -70,7 +72,6 @@ from xpcompute.records import ResultRecord
 from xpcompute.spec import FitSpec
 from xpcompute.storage import keys
 from xpcompute.storage.objects import ObjectStore, newest_modification
-from xpcompute.storage.versions import content_hash
 
 log = logging.getLogger(__name__)
 
@@ -727,23 +728,6 @@ def resolve_inference(spec: AnalysisSpec, experiment: ExperimentSpec | None) -> 
         raise InputError(f"inference.priors names {unknown}, which are not metrics of this "
                          f"{'experiment' if experiment is not None else 'analysis'}; use one of {sorted(known)}")
     return spec.model_copy(update={"inference": inference})
-
-
-def spec_hash(experiment: ExperimentSpec) -> str:
-    """The content hash of a spec as stored (and of the spec stage 1 records in the table's manifest)."""
-    return content_hash(experiment.canonical())
-
-
-def table_spec_hash(manifest: dict[str, object]) -> str | None:
-    """The hash of the spec a published table was built from: of the spec its manifest records, computed here
-    the same way as ``spec_hash`` (so no other hashing scheme can make a current table look stale)."""
-    if isinstance(manifest.get("spec"), dict):
-        try:  # re-read, so a table recorded before a release added default fields is still current
-            return spec_hash(ExperimentSpec.parse(manifest["spec"], origin="the table's manifest"))  # type: ignore[arg-type]
-        except InputError:
-            return None
-    value = manifest.get("spec_hash")
-    return value if isinstance(value, str) else None
 
 
 def _used_sources(experiment: ExperimentSpec) -> list[str]:

@@ -135,7 +135,7 @@ def run_stage1_job(coordinator: JobLedger, settings: Settings, job: Job) -> dict
     if experiment is None:
         raise InputError(f"analysis {analysis.analysis_id} has no registered experiment version to build stage 1 "
                          f"from; PUT /experiments/{analysis.experiment_id} and submit a new analysis")
-    from xpcompute.coordinator.service import spec_hash
+    from xpcompute.coordinator.ledger import spec_hash
 
     digest = spec_hash(experiment)
     out: dict[str, object] = {"experiment_version": analysis.experiment_version, "spec_hash": digest,
@@ -256,7 +256,7 @@ def _current_table(coordinator: JobLedger, experiment_id: str, digest: str, sinc
     """The published analysis table if it was built from spec content ``digest`` after ``since`` (Unix seconds)."""
     from datetime import datetime
 
-    from xpcompute.coordinator.service import table_spec_hash
+    from xpcompute.coordinator.ledger import table_spec_hash
     from xpcompute.pipeline.tables import open_table
 
     try:
@@ -279,7 +279,7 @@ def _check_table_version(
     analysis rebuilt it while this one was queued, its slices would silently
     mix two definitions of the metrics (or windows). Failing says so instead.
     """
-    from xpcompute.coordinator.service import spec_hash, table_spec_hash
+    from xpcompute.coordinator.ledger import spec_hash, table_spec_hash
     from xpcompute.pipeline.tables import open_table
 
     manifest = open_table(table_key, coordinator.store).manifest

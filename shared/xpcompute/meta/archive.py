@@ -96,7 +96,7 @@ def latest_completed(coordinator: Coordinator, experiment_id: str, metric: str |
 
 def stage1_tables(coordinator: Coordinator, experiment_id: str) -> dict[str, Any]:
     """The experiment's published stage-1 tables: run, rows, creation time and spec hash (``None`` if absent)."""
-    from xpcompute.coordinator.service import table_spec_hash
+    from xpcompute.coordinator.ledger import table_spec_hash
     from xpcompute.pipeline.tables import open_table
 
     out: dict[str, Any] = {}

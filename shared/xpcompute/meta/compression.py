@@ -80,7 +80,7 @@ class Comparison:
 
 def _values(coordinator: Coordinator, analysis: Analysis, metric: str) -> pa.Table:
     """The metric's per-unit values of one archived analysis: from its stage-1 table, else its stage-1 step."""
-    from xpcompute.coordinator.service import spec_hash, table_spec_hash
+    from xpcompute.coordinator.ledger import spec_hash, table_spec_hash
     from xpcompute.errors import NotFoundError
     from xpcompute.meta.replay import reduced_spec, stage1_from_raw, stage1_from_table, table_columns
     from xpcompute.pipeline.tables import open_table

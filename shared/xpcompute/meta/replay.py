@@ -417,7 +417,7 @@ def _decisions(records: Sequence[ResultRecord], spec: ExperimentSpec, request: M
 def replay_one(coordinator: Coordinator, analysis: Analysis, definition: Definition, baseline: str,
                threads: int | None = None) -> ExperimentReplay:
     """Replay ``definition`` in place of ``baseline`` on one archived, finished analysis."""
-    from xpcompute.coordinator.service import spec_hash, table_spec_hash
+    from xpcompute.coordinator.ledger import spec_hash, table_spec_hash
     from xpcompute.meta.archive import stored_scorecard
     from xpcompute.pipeline.tables import open_table
     from xpcompute.storage import keys

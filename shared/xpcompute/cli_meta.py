@@ -74,12 +74,15 @@ def cmd_meta_replay(args: argparse.Namespace) -> int:
     """Replay a metric definition over the archive; print the summary, write the report and the JSON."""
     from xpcompute.meta.replay import load_definition, replay
 
-    coordinator = _coordinator(args.home)
-    try:
-        result = replay(coordinator, load_definition(args.metric), args.baseline, args.experiments or None,
-                        threads=args.threads)
-    finally:
-        coordinator.state.close()
+    definition = load_definition(args.metric)
+    if args.pool:
+        result = _replay_on_the_pool(args.home, definition, args.baseline, list(args.experiments) or None)
+    else:
+        coordinator = _coordinator(args.home)
+        try:
+            result = replay(coordinator, definition, args.baseline, args.experiments or None, threads=args.threads)
+        finally:
+            coordinator.state.close()
     body = result.to_json_dict()
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +107,29 @@ def cmd_meta_replay(args: argparse.Namespace) -> int:
     for change in body["decision_changes"]:
         print(f"    {change['experiment_id']} {change['cell']}: {change['old_decision']} -> {change['new_decision']}")
     return 0
+
+
+def _replay_on_the_pool(home: str | None, definition: Any, baseline: str | None,
+                        experiments: list[str] | None) -> Any:
+    """The replay as jobs (``meta.replay_jobs``) on the local worker pool: its experiments run side by side."""
+    from xpcompute.config import Settings
+    from xpcompute.coordinator.runtime import EmbeddedRuntime
+    from xpcompute.errors import InputError
+    from xpcompute.meta import replay_jobs
+
+    if not isinstance(definition, dict | str):
+        raise InputError("--pool replays a declared (YAML) definition or a registered metric's name; a Python "
+                         "metric class runs in this process: leave --pool out")
+    settings = Settings.from_env()
+    settings = settings.model_copy(update={"dispatch": "local", **({"home": Path(home)} if home else {})})
+    with EmbeddedRuntime(settings) as runtime:
+        planned = replay_jobs.submit_replay(runtime.coordinator, definition, baseline, experiments)
+        print(f"replaying {len(planned.request['experiments'])} experiments on {settings.workers} workers "
+              f"(replay {planned.analysis_id})", file=sys.stderr)
+        done = replay_jobs.wait(runtime.coordinator, planned.analysis_id, timeout_s=24 * 3600)
+        if done.error:
+            raise InputError(done.error)
+        return replay_jobs.finished_replay(runtime.coordinator, planned.analysis_id)
 
 
 def cmd_meta_compression(args: argparse.Namespace) -> int:
@@ -169,6 +195,8 @@ def add_meta_commands(sub: Any) -> None:
     rp.add_argument("--report", default=None, help="write the HTML report here")
     rp.add_argument("--json", default=None, help="write the JSON document here")
     rp.add_argument("--threads", type=int, default=None, help="DuckDB threads for stage 1 (default: cores)")
+    rp.add_argument("--pool", action="store_true",
+                    help="run it as jobs on the local worker pool, one per experiment (XPCOMPUTE_WORKERS at once)")
     rp.add_argument("--home", default=None, help="store folder (default $XPCOMPUTE_HOME)")
     rp.set_defaults(func=cmd_meta_replay)
     cp = meta_sub.add_parser("compression", help="ntile:N against exact results over the archive (rank/quantile)")

@@ -85,3 +85,26 @@ def test_a_replay_nothing_can_run_is_refused_before_any_job(archive: Archive) ->
     with EmbeddedRuntime(Settings(home=archive.home, dispatch="inline")) as runtime, \
             pytest.raises(InputError, match="no finished analysis"):
         replay_jobs.submit_replay(runtime.coordinator, "no_such_metric")  # type: ignore[arg-type]
+
+
+def test_the_cli_runs_the_replay_on_the_local_pool(archive: Archive, tmp_path: Any) -> None:
+    """``xpcompute meta replay --pool``: the jobs on the local worker pool, the same document as in-process."""
+    import json
+
+    import yaml
+
+    from xpcompute.cli import main
+    from xpcompute.coordinator.runtime import build_coordinator
+
+    spec_file = tmp_path / "capped.yaml"
+    spec_file.write_text(yaml.safe_dump(DEFINITIONS["capped"]))
+    out = tmp_path / "replay.json"
+    rc = main(["meta", "replay", "--pool", "--metric", str(spec_file), "--home", str(archive.home),
+               "--experiments", ",".join(SOME), "--json", str(out)])
+    assert rc == 0
+    coord = build_coordinator(Settings(home=archive.home), dispatcher=None)
+    try:
+        direct = replay(coord, DEFINITIONS["capped"], experiments=SOME).to_json_dict()
+    finally:
+        coord.state.close()
+    assert _without_timings(json.loads(out.read_text())) == _without_timings(json.loads(json.dumps(direct)))

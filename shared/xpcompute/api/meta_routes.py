@@ -168,7 +168,7 @@ def add_meta_routes(app: FastAPI, coordinator: Callable[[], Coordinator], depend
         (API Gateway waits 29 s)."""
         from xpcompute.meta.replay_jobs import submit_replay
 
-        planned = submit_replay(coord, body.metric, body.baseline, body.experiments)  # type: ignore[arg-type]
+        planned = submit_replay(coord, body.metric, body.baseline, body.experiments)
         return ReplayAccepted(replay_id=planned.analysis_id, state=planned.state.value,
                               experiments=planned.request["experiments"], skipped=planned.request["skipped"],
                               status_url=f"/meta/replays/{planned.analysis_id}")

@@ -55,7 +55,7 @@ def document_key(replay_id: str) -> str:
     return keys.analysis_prefix(replay_id) + "replay.json"
 
 
-def submit_replay(coordinator: Coordinator, definition: dict[str, Any], baseline: str | None = None,
+def submit_replay(coordinator: Coordinator, definition: dict[str, Any] | str, baseline: str | None = None,
                   experiments: list[str] | None = None) -> Analysis:
     """Plan the replay (the archived analyses it covers, the experiments it skips and why) and fan out its jobs."""
     from xpcompute.meta.replay import archived_analyses, check_definition, definition_name

@@ -49,6 +49,9 @@ def test_the_replay_as_jobs_is_the_replay_run_in_the_request(archive: Archive) -
         page = client.get(f"/meta/replays/{rid}/report")
         assert page.status_code == 200 and "figure-effects" in page.text and "archive-021" in page.text
         assert client.get("/meta/replays/nope").status_code == 404
+        for path in (f"/analyses/{rid}", f"/analyses/{rid}/results", f"/analyses/{rid}/segments"):
+            refused = client.get(path)  # a replay is not an analysis: pointed to its own route, never a 5xx
+            assert refused.status_code == 404 and f"GET /meta/replays/{rid}" in refused.json()["message"], path
         # a replay is not an experiment's analysis: the archive's listings do not show it
         assert all(a["analysis_id"] != rid for a in client.get(f"/experiments/{SOME[0]}/analyses").json()["analyses"])
 

@@ -127,6 +127,15 @@ class JobLedger:
         self._parsed: LRU[tuple[str, int, str], ExperimentSpec] = LRU(64)
         self._parsed_lock = threading.Lock()
 
+    def analysis(self, analysis_id: str) -> Analysis:
+        """An experiment's analysis by id; ``NotFoundError`` for an unknown id, and for a replay of the archive
+        (stored as an analysis record of kind ``replay``: ``meta.replay_jobs``), which has no scorecard."""
+        found = self.state.get_analysis(analysis_id)
+        if found.request.get("kind") == "replay":
+            raise NotFoundError(f"{analysis_id} is a replay of the archive, not an analysis: "
+                                f"GET /meta/replays/{analysis_id}")
+        return found
+
     # ---- experiments --------------------------------------------------------
     @property
     def experiments(self) -> VersionedDocuments:

@@ -298,7 +298,7 @@ class Coordinator(JobLedger):
         While the analysis's stage-1 job has not succeeded, the slice waits on it like the pre-computed ones
         (it names the stage-1 job in ``depends_on``; the stage-1 job releases every slice that does).
         """
-        analysis = self.state.get_analysis(analysis_id)
+        analysis = self.analysis(analysis_id)
         spec = AnalysisSpec.model_validate(analysis.request)
         experiment = self.experiment_of(analysis)
         gate = self.stage1_job(analysis_id)
@@ -611,7 +611,7 @@ class Coordinator(JobLedger):
 
     # ---- reading ------------------------------------------------------------------
     def status(self, analysis_id: str, with_records: bool = True) -> AnalysisStatus:
-        analysis = self.state.get_analysis(analysis_id)
+        analysis = self.analysis(analysis_id)
         jobs = self.state.list_jobs(analysis_id)
         records: list[ResultRecord] = []
         if with_records:
@@ -628,7 +628,7 @@ class Coordinator(JobLedger):
 
     def results(self, analysis_id: str) -> Scorecard:
         """The finalized scorecard, or a partial one (``complete=False``) assembled from what is stored so far."""
-        analysis = self.state.get_analysis(analysis_id)
+        analysis = self.analysis(analysis_id)
         if analysis.state != AnalysisState.RUNNING:
             try:
                 raw = json.loads(self.store.get_bytes(keys.scorecard(analysis_id)))

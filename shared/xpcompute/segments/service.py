@@ -44,7 +44,7 @@ def analysis_segments(
     """
     from xpcompute.coordinator.analysis_spec import AnalysisSpec
 
-    analysis = coordinator.state.get_analysis(analysis_id)
+    analysis = coordinator.analysis(analysis_id)
     spec = AnalysisSpec.model_validate(analysis.request)
     experiment = coordinator.experiment_of(analysis)
     if experiment is None or not experiment.dimensions:

@@ -111,3 +111,28 @@ def test_the_cli_runs_the_replay_on_the_local_pool(archive: Archive, tmp_path: A
     finally:
         coord.state.close()
     assert _without_timings(json.loads(out.read_text())) == _without_timings(json.loads(json.dumps(direct)))
+
+
+def test_a_replay_takes_one_of_the_keys_running_analysis_slots(archive: Archive, tmp_path: Any) -> None:
+    """``XPCOMPUTE_MAX_ANALYSES_PER_KEY`` bounds replays too: each one fans out a job per experiment."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from xpcompute.api.app import Backend, create_app
+    from xpcompute.coordinator.runtime import build_coordinator
+
+    home = tmp_path / "home"
+    shutil.copytree(archive.home, home)  # replays stay RUNNING here (nothing runs them): not in the shared archive
+    settings = Settings(home=home, dispatch="inline", auth="on", api_keys="k1,k2", max_analyses_per_key=2)
+    backend = Backend(settings, coordinator=build_coordinator(settings, dispatcher=None))
+    body = {"metric": DEFINITIONS["capped"], "experiments": SOME}
+    with TestClient(create_app(settings, backend)) as client:
+        for _ in range(2):
+            assert client.post("/meta/replays", json=body, headers={"X-API-Key": "k1"}).status_code == 202
+        over = client.post("/meta/replays", json=body, headers={"X-API-Key": "k1"})
+        assert over.status_code == 429 and over.json()["error"] == "quota_exceeded"
+        assert client.post("/meta/replays", json=body, headers={"X-API-Key": "k2"}).status_code == 202
+        refused = client.post("/meta/replays", json={"metric": "no_such_metric"}, headers={"X-API-Key": "k2"})
+        assert refused.status_code == 422  # a replay that cannot be planned gives its slot back
+        assert client.post("/meta/replays", json=body, headers={"X-API-Key": "k2"}).status_code == 202

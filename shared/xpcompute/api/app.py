@@ -358,7 +358,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         return RetryAccepted(analysis_id=analysis_id, retried=len(retried), job_ids=[j.job_id for j in retried],
                              state=coord.state.get_analysis(analysis_id).state.value)
 
-    add_meta_routes(app, coordinator, auth, ERRORS)  # archive and meta-analysis (api/meta_routes.py)
+    add_meta_routes(app, coordinator, auth, ERRORS, access.analysis_slot)  # archive and meta-analysis (meta_routes)
     add_segment_routes(app, coordinator, auth, ERRORS)
     app.include_router(session_router(settings, access.sessions))  # GET/POST /login, POST /logout (api/session.py)
     return app

@@ -12,10 +12,12 @@ the CLI (``xpcompute meta replay``) is the route for very large archives.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -111,8 +113,10 @@ AnalysisStateName = Literal["RUNNING", "SUCCEEDED", "FAILED"]
 
 
 def add_meta_routes(app: FastAPI, coordinator: Callable[[], Coordinator], dependencies: list[Any],
-                    errors: dict[int | str, dict[str, Any]]) -> None:
-    """Add the archive and meta routes to ``app``; ``coordinator`` is the app's dependency yielding its coordinator.
+                    errors: dict[int | str, dict[str, Any]],
+                    slot: Callable[[Request, str], AbstractContextManager[None]]) -> None:
+    """Add the archive and meta routes to ``app``; ``coordinator`` is the app's dependency yielding its coordinator,
+    ``slot`` the key's running-analysis quota (``access.Access.analysis_slot``), which a replay as jobs takes too.
 
     Registered on the app itself (not an included router), so the app's 405 handler lists their methods in
     ``Allow`` next to the other routes of the same path (``GET`` and ``POST /experiments/{id}/analyses``).
@@ -162,13 +166,15 @@ def add_meta_routes(app: FastAPI, coordinator: Callable[[], Coordinator], depend
 
     @app.post("/meta/replays", response_model=ReplayAccepted, status_code=202, responses=errors, tags=["meta"],
               dependencies=dependencies)
-    def post_replays(body: ReplayRequest, coord: Coordinator = Depends(coordinator)) -> ReplayAccepted:
+    def post_replays(body: ReplayRequest, request: Request, coord: Coordinator = Depends(coordinator)) -> ReplayAccepted:
         """The same replay as ``POST /meta/replay``, as jobs: one per archived experiment, run like slices (at once
         on Lambda), answered at once with the replay's id. For archives whose replay outlasts an HTTP request
-        (API Gateway waits 29 s)."""
+        (API Gateway waits 29 s). It counts as one of the key's running analyses (429 at the limit)."""
         from xpcompute.meta.replay_jobs import submit_replay
 
-        planned = submit_replay(coord, body.metric, body.baseline, body.experiments)
+        replay_id = uuid.uuid4().hex
+        with slot(request, replay_id):
+            planned = submit_replay(coord, body.metric, body.baseline, body.experiments, replay_id=replay_id)
         return ReplayAccepted(replay_id=planned.analysis_id, state=planned.state.value,
                               experiments=planned.request["experiments"], skipped=planned.request["skipped"],
                               status_url=f"/meta/replays/{planned.analysis_id}")

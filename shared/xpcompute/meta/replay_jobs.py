@@ -56,8 +56,10 @@ def document_key(replay_id: str) -> str:
 
 
 def submit_replay(coordinator: Coordinator, definition: dict[str, Any] | str, baseline: str | None = None,
-                  experiments: list[str] | None = None) -> Analysis:
-    """Plan the replay (the archived analyses it covers, the experiments it skips and why) and fan out its jobs."""
+                  experiments: list[str] | None = None, replay_id: str | None = None) -> Analysis:
+    """Plan the replay (the archived analyses it covers, the experiments it skips and why) and fan out its jobs.
+
+    ``replay_id``: the id to give it (the API takes the key's running-analysis slot under it first)."""
     from xpcompute.meta.replay import archived_analyses, check_definition, definition_name
 
     check_definition(definition)
@@ -69,7 +71,7 @@ def submit_replay(coordinator: Coordinator, definition: dict[str, Any] | str, ba
         raise InputError(f"no archived experiment could be replayed with {name!r} for {base!r}"
                          + (f" ({reasons})" if reasons else " (the archive is empty)"))
     now = coordinator.clock()
-    replay_id = uuid.uuid4().hex
+    replay_id = replay_id or uuid.uuid4().hex
     analysis = Analysis(
         analysis_id=replay_id, experiment_id=REPLAY_EXPERIMENT, created_at=now, updated_at=now,
         request={"kind": KIND, "definition": definition, "metric": name, "baseline": base, "skipped": skipped,

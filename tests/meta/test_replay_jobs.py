@@ -83,11 +83,17 @@ def test_an_experiment_whose_job_fails_is_skipped_with_the_reason(
 
 
 def test_a_replay_nothing_can_run_is_refused_before_any_job(archive: Archive) -> None:
-    from xpcompute.errors import InputError
+    from dataclasses import replace as changed
 
-    with EmbeddedRuntime(Settings(home=archive.home, dispatch="inline")) as runtime, \
-            pytest.raises(InputError, match="no finished analysis"):
-        replay_jobs.submit_replay(runtime.coordinator, "no_such_metric")  # type: ignore[arg-type]
+    from xpcompute.errors import InputError, LimitError
+
+    with EmbeddedRuntime(Settings(home=archive.home, dispatch="inline")) as runtime:
+        coord = runtime.coordinator
+        with pytest.raises(InputError, match="no finished analysis"):
+            replay_jobs.submit_replay(coord, "no_such_metric")
+        coord.limits = changed(coord.limits, max_jobs=2)
+        with pytest.raises(LimitError, match="3 jobs, one per experiment; at most 2"):
+            replay_jobs.submit_replay(coord, "sessions", experiments=SOME)  # type: ignore[arg-type]
 
 
 def test_the_cli_runs_the_replay_on_the_local_pool(archive: Archive, tmp_path: Any) -> None:

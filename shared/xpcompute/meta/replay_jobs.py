@@ -70,6 +70,11 @@ def submit_replay(coordinator: Coordinator, definition: dict[str, Any] | str, ba
         reasons = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:5])
         raise InputError(f"no archived experiment could be replayed with {name!r} for {base!r}"
                          + (f" ({reasons})" if reasons else " (the archive is empty)"))
+    if len(analyses) > coordinator.limits.max_jobs:  # one job per experiment
+        from xpcompute.errors import LimitError
+
+        raise LimitError(f"this replay would run {len(analyses)} jobs, one per experiment; at most "
+                         f"{coordinator.limits.max_jobs} are allowed (XPCOMPUTE_MAX_JOBS): name fewer experiments")
     now = coordinator.clock()
     replay_id = replay_id or uuid.uuid4().hex
     analysis = Analysis(

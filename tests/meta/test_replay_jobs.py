@@ -81,6 +81,14 @@ def test_an_experiment_whose_job_fails_is_skipped_with_the_reason(
         assert [e["experiment_id"] for e in result["experiments"]] == [SOME[0], SOME[2]]
         assert "watch_seconds" in result["skipped"][SOME[1]]
 
+        # the source is fixed: retrying the replay (POST /analyses/{id}/retry) runs just that experiment again
+        monkeypatch.setattr(replay_module, "replay_one", real)
+        assert [j.slice_id for j in coord.retry_failed(rid)] == [SOME[1]]
+        again = replay_jobs.wait(coord, rid, timeout_s=120)
+        assert again.state == AnalysisState.SUCCEEDED
+        result = replay_jobs.replay_status(coord, rid)["result"]
+        assert [e["experiment_id"] for e in result["experiments"]] == SOME and result["skipped"] == {}
+
 
 def test_a_replay_nothing_can_run_is_refused_before_any_job(archive: Archive) -> None:
     from dataclasses import replace as changed

@@ -102,7 +102,8 @@ class ReplayStatusBody(BaseModel):
     metric: str
     baseline: str
     experiments: list[str]
-    progress: dict[str, int] = Field(description="Jobs (one per experiment) per state.")
+    progress: dict[str, int] = Field(description="Jobs (one per experiment): total and per state, as "
+                                                 "GET /analyses/{id} reports them.")
     error: str | None = None
     created_at: float
     finished_at: float | None = None

@@ -22,6 +22,7 @@ is silently dropped.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -89,6 +90,10 @@ def stage1_job_id(analysis_id: str) -> str:
     return f"{analysis_id}.stage1"
 
 
+#: the ``kind`` of a replay's request (``Analysis.is_replay``)
+REPLAY_REQUEST = "replay"
+
+
 @dataclass
 class Analysis:
     """One analysis request and its overall state.
@@ -111,6 +116,11 @@ class Analysis:
     version: int = 0
     error: str | None = None
     experiment_version: int | None = None
+
+    @property
+    def is_replay(self) -> bool:
+        """A replay of the archive (``meta.replay_jobs``), stored as an analysis record: it has no scorecard."""
+        return self.request.get("kind") == REPLAY_REQUEST
 
     def to_item(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -198,8 +208,13 @@ class Progress:
         count = {s: 0 for s in JobState}
         for job in jobs:
             count[job.state] += 1
+        return cls.of_counts(count)
+
+    @classmethod
+    def of_counts(cls, count: Mapping[JobState, int]) -> Progress:
+        """From jobs per state (``StateStore.job_counts``: one read)."""
         return cls(
-            total=len(jobs),
+            total=sum(count.values()),
             pending=count[JobState.PENDING],
             running=count[JobState.RUNNING],
             succeeded=count[JobState.SUCCEEDED],

@@ -131,7 +131,7 @@ class JobLedger:
         """An experiment's analysis by id; ``NotFoundError`` for an unknown id, and for a replay of the archive
         (stored as an analysis record of kind ``replay``: ``meta.replay_jobs``), which has no scorecard."""
         found = self.state.get_analysis(analysis_id)
-        if found.request.get("kind") == "replay":
+        if found.is_replay:
             raise NotFoundError(f"{analysis_id} is a replay of the archive, not an analysis: "
                                 f"GET /meta/replays/{analysis_id}")
         return found

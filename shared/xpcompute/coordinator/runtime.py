@@ -79,7 +79,7 @@ class EmbeddedRuntime:
 
     def _run_inline(self, message: RunJob) -> None:
         outcome = run_job(self.coordinator, self.settings, message.job_id, "inline")
-        if outcome.status not in ("skipped", "deferred"):  # nothing finished
+        if outcome.reported:
             self.dispatcher.submit([JobFinished(job_id=outcome.job_id, analysis_id=outcome.analysis_id)])
 
     def _on_report(self, job_id: str, analysis_id: str, status: str) -> None:
@@ -162,7 +162,7 @@ class FunctionRuntime:
     def run(self, message: RunJob, worker: str) -> Outcome:
         """Slice or fit function: run the job, then tell the coordinator (unless it was a duplicate)."""
         outcome = run_job(self.ledger, self.settings, message.job_id, worker)
-        if outcome.status not in ("skipped", "deferred"):  # nothing finished
+        if outcome.reported:
             self.dispatcher.submit([JobFinished(job_id=outcome.job_id, analysis_id=outcome.analysis_id)])
         return outcome
 

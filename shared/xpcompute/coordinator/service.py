@@ -530,7 +530,7 @@ class Coordinator(JobLedger):
         jobs = self.state.list_jobs(analysis_id)
         if any(not j.state.terminal for j in jobs):
             return analysis
-        if analysis.request.get("kind") == "replay":  # a replay of the archive: its own document, no scorecard
+        if analysis.is_replay:  # a replay of the archive: its own document, no scorecard
             from xpcompute.meta.replay_jobs import finalize_replay
 
             return finalize_replay(self, analysis, jobs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from xpcompute.config import Settings
 from xpcompute.coordinator.analysis_spec import AnalysisSpec
@@ -29,6 +29,9 @@ from xpcompute.experiment import ExperimentSpec
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable
 from xpcompute.storage import keys
+
+if TYPE_CHECKING:  # boto3 loads with it: only the EMR Serverless route imports it
+    from xpcompute.pipeline.emr_serverless import EmrServerlessStage1
 
 
 def run_slice(
@@ -182,25 +185,29 @@ def _start_emr_run(settings: Settings, coordinator: JobLedger, experiment: Exper
     """
     from dataclasses import asdict
 
-    from xpcompute.pipeline.emr_serverless import EmrServerlessStage1, config_from_settings
-
-    run = EmrServerlessStage1(config_from_settings(settings, coordinator.store.uri)).submit(
-        experiment, coordinator.store.uri)
+    run = _emr_runner(settings, coordinator).submit(experiment, coordinator.store.uri)
     raise Deferred(settings.emr_poll_s, {**out, "emr_run": asdict(run)},
                    f"stage 1 of {experiment.id} started as EMR Serverless job run {run.job_run_id}")
+
+
+def _emr_runner(settings: Settings, coordinator: JobLedger) -> EmrServerlessStage1:
+    """The EMR Serverless adapter for the ``XPCOMPUTE_EMR_*`` settings, writing under the service's object store."""
+    from xpcompute.pipeline.emr_serverless import EmrServerlessStage1, config_from_settings
+
+    return EmrServerlessStage1(config_from_settings(settings, coordinator.store.uri))
 
 
 def _follow_emr_run(settings: Settings, coordinator: JobLedger, job: Job, out: dict[str, object]) -> dict[str, object]:
     """One look at the run an earlier delivery started: defer while it runs, the table once it succeeded, a typed
     error (the job fails or retries as any other) once it failed or outlived ``XPCOMPUTE_STAGE1_LEASE_S``."""
-    from xpcompute.pipeline.emr_serverless import EmrJobRun, EmrServerlessStage1, config_from_settings
+    from xpcompute.pipeline.emr_serverless import EmrJobRun
     from xpcompute.pipeline.tables import open_table
     from xpcompute.storage.objects import split_uri
 
     recorded = job.output["emr_run"]
     assert isinstance(recorded, dict)
     run = EmrJobRun(**recorded)
-    runner = EmrServerlessStage1(config_from_settings(settings, coordinator.store.uri))
+    runner = _emr_runner(settings, coordinator)
     overdue = time.time() - run.submitted_at > settings.stage1_lease_s
     submission = runner.poll(run, overdue=overdue, timeout_s=settings.stage1_lease_s)
     if submission is None:

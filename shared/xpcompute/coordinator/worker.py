@@ -68,6 +68,11 @@ class Outcome:
     status: Status
     error: str | None = None
 
+    @property
+    def reported(self) -> bool:
+        """Whether the coordinator hears of it (``JobFinished``): not for a duplicate, nor while deferred."""
+        return self.status not in ("skipped", "deferred")
+
 
 def describe(exc: BaseException) -> str:
     """A failure reason worth keeping: the error type and message, and where it came from when unexpected."""

@@ -17,18 +17,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from xpcompute.coordinator.jobs import (
     PRIORITY_LIVE,
+    REPLAY_REQUEST,
     Analysis,
     AnalysisState,
     Job,
     JobKind,
     JobState,
+    Progress,
 )
-from xpcompute.errors import InputError, NotFoundError, XPError
+from xpcompute.errors import ConflictError, InputError, LimitError, NotFoundError, XPError
 from xpcompute.storage import keys
 
 if TYPE_CHECKING:
@@ -38,13 +40,6 @@ if TYPE_CHECKING:
 
 #: the experiment id of every replay's analysis record (no experiment has it: ids may not start with ``_``)
 REPLAY_EXPERIMENT = "meta-replays"
-KIND = "replay"
-
-
-def is_replay(analysis: Analysis) -> bool:
-    return analysis.request.get("kind") == KIND
-
-
 def result_key(replay_id: str, analysis_id: str) -> str:
     """Where the job replaying archived analysis ``analysis_id`` stores its experiment's result."""
     return keys.analysis_prefix(replay_id) + f"replay/{keys.experiment_id(analysis_id)}.json"
@@ -71,15 +66,13 @@ def submit_replay(coordinator: Coordinator, definition: dict[str, Any] | str, ba
         raise InputError(f"no archived experiment could be replayed with {name!r} for {base!r}"
                          + (f" ({reasons})" if reasons else " (the archive is empty)"))
     if len(analyses) > coordinator.limits.max_jobs:  # one job per experiment
-        from xpcompute.errors import LimitError
-
         raise LimitError(f"this replay would run {len(analyses)} jobs, one per experiment; at most "
                          f"{coordinator.limits.max_jobs} are allowed (XPCOMPUTE_MAX_JOBS): name fewer experiments")
     now = coordinator.clock()
     replay_id = replay_id or uuid.uuid4().hex
     analysis = Analysis(
         analysis_id=replay_id, experiment_id=REPLAY_EXPERIMENT, created_at=now, updated_at=now,
-        request={"kind": KIND, "definition": definition, "metric": name, "baseline": base, "skipped": skipped,
+        request={"kind": REPLAY_REQUEST, "definition": definition, "metric": name, "baseline": base, "skipped": skipped,
                  "experiments": [a.experiment_id for a in analyses]},
     )
     jobs = [
@@ -131,8 +124,6 @@ def finalize_replay(coordinator: Coordinator, analysis: Analysis, jobs: list[Job
                                     json.dumps(result.to_json_dict(), sort_keys=True).encode())
     done = replace(analysis, state=AnalysisState.FAILED if error else AnalysisState.SUCCEEDED, finished_at=now,
                    updated_at=now, error=error)
-    from xpcompute.errors import ConflictError
-
     try:
         return coordinator.state.update_analysis(done, analysis.version)
     except ConflictError:
@@ -164,13 +155,13 @@ def assemble(coordinator: JobLedger, analysis: Analysis, jobs: list[Job]) -> Rep
 def replay_status(coordinator: Coordinator, replay_id: str) -> dict[str, Any]:
     """``GET /meta/replays/{id}``: its state and progress, and the replay's document once it is done."""
     analysis = coordinator.state.get_analysis(replay_id)
-    if not is_replay(analysis):
+    if not analysis.is_replay:
         raise NotFoundError(f"no replay {replay_id!r} (it is an analysis: GET /analyses/{replay_id})")
-    counts = coordinator.state.job_counts(replay_id)
+    progress = Progress.of_counts(coordinator.state.job_counts(replay_id))
     out: dict[str, Any] = {
         "replay_id": replay_id, "state": analysis.state.value, "metric": analysis.request["metric"],
         "baseline": analysis.request["baseline"], "experiments": analysis.request["experiments"],
-        "progress": {state.value.lower(): n for state, n in counts.items()}, "error": analysis.error,
+        "progress": asdict(progress), "error": analysis.error,
         "created_at": analysis.created_at, "finished_at": analysis.finished_at,
     }
     if analysis.state == AnalysisState.SUCCEEDED:
@@ -180,10 +171,8 @@ def replay_status(coordinator: Coordinator, replay_id: str) -> dict[str, Any]:
 
 def finished_replay(coordinator: Coordinator, replay_id: str) -> Replay:
     """The finished replay as an object (the HTML report); ``ConflictError`` while it runs."""
-    from xpcompute.errors import ConflictError
-
     analysis = coordinator.state.get_analysis(replay_id)
-    if not is_replay(analysis):
+    if not analysis.is_replay:
         raise NotFoundError(f"no replay {replay_id!r}")
     if analysis.state == AnalysisState.RUNNING:
         raise ConflictError(f"replay {replay_id} is still running; GET /meta/replays/{replay_id} follows it")
@@ -200,5 +189,5 @@ def wait(coordinator: Coordinator, replay_id: str, timeout_s: float = 600.0, pol
         time.sleep(poll_s)
 
 
-__all__ = ["KIND", "REPLAY_EXPERIMENT", "assemble", "document_key", "finalize_replay", "finished_replay", "is_replay",
+__all__ = ["REPLAY_EXPERIMENT", "assemble", "document_key", "finalize_replay", "finished_replay",
            "replay_status", "result_key", "run_replay_job", "submit_replay", "wait"]

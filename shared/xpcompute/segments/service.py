@@ -70,8 +70,8 @@ def _cube_of(ledger: JobLedger, analysis: Analysis, spec: AnalysisSpec, experime
 
 
 def _discovers(analysis: Analysis, experiment: ExperimentSpec | None) -> bool:
-    """Whether finalize runs discovery on this analysis (see ``with_segments``)."""
-    if not discovery_enabled() or experiment is None or not experiment.dimensions or analysis.request.get("table"):
+    """Whether finalize runs discovery on this analysis, discovery being on (see ``with_segments``)."""
+    if experiment is None or not experiment.dimensions or analysis.request.get("table"):
         return False
     # a quasi-experiment's groups are not randomized: an honest tree's effects would not be causal
     return analysis.request.get("design", getattr(experiment, "design", "randomized")) == "randomized"
@@ -80,7 +80,7 @@ def _discovers(analysis: Analysis, experiment: ExperimentSpec | None) -> bool:
 def prebuild_cube(ledger: JobLedger, analysis: Analysis, spec: AnalysisSpec, experiment: ExperimentSpec | None) -> str | None:
     """Build and store the segment cube finalize will read, when it will run discovery; the reason when it could
     not (recorded in the slice job's output; finalize then tries again and reports what fails there)."""
-    if experiment is None or not _discovers(analysis, experiment):
+    if experiment is None or not discovery_enabled() or not _discovers(analysis, experiment):
         return None
     try:
         _cube_of(ledger, analysis, spec, experiment)

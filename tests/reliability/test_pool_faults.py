@@ -121,8 +121,8 @@ def test_a_job_past_its_time_limit_is_killed_and_recorded_as_a_failed_attempt(
     recorder = _Recorder()
 
     def died(job_id: str, worker: str, reason: str) -> None:
-        recorder.on_died(job_id, worker, reason)
         coord.abandon(job_id, worker, reason)
+        recorder.on_died(job_id, worker, reason)  # after the ledger has it: the test waits on this
 
     pool = fork_pool(recorder, on_died=died, job_timeout_s=1.0)
     pool.submit([RunJob(job_id=slice_job.job_id, analysis_id=analysis.analysis_id, kind=JobKind.SLICE)])

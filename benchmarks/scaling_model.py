@@ -545,6 +545,8 @@ class Outcome:
     first_results_s: float
     waits: dict[str, float] = field(default_factory=dict)  # seconds jobs or events spent waiting, by cause
     busy_s: float = 0.0
+    coordinator_events: int = 0  # job_finished events the coordinator handled
+    coordinator_busy_s: float = 0.0  # the seconds its slots held an event (its DynamoDB waits included)
 
 
 def event_reads(dyn: DynamoCounts, n_jobs: int) -> float:
@@ -648,6 +650,7 @@ def simulate(workload: Workload, platform: Platform, analyses: int = 1) -> Outco
     finished_at = [0.0] * analyses
     first = [math.inf] * analyses
     total_busy = 0.0
+    coord_events, coord_busy_s = 0, 0.0
     enq = 0
 
     def duration(job: tuple[int, int, int]) -> float:
@@ -718,16 +721,20 @@ def simulate(workload: Workload, platform: Platform, analyses: int = 1) -> Outco
 
     def coordinator_cost(now: float, job: tuple[int, int, int]) -> float:
         """One job_finished event: read the job, release a slice's fits, count the analysis's jobs (all of them)."""
+        nonlocal coord_events, coord_busy_s
         a, s, f = job
-        if dyn is None:
-            return p.coordinator_event_s
-        s = -s - 1 if s < 0 else s
-        children = len(workload.fit_s[s]) if f == -1 else 0
-        table_rcu, index_rcu = read_units(dyn, n_jobs)
-        return p.coordinator_event_s + dynamo(
-            now, a, dyn.event_requests + 2 * children + p.backlog_requests, table_rcu + p.backlog_get_rcu,
-            dyn.event_write_items_per_child * children, children, index_rcu + p.backlog_index_rcu,
-        )
+        cost = p.coordinator_event_s
+        if dyn is not None:
+            s = -s - 1 if s < 0 else s
+            children = len(workload.fit_s[s]) if f == -1 else 0
+            table_rcu, index_rcu = read_units(dyn, n_jobs)
+            cost += dynamo(
+                now, a, dyn.event_requests + 2 * children + p.backlog_requests, table_rcu + p.backlog_get_rcu,
+                dyn.event_write_items_per_child * children, children, index_rcu + p.backlog_index_rcu,
+            )
+        coord_events += 1
+        coord_busy_s += cost
+        return cost
 
     def start_coordinator(now: float) -> None:
         nonlocal coord_busy
@@ -791,7 +798,7 @@ def simulate(workload: Workload, platform: Platform, analyses: int = 1) -> Outco
             coordinated(now, payload)
             if p.dispatch != "sqs":
                 start_coordinator(now)
-    return Outcome(max(finished_at), min(first), dict(waits), total_busy)
+    return Outcome(max(finished_at), min(first), dict(waits), total_busy, coord_events, coord_busy_s)
 
 
 def lifted(platform: Platform) -> dict[str, Platform]:
@@ -893,6 +900,10 @@ def predict(measured: dict[str, Any], dispatches: Sequence[str] = ("async", "sqs
                 rows.append({"variant": variant, "dispatch": dispatch, "analyses": analyses, "concurrency": c,
                              "makespan_s": out.makespan_s, "first_results_s": out.first_results_s,
                              "bottleneck": name, "lifting_it_saves_s": saved, "savings_s": savings,
+                             # where the time queued, summed over jobs and events (a wait is not a cause:
+                             # ``first_bottleneck``), and how busy the coordinator's slots were
+                             "waits_s": out.waits, "coordinator_events": out.coordinator_events,
+                             "coordinator_busy_s": out.coordinator_busy_s,
                              "sim_s": time.perf_counter() - t})
                 print(f"  {variant:>26} {dispatch:>5} x{analyses:<3} at {c:>4}: {out.makespan_s:10.1f} s "
                       f"({name}; lifting it saves {saved:.0f} s)", flush=True)

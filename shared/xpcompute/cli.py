@@ -287,6 +287,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rich.console import Console
+    from rich.markup import escape
 
     from xpcompute.demo import run_demo
 
@@ -303,7 +304,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                   f"http://127.0.0.1:8000/analyses/{card.analysis_id}/scorecard")
     if card.failures or not card.complete:
         for failure in card.failures:
-            console.print(f"[red]failed:[/] {failure}")
+            console.print(f"[red]failed:[/] {escape(failure.describe())}")
         return 1
     return 0
 

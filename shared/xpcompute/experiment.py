@@ -144,7 +144,9 @@ class ExperimentSpec(BaseModel):
     id: str
     description: str = ""
     allocation: AllocationSpec = AllocationSpec()
-    users_source: str = Field(default="users", description="Source holding one row of dimensions per user.")
+    users_source: str = Field(
+        default="users", description="Source holding one row of dimensions per user (default: the source named "
+        "'users', else the allocation source).")
     cells: tuple[str, ...] = Field(min_length=2)
     control: str
     window: WindowSpec
@@ -199,6 +201,13 @@ class ExperimentSpec(BaseModel):
         if isinstance(plugins, list | tuple):
             load_plugins([str(p) for p in plugins])
         out = with_quasi_defaults(dict(raw))
+        sources = out.get("sources")
+        if "users_source" not in out and isinstance(sources, dict) and "users" not in sources:
+            # no per-unit table: the allocation source is the one source with a row per unit (its dimensions
+            # are its columns), so an experiment needs no users table to be valid
+            alloc = out.get("allocation")
+            source = alloc.get("source") if isinstance(alloc, dict) else getattr(alloc, "source", None)
+            out["users_source"] = source or AllocationSpec().source
         for field, definitions in (
             ("metrics", "metric_definitions"), ("covariates", "covariate_definitions"),
             ("dimensions", "dimension_definitions"),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from xpcompute.config import Settings
@@ -128,7 +129,7 @@ def show_scorecard(card: Scorecard, experiment: ExperimentSpec | None, console: 
     if card.segments:
         console.print(segments_summary(card.segments, card.analysis_id))
     for failure in card.failures:
-        console.print(f"[red]failed:[/] {failure}")
+        console.print(f"[red]failed:[/] {escape(failure.describe())}")
 
 
 #: segments the terminal lists under the scorecard; ``xpcompute segments ID`` shows every one

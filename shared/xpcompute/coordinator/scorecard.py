@@ -47,6 +47,12 @@ class Failure:
     attempts: int
     error: str
 
+    def describe(self) -> str:
+        """One line for a terminal: what failed, where, why, then the job and its attempts (to retry or look up)."""
+        what = f"{self.metric} ({self.model})" if self.metric else f"the {self.kind} job"
+        tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+        return f"{what} on {self.slice}: {self.error} (job {self.job_id}, {tries})"
+
 
 @dataclass
 class Scorecard:

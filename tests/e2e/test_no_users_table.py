@@ -1,0 +1,115 @@
+"""A team's experiment with no users table, three unequal cells, UUID ids, and a metric whose spread is a
+millionth of a millionth of its mean, run end to end through the service (stage 1 on DuckDB, slices, fits).
+
+Why: a team often has only an assignment log and event tables. The allocation source then is the table with a
+row per unit, so ``users_source`` defaults to it when no source is named ``users``. And a scorecard is only
+trusted if a 0.001 difference on values near 1e9 comes out as scipy computes it on the same units, while a metric
+with no variance fails alone, saying so, and leaves the others standing.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+from scipy import stats
+
+from xpcompute.experiment import ExperimentSpec
+
+RTOL = 1e-8
+BIG = 1e9
+STEP = 2.0**-20  # values BIG + k * STEP are exact doubles (the spacing of doubles near 1e9 is 2**-23)
+SHARES = {"a": 0.04, "b": 0.48, "c": 0.48}
+
+
+def _spec(folder: Path, **changes: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "id": "no-users-table",
+        "allocation": {"source": "assign", "cell_column": "arm", "exposure_column": "seen_at"},
+        "cells": list(SHARES), "control": "b", "shares": SHARES,
+        "window": {"start": "2026-05-01", "end": "2026-05-10"},
+        "sources": {
+            "assign": {"uri": str(folder / "assign.parquet"), "user_column": "uid", "date_column": "seen_at"},
+            "readings": {"uri": str(folder / "readings.parquet"), "user_column": "uid", "date_column": "at"},
+        },
+        "dimensions": ["platform"],  # a column of the allocation source, now the users source
+        "metrics": [
+            {"name": "reading", "source": "readings", "value": "big", "aggregation": "sum"},
+            {"name": "flat", "source": "readings", "value": "one", "aggregation": "mean"},
+        ],
+        "daily": False,
+    }
+    raw.update(changes)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
+    """3,000 units, each exposed once and with one reading in the window; returns the folder and, per cell, the
+    readings less 1e9 (exact: the readings are exact multiples of 2**-20 away from 1e9)."""
+    folder = tmp_path_factory.mktemp("no_users")
+    rng = np.random.default_rng(11)
+    n = 3000
+    ids = [str(uuid.UUID(int=int(x))) for x in rng.integers(0, 2**62, n)]
+    arm = rng.choice(list(SHARES), size=n, p=list(SHARES.values()))
+    t0 = datetime(2026, 5, 1, tzinfo=UTC)
+    seen = [t0 + timedelta(seconds=int(s)) for s in rng.integers(0, 5 * 86400, n)]
+    k = np.round(rng.normal(0, 1000, n)) + np.where(arm == "c", 1000, 0)  # c: +1000 steps (about +0.001)
+    readings = BIG + k * STEP
+    pq.write_table(pa.table({"uid": ids, "arm": arm, "seen_at": seen,
+                             "platform": rng.choice(["ios", "web"], size=n)}), folder / "assign.parquet")
+    pq.write_table(pa.table({"uid": ids, "at": [s + timedelta(hours=2) for s in seen], "big": readings,
+                             "one": np.full(n, 5.0)}), folder / "readings.parquet")
+    return folder, {c: k[arm == c] * STEP for c in SHARES}
+
+
+def test_users_source_defaults_to_the_allocation_source_only_without_a_users_table(tmp_path: Path) -> None:
+    assert ExperimentSpec.model_validate(_spec(tmp_path)).users_source == "assign"
+    with_users = _spec(tmp_path)
+    with_users["sources"]["users"] = {"uri": str(tmp_path / "users.parquet"), "user_column": "uid"}
+    assert ExperimentSpec.model_validate(with_users).users_source == "users"
+    named = _spec(tmp_path, users_source="readings")
+    assert ExperimentSpec.model_validate(named).users_source == "readings"
+    spec = ExperimentSpec.model_validate(_spec(tmp_path))
+    assert ExperimentSpec.model_validate(spec.model_dump()) == spec  # the stored form reads back the same
+
+
+def test_a_tiny_difference_on_a_huge_mean_equals_scipy_and_a_flat_metric_fails_alone(
+    data: tuple[Path, dict[str, np.ndarray]], tmp_path: Path,
+) -> None:
+    from xpcompute.runner import run_experiment
+
+    folder, shifted = data
+    spec = ExperimentSpec.model_validate(_spec(folder))
+    out = io.StringIO()
+    result = run_experiment(spec, home=tmp_path / "home", workers=1, console=Console(file=out, width=200))
+    card = result.scorecard
+    assert card.complete and not result.ok  # every job ran; one failed
+    records = {(r.metric, r.cell): r for r in card.records if r.segment is None and r.model == "ttest"}
+    for cell in ("a", "c"):
+        r = records[("reading", cell)]
+        ref = stats.ttest_ind(shifted[cell], shifted["b"], equal_var=False)
+        effect = shifted[cell].mean() - shifted["b"].mean()
+        se = math.sqrt(shifted[cell].var(ddof=1) / len(shifted[cell]) + shifted["b"].var(ddof=1) / len(shifted["b"]))
+        assert r.effect == pytest.approx(effect, rel=RTOL)
+        assert r.se == pytest.approx(se, rel=RTOL)
+        assert r.p_value == pytest.approx(ref.pvalue, rel=RTOL)
+        assert r.n_cell == len(shifted[cell]) and r.n_control == len(shifted["b"])
+        assert r.mean_control == pytest.approx(BIG + shifted["b"].mean(), rel=1e-15)
+    assert records[("reading", "c")].effect == pytest.approx(1000 * STEP, rel=0.1)  # the planted +0.001
+    assert not any(r.metric == "flat" for r in card.records)
+    (failure,) = card.failures
+    assert failure.metric == "flat" and "zero variance" in failure.error
+    line = failure.describe()
+    assert line.startswith("flat (ttest) on all users: ZeroVarianceError") and failure.job_id in line
+    assert "failed: flat (ttest) on all users" in out.getvalue()  # the terminal says what, where and why
+    assert not any(s.mismatch for s in card.srm)  # the 4/48/48 split is the planned one

@@ -274,3 +274,25 @@ def test_in_a_function_a_stage1_waiting_for_another_build_defers_instead_of_slee
     job = coord.state.get_job(stage1_job_id(waiting.analysis_id))
     assert job.state == JobState.PENDING and job.attempts == 0 and job.due_at is not None
     assert json.loads(coord.store.get_bytes(claim))["job_id"] == holder.job_id  # the holder's claim is untouched
+
+
+def test_a_table_built_without_the_ratio_residual_columns_is_rebuilt(tmp_path: Path) -> None:
+    """A table an earlier release published (same spec, fewer columns) is stale: the next analysis rebuilds it,
+    rather than fitting ratios from a table that lacks their residual columns."""
+    coord, settings, uris, config = _setup(tmp_path)
+    _register(coord, uris, config)
+    first = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))
+    _drain(coord, settings, first.analysis_id)
+    experiment = coord.experiment("autoplay")
+    assert experiment is not None and coord.stage1_reason(experiment) is None
+    manifest_key = keys.manifest(keys.analysis_table("autoplay"))
+    manifest = json.loads(coord.store.get_bytes(manifest_key))
+    residuals = [c["name"] for c in manifest["columns"] if c["name"].endswith("__res")]
+    assert "rebuffer_rate__res" in residuals
+    manifest["columns"] = [c for c in manifest["columns"] if not c["name"].endswith("__res")]
+    coord.store.put_bytes(manifest_key, json.dumps(manifest).encode())
+    reason = coord.stage1_reason(experiment)
+    assert reason is not None and "without column(s)" in reason and "rebuffer_rate__res" in reason
+    again = coord.submit("autoplay", _spec(slices=(SliceFilter(),)))
+    assert "stage1" in _drain(coord, settings, again.analysis_id)
+    assert coord.stage1_reason(experiment) is None

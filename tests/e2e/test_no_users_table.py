@@ -1,10 +1,12 @@
-"""A team's experiment with no users table, three unequal cells, UUID ids, and a metric whose spread is a
-millionth of a millionth of its mean, run end to end through the service (stage 1 on DuckDB, slices, fits).
+"""A team's experiment with no users table, three unequal cells, UUID ids, a metric whose spread is a
+millionth of a millionth of its mean, and a ratio whose numerator is nearly proportional to its denominator
+(orders of $100 +- 0.002), run end to end through the service (stage 1 on DuckDB, slices, fits).
 
 Why: a team often has only an assignment log and event tables. The allocation source then is the table with a
 row per unit, so ``users_source`` defaults to it when no source is named ``users``. And a scorecard is only
-trusted if a 0.001 difference on values near 1e9 comes out as scipy computes it on the same units, while a metric
-with no variance fails alone, saying so, and leaves the others standing.
+trusted if a 0.001 difference on values near 1e9 comes out as scipy computes it on the same units, if the
+average order value's standard error is the delta method's to 1e-8 (its textbook formula keeps 6 or 7 digits
+here), and if a metric with no variance fails alone, saying so, and leaves the others standing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import io
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +43,15 @@ def _spec(folder: Path, **changes: Any) -> dict[str, Any]:
         "sources": {
             "assign": {"uri": str(folder / "assign.parquet"), "user_column": "uid", "date_column": "seen_at"},
             "readings": {"uri": str(folder / "readings.parquet"), "user_column": "uid", "date_column": "at"},
+            "orders": {"uri": str(folder / "orders.parquet"), "user_column": "uid", "date_column": "at"},
         },
         "dimensions": ["platform"],  # a column of the allocation source, now the users source
         "metrics": [
             {"name": "reading", "source": "readings", "value": "big", "aggregation": "sum"},
             {"name": "flat", "source": "readings", "value": "one", "aggregation": "mean"},
+            {"name": "revenue", "source": "orders", "value": "price", "aggregation": "sum"},
+            {"name": "orders", "source": "orders", "aggregation": "count"},
+            {"name": "aov", "numerator": "revenue", "denominator": "orders"},
         ],
         "daily": False,
     }
@@ -53,7 +60,7 @@ def _spec(folder: Path, **changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """3,000 units, each exposed once and with one reading in the window; returns the folder and, per cell, the
     readings less 1e9 (exact: the readings are exact multiples of 2**-20 away from 1e9)."""
     folder = tmp_path_factory.mktemp("no_users")
@@ -69,7 +76,28 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.n
                              "platform": rng.choice(["ios", "web"], size=n)}), folder / "assign.parquet")
     pq.write_table(pa.table({"uid": ids, "at": [s + timedelta(hours=2) for s in seen], "big": readings,
                              "one": np.full(n, 5.0)}), folder / "readings.parquet")
-    return folder, {c: k[arm == c] * STEP for c in SHARES}
+    # 1-4 orders per unit at $100 + j / 1024 (j about +-2: a spread of 0.002), c's orders 1/1024 dearer; sums of
+    # multiples of 2**-10 below 2**40 are exact, so every engine's per-unit revenue is the same number
+    n_orders = rng.integers(1, 5, n)
+    unit = np.repeat(np.arange(n), n_orders)
+    cents = np.round(rng.normal(0, 2, unit.size)) + np.where(arm[unit] == "c", 1, 0)
+    price = 100.0 + cents / 1024
+    pq.write_table(pa.table({"uid": [ids[i] for i in unit], "at": [seen[i] + timedelta(hours=3) for i in unit],
+                             "price": price}), folder / "orders.parquet")
+    revenue = np.bincount(unit, weights=price, minlength=n)
+    orders_by_cell = {c: (revenue[arm == c], n_orders[arm == c].astype(float)) for c in SHARES}
+    return folder, {**{c: k[arm == c] * STEP for c in SHARES}, **{f"aov:{c}": v for c, v in orders_by_cell.items()}}
+
+
+def _delta(y: np.ndarray, d: np.ndarray) -> tuple[Fraction, Fraction]:
+    """(ratio of totals, its delta-method variance) exactly, in rationals, from the per-unit values."""
+    ys, ds = [Fraction(float(v)) for v in y], [Fraction(float(v)) for v in d]
+    n = len(ys)
+    ratio = sum(ys) / sum(ds)
+    resid = [a - ratio * b for a, b in zip(ys, ds, strict=True)]
+    mean = sum(resid) / n
+    mean_d = sum(ds) / n
+    return ratio, sum((e - mean) ** 2 for e in resid) / (n - 1) / (n * mean_d * mean_d)
 
 
 def test_users_source_defaults_to_the_allocation_source_only_without_a_users_table(tmp_path: Path) -> None:
@@ -84,7 +112,7 @@ def test_users_source_defaults_to_the_allocation_source_only_without_a_users_tab
 
 
 def test_a_tiny_difference_on_a_huge_mean_equals_scipy_and_a_flat_metric_fails_alone(
-    data: tuple[Path, dict[str, np.ndarray]], tmp_path: Path,
+    data: tuple[Path, dict[str, Any]], tmp_path: Path,
 ) -> None:
     from xpcompute.runner import run_experiment
 
@@ -113,3 +141,19 @@ def test_a_tiny_difference_on_a_huge_mean_equals_scipy_and_a_flat_metric_fails_a
     assert line.startswith("flat (ttest) on all users: ZeroVarianceError") and failure.job_id in line
     assert "failed: flat (ttest) on all users" in out.getvalue()  # the terminal says what, where and why
     assert not any(s.mismatch for s in card.srm)  # the 4/48/48 split is the planned one
+
+    ratios = {r.cell: r for r in card.records if r.metric == "aov" and r.segment is None}
+    control_ratio, control_var = _delta(*shifted["aov:b"])
+    for cell in ("a", "c"):
+        ratio, var = _delta(*shifted[f"aov:{cell}"])
+        r = ratios[cell]
+        assert r.se == pytest.approx(math.sqrt(float(var + control_var)), rel=RTOL)
+        assert r.effect == pytest.approx(float(ratio - control_ratio), rel=RTOL)
+        assert r.mean_cell == pytest.approx(float(ratio), rel=1e-15)
+    # the test has teeth: the textbook formula on the same per-unit values is off by far more than 1e-8
+    y, d = shifted["aov:c"]
+    cov = np.cov(np.vstack([y, d]), ddof=1)
+    ratio = y.mean() / d.mean()
+    textbook = (cov[0, 0] - 2 * ratio * cov[0, 1] + ratio**2 * cov[1, 1]) / (len(y) * d.mean() ** 2)
+    exact = float(_delta(y, d)[1])
+    assert abs(textbook / exact - 1) > 10 * RTOL

@@ -29,7 +29,7 @@ def test_example_yaml_loads_and_resolves_relative_sources() -> None:
     assert spec.precompute[0] == SliceFilter.everyone()
     assert spec.precompute[2].label() == "country=US & device=tv"
     assert spec.covariates_for("streaming_hours") == ("pre_streaming_hours",)
-    assert spec.compressed_covariates("rebuffer_rate") == ("rebuffer_rate__den",)
+    assert spec.compressed_covariates("rebuffer_rate") == ("rebuffer_rate__den", "rebuffer_rate__res")
     assert spec.compressed_covariates("sessions") == ("pre_sessions",)
     assert spec.compressed_covariates("revenue") == ("pre_revenue",)
 

@@ -50,7 +50,7 @@ def test_metric_kinds_ratio_and_quantile() -> None:
     assert isinstance(rebuffer, RatioMetric)
     assert [c.name for c in rebuffer.columns()] == ["rebuffer_rate", "rebuffer_rate__den"]
     assert rebuffer.numerator().aggregation == rebuffer.denominator().aggregation == "sum"
-    assert rebuffer.compressed_covariates(()) == ("rebuffer_rate__den",)
+    assert rebuffer.compressed_covariates(()) == ("rebuffer_rate__den", "rebuffer_rate__res")
     (spec,) = rebuffer.fit_specs()
     assert spec.model == "ratio" and spec.denominator == "rebuffer_rate__den"
     latency = get_metric("playback_start_latency")

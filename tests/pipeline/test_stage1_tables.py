@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,30 @@ def test_analysis_table_has_one_row_per_allocated_user(synth: Experiment, duck_s
     assert set(pc.unique(table.column("cell")).to_pylist()) == set(synth.spec.cells)
     assert set(pc.unique(table.column("tenure_bucket")).to_pylist()) == {"0-3m", "3-12m", "1-3y", "3y+"}
     assert table.column("country").null_count == 0
+
+
+def test_each_ratio_has_its_residual_column_with_the_constant_python_computes(
+    synth: Experiment, duck_stage1: Stage1Result,
+) -> None:
+    """``{ratio}__res = y - c d`` with ``c`` the SQL rule, which must be ``metrics.base.residual_coefficient`` (and
+    ``models.fit.with_residual``, the local fits' route) on the same table: one constant on every route."""
+    from xpcompute.metrics.base import residual_coefficient
+    from xpcompute.models.fit import with_residual
+
+    table = read_sorted(duck_stage1.analysis)
+    daily = read_sorted(duck_stage1.user_day) if duck_stage1.user_day is not None else None
+    for ratio in ("rebuffer_rate", "hours_per_session"):
+        y, d = (np.asarray(table.column(c).to_numpy(), dtype=float) for c in (ratio, f"{ratio}__den"))
+        both = np.isfinite(y) & np.isfinite(d)
+        c = residual_coefficient(math.fsum(y[both]), math.fsum(d[both]), float(np.abs(y[both]).max()),
+                                 float(np.abs(d[both]).max()))
+        assert c != 0.0 and abs(c / (y[both].sum() / d[both].sum()) - 1) < 2**-23  # near the ratio, 24 bits
+        res = np.asarray(table.column(f"{ratio}__res").to_numpy(zero_copy_only=False), dtype=float)
+        assert np.array_equal(res[both], y[both] - c * d[both])
+        assert table.column(f"{ratio}__res").null_count == (~both).sum()
+        local = with_residual(table.drop_columns([f"{ratio}__res"]), ratio, f"{ratio}__den")
+        assert local.column(f"{ratio}__res").equals(table.column(f"{ratio}__res"))
+        assert daily is None or f"{ratio}__res" not in daily.column_names  # per-day fits take no ratio
 
 
 def test_user_day_table_is_zero_filled_and_adds_up(synth: Experiment, duck_stage1: Stage1Result) -> None:

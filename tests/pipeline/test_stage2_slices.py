@@ -117,7 +117,7 @@ def test_layout_survives_parquet(synth: Experiment, duck_stage1: Stage1Result, t
     write_compressed(got, str(tmp_path / "s.parquet"))
     back = read_compressed(str(tmp_path / "s.parquet"))
     assert back.layout == got.layout and back.table.equals(got.table)
-    assert back.layout.metrics["rebuffer_rate"].covariates == ("rebuffer_rate__den",)
+    assert back.layout.metrics["rebuffer_rate"].covariates == ("rebuffer_rate__den", "rebuffer_rate__res")
     assert back.layout.metrics["streaming_hours"].covariates == ("pre_streaming_hours",)
 
 

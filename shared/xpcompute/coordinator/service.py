@@ -148,7 +148,8 @@ class Coordinator(JobLedger):
         """Why the experiment's analysis table must be (re)built before slicing, or ``None`` when it is current.
 
         Stale means: no published table; a table built from different spec
-        content (its manifest's spec hash); a table without the user-by-day
+        content (its manifest's spec hash); a table without a column this
+        release writes for the spec; a table without the user-by-day
         table the spec asks for; any source file modified after the table was
         published; or ``refresh`` asked for.
         """
@@ -162,6 +163,12 @@ class Coordinator(JobLedger):
             return "refresh was requested"
         if table_spec_hash(table.manifest) != spec_hash(experiment):
             return "the registered spec changed since the table was built"
+        from xpcompute.sql.stage1 import output_columns
+
+        built = {str(c.get("name")) for c in table.manifest.get("columns") or () if isinstance(c, dict)}
+        lacking = [c.name for c in output_columns(experiment, daily=False) if built and c.name not in built]
+        if lacking:  # built by a release that wrote fewer columns (e.g. before the ratios' residual columns)
+            return f"the table was built without column(s) {', '.join(lacking)}, which this release writes"
         if experiment.daily:
             try:
                 open_table(keys.user_day_table(experiment.id), self.store)

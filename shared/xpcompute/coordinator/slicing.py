@@ -57,6 +57,7 @@ from xpcompute.coordinator.stored import decode_derived, encode_derived, note_he
 from xpcompute.errors import CorruptObjectError, InputError, MissingValuesError, NotFoundError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.lazy import lazy
+from xpcompute.metrics.base import RESIDUAL_SUFFIX
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable, open_table
 from xpcompute.spec import CompressSpec, FitSpec
@@ -98,6 +99,9 @@ def compression_plan(specs: Sequence[FitSpec], schema: pa.Schema) -> tuple[list[
                 continuous.append(cov)
         if spec.denominator and spec.denominator not in continuous:
             continuous.insert(0, spec.denominator)
+        residual = spec.metric + RESIDUAL_SUFFIX  # a ratio's residual column, which stage 1 writes next to it
+        if spec.denominator and residual in schema.names and residual not in continuous:
+            continuous.insert(1, residual)
         for extra in (spec.segment, spec.time):
             if extra and extra not in keys_:
                 keys_.append(extra)
@@ -138,6 +142,8 @@ def compute_arrow(task: SliceTask, store: ObjectStore) -> CompressedTable:
     for spec in task.specs:
         needed.update({spec.metric, *spec.covariates})
         needed.update(c for c in (spec.denominator, spec.segment, spec.time) if c)
+        if spec.denominator:  # the ratio's residual column, where the table has one (``compression_plan``)
+            needed.add(spec.metric + RESIDUAL_SUFFIX)
     published = open_table(task.table_prefix, store)
     table = full = _read_cached(published, [c for c in sorted(needed) if c in published.schema.names])
     if task.experiment is not None:

@@ -7,16 +7,18 @@ Each step is a public function so a notebook can stop anywhere and look:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
-from xpcompute.compression.encode import is_categorical, require_columns
+from xpcompute.compression.encode import is_categorical, numeric_column, require_columns
 from xpcompute.compression.lossless import compress_moments
 from xpcompute.compression.schema import CompressedTable
 from xpcompute.compression.transform import column_transforms
 from xpcompute.errors import InputError, MissingValuesError, ZeroVarianceError
-from xpcompute.metrics.base import cap_note
+from xpcompute.metrics.base import RESIDUAL_SUFFIX, cap_note, residual_coefficient
 from xpcompute.models.data import ModelData
 from xpcompute.models.registry import model_class
 from xpcompute.records import ResultRecord
@@ -64,9 +66,10 @@ def prepare(table: pa.Table, spec: FitSpec) -> CompressedTable:
             "needs --compress lossless or none"
         )
     discrete, continuous = split_covariates(table, spec)
-    if spec.model == "ratio":  # the denominator first, then the numerator's and denominator's covariates (CUPED)
+    if spec.model == "ratio":  # the denominator first, the residual, then the parts' covariates (CUPED)
         assert spec.denominator is not None
-        continuous = (spec.denominator, *spec.covariates)
+        table = with_residual(table, spec.metric, spec.denominator)
+        continuous = (spec.denominator, residual_name(spec.metric), *spec.covariates)
     keys = [spec.treatment, *discrete]
     for extra in (spec.segment, spec.time):
         if extra and extra not in keys:
@@ -81,6 +84,28 @@ def prepare(table: pa.Table, spec: FitSpec) -> CompressedTable:
         row_level=spec.compress.kind == "none",
         transforms=transforms,
     )
+
+
+def residual_name(metric: str) -> str:
+    """The residual column of a ratio whose numerator is ``metric`` (``metrics.base.RESIDUAL_SUFFIX``)."""
+    return metric + RESIDUAL_SUFFIX
+
+
+def with_residual(table: pa.Table, numerator: str, denominator: str) -> pa.Table:
+    """``table`` with the ratio's residual column ``numerator - c * denominator`` (NULL where either is), as
+    stage 1 writes it (``metrics.base.residual_coefficient``: ``c`` from exact sums here); kept if present."""
+    name = residual_name(numerator)
+    if name in table.schema.names:
+        return table
+    require_columns(table, [numerator, denominator], "column")
+    y = numeric_column(table, numerator, "metric")
+    d = numeric_column(table, denominator, "denominator")
+    both = np.isfinite(y) & np.isfinite(d)
+    yb, db = y[both], d[both]
+    c = residual_coefficient(math.fsum(yb), math.fsum(db), float(np.abs(yb).max(initial=0.0)),
+                             float(np.abs(db).max(initial=0.0)))
+    residual = np.where(both, y - c * d, np.nan)
+    return table.append_column(name, pa.array(residual, mask=~both))
 
 
 def model_data(compressed: CompressedTable, spec: FitSpec) -> ModelData:

@@ -4,6 +4,11 @@ The compressed data holds the metric y with the denominator d as its first
 "covariate", so the degree-two moments (n, Sy, Sd, Syy, Sdd, Syd) are there.
 Var(R) = (var_y - 2 R cov_yd + R^2 var_d) / (n * mean_d^2), with sample
 (co)variances (ddof=1), the classic delta method for a ratio of means.
+When the data holds the ratio's residual column ``r = y - c d`` (stage 1 and
+``fit.prepare`` add it: ``metrics.base.residual_coefficient``), the same
+variance is taken as that of ``r`` over ``d``: with ``y`` nearly proportional
+to ``d``, the three terms above are large and cancel to a few digits, while
+``r``'s are small (``_ratio_gradient``).
 
 CUPED for ratios (``spec.covariates = (x, w)``: the pre-period values of the
 numerator and of the denominator, compressed after d with all their
@@ -35,6 +40,7 @@ from numpy.typing import NDArray
 
 from xpcompute.compression.transform import ColumnTransform
 from xpcompute.errors import CellError, InputError, ZeroVarianceError
+from xpcompute.metrics.base import RESIDUAL_SUFFIX
 from xpcompute.models.base import CausalModel, MeansCovariance
 from xpcompute.models.data import ModelData, Subgroup
 from xpcompute.records import ResultRecord
@@ -138,6 +144,26 @@ def _linearization(data: ModelData, m: _Moments, num: str, den: str, unit: float
     return r / unit, {num: ta.scale / (unit * mb), den: -r * tb.scale / (unit * mb)}
 
 
+def residual_of(data: ModelData) -> str | None:
+    """The ratio's residual column in the compressed layout (``metrics.base.residual_coefficient``), or None
+    (data compressed without one: the variance then comes from the numerator's own moments)."""
+    name = data.spec.metric + RESIDUAL_SUFFIX
+    return name if name in data.layout.covariates else None
+
+
+def _ratio_gradient(data: ModelData, m: _Moments, unit: float) -> dict[str, float]:
+    """The linearization of y / d (``_linearization``), on (residual, d) when the data has the residual column.
+
+    With ``r = y - c d``, ``y - R d = r - (R - c) d`` and ``R - c = mean(r) / mean(d)``: the same per-unit
+    linearization as the ratio of ``r`` to ``d``, whose variance has nothing large to cancel when ``c`` is
+    near ``R`` (``y`` nearly proportional to ``d``), where ``var(y) - 2 R cov + R^2 var(d)`` keeps few digits.
+    """
+    d = data.spec.denominator
+    assert d is not None
+    res = residual_of(data)
+    return _linearization(data, m, res or "y", d, unit)[1]
+
+
 def _quad(m: _Moments, g: dict[str, float], h: dict[str, float]) -> float:
     """Covariance of two linearizations: g' C h with C the z-covariances of the rows."""
     return sum(gi * hj * m.cov(i, j) for i, gi in g.items() for j, hj in h.items())
@@ -154,7 +180,7 @@ def adjustment(data: ModelData, mask: NDArray[np.bool_]) -> Adjustment | None:
     total = _Moments(data, mask & (data.n > 0))
     if total.n < 2:
         raise CellError(f"ratio metric {data.spec.metric!r}: fewer than two rows here; no CUPED slope")
-    _, g = _linearization(data, total, "y", d, ratio_unit(data))
+    g = _ratio_gradient(data, total, ratio_unit(data))
     centre, h = _linearization(data, total, x, w, covariate_unit(data, x, w))
     var_m = _quad(total, h, h)
     theta = _quad(total, g, h) / var_m if var_m > 0 else 0.0  # a constant covariate ratio explains nothing
@@ -195,6 +221,9 @@ def ratio_moments(
         return (n, *_adjusted(data, m, adjust))
     if n < 2:
         return n, r, float("nan")
+    if residual_of(data) is not None:
+        g = _ratio_gradient(data, m, ratio_unit(data))
+        return n, r, _quad(m, g, g) / n
     vzy, vzd, czyd = m.cov("y", "y"), m.cov(d, d), m.cov("y", d)
     rho = r * (td.scale / ty.scale)
     u = ty.scale / (ratio_unit(data) * md)
@@ -206,7 +235,8 @@ def _adjusted(data: ModelData, m: _Moments, adjust: Adjustment) -> tuple[float, 
     d = data.spec.denominator
     assert d is not None
     unit = ratio_unit(data)
-    r, g = _linearization(data, m, "y", d, unit)
+    r, _ = _linearization(data, m, "y", d, unit)
+    g = _ratio_gradient(data, m, unit)
     rx, h = _linearization(data, m, adjust.x, adjust.w, covariate_unit(data, adjust.x, adjust.w))
     adjusted = (r - adjust.theta * (rx - adjust.centre)) * unit
     if m.n < 2:

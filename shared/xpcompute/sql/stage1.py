@@ -26,6 +26,12 @@ each capped column as ``CASE WHEN v > upper THEN upper WHEN v < lower THEN
 lower ELSE v END`` (NULL stays NULL, unlike ``LEAST``/``GREATEST`` on DuckDB
 and Spark), cast to DOUBLE. The user-by-day table is not capped.
 
+Ratio metrics (analysis table only): the per-unit table becomes a step
+``per_unit``, one step ``ratio_{i}`` per ratio computes its constant ``c`` (the
+ratio of totals rounded to float32, ``metrics.base.residual_coefficient``), and
+the final select adds ``{ratio}__res = numerator - c * denominator`` (NULL where
+either is), which keeps the ratio's variance exact (``models/ratio.py``).
+
 Aggregates read ``CASE WHEN <window> AND <condition> THEN value END`` so one
 scan of a source serves the analysis window and the pre-period alike. Unit
 divisors apply after aggregating, to exact integer sums (carried as DOUBLE,
@@ -54,7 +60,15 @@ import sqlglot
 from sqlglot import exp
 
 from xpcompute.experiment import ExperimentSpec
-from xpcompute.metrics.base import Cap, PerUserColumn, RatioMetric, Window, lit
+from xpcompute.metrics.base import (
+    RESIDUAL_LIMIT,
+    RESIDUAL_RANGE,
+    Cap,
+    PerUserColumn,
+    RatioMetric,
+    Window,
+    lit,
+)
 from xpcompute.sql.stage2 import double_literal
 
 USER = "user_id"
@@ -562,7 +576,7 @@ def _build(
         else:
             query = query.join(target, on=condition, join_type=kind)
     if not percentile:
-        return Stage1Plan(steps=tuple(steps), final=query)
+        return _with_residuals(experiment, daily, steps, query, names)
     # percentile caps: the per-unit values as a step, pooled limits per metric, then the capped select
     steps.append((UNCAPPED, query))
     final = exp.select()
@@ -579,10 +593,59 @@ def _build(
     final = final.from_(exp.to_table(UNCAPPED).as_("t"))
     for k, name in enumerate(percentile):
         final = final.join(exp.to_table(f"cap_{k}").as_(aliases[name]), join_type="CROSS")
-    return Stage1Plan(steps=tuple(steps), final=final)
+    return _with_residuals(experiment, daily, steps, final, names)
 
 
 UNCAPPED = "uncapped"
+#: the per-unit table before the ratios' residual columns (``_with_residuals``)
+UNRESIDUALIZED = "per_unit"
+
+
+def ratio_metrics(experiment: ExperimentSpec, daily: bool) -> list[RatioMetric]:
+    """The ratio metrics whose residual column (``RatioMetric.residual_column``) the table has: the analysis
+    table's, not the user-by-day table's (whose fits are per day, not ratios)."""
+    return [] if daily else [m for m in experiment.metric_objects() if isinstance(m, RatioMetric)]
+
+
+def residual_coefficient_sql(numerator: str, denominator: str, table: str) -> exp.Select:
+    """One row, ``c``: ``metrics.base.residual_coefficient`` over the units of ``table`` with both values: the
+    ratio of totals rounded to float32 (the same constant on every engine), 0 where undefined or out of range."""
+    both = exp.and_(exp.column(numerator).is_(exp.null()).not_(), exp.column(denominator).is_(exp.null()).not_())
+
+    def total(column: str) -> exp.Expr:
+        return exp.Sum(this=exp.Case().when(both.copy(), exp.column(column)))
+
+    def largest(column: str) -> exp.Expr:
+        return exp.Max(this=exp.Abs(this=exp.Case().when(both.copy(), exp.column(column))))
+
+    ratio = exp.Div(this=total(numerator), expression=exp.Nullif(this=total(denominator), expression=double_literal(0.0)))
+    low, high = RESIDUAL_RANGE
+    limit = double_literal(RESIDUAL_LIMIT)
+    in_range = exp.and_(
+        exp.Between(this=exp.Abs(this=ratio.copy()), low=double_literal(low), high=double_literal(high)),
+        exp.LTE(this=largest(numerator), expression=limit.copy()),
+        exp.LTE(this=exp.Mul(this=largest(denominator), expression=exp.Abs(this=ratio.copy())), expression=limit.copy()),
+    )
+    rounded = exp.cast(exp.cast(ratio, exp.DataType.build("FLOAT")), DOUBLE)
+    return exp.select(exp.Case().when(in_range, rounded).else_(double_literal(0.0)).as_("c")).from_(table)
+
+
+def _with_residuals(experiment: ExperimentSpec, daily: bool, steps: list[tuple[str, exp.Select]],
+                    final: exp.Select, names: list[str]) -> Stage1Plan:
+    """``final`` as a step, then each ratio's residual column ``y - c * d`` next to the columns it had; ``final``
+    itself without ratios (``metrics.base.residual_coefficient`` says why the column exists)."""
+    ratios = ratio_metrics(experiment, daily)
+    if not ratios:
+        return Stage1Plan(steps=tuple(steps), final=final)
+    steps = [*steps, (UNRESIDUALIZED, final)]
+    out = exp.select(*(exp.column(n, table="t") for n in names)).from_(exp.to_table(UNRESIDUALIZED).as_("t"))
+    for k, m in enumerate(ratios):
+        step, alias = f"ratio_{k}", f"r{k}"
+        steps.append((step, residual_coefficient_sql(m.name, m.denominator_column, UNRESIDUALIZED)))
+        product = exp.Mul(this=exp.column("c", table=alias), expression=exp.column(m.denominator_column, table="t"))
+        out = out.select(exp.Sub(this=exp.column(m.name, table="t"), expression=product).as_(m.residual_column))
+        out = out.join(exp.to_table(step).as_(alias), join_type="CROSS")
+    return Stage1Plan(steps=tuple(steps), final=out)
 
 
 def metric_caps(experiment: ExperimentSpec) -> dict[str, Cap]:
@@ -650,6 +713,7 @@ def output_columns(experiment: ExperimentSpec, daily: bool, user_type: str = "bi
     out += [OutputColumn(d, "string") for d in experiment.dimensions]
     caps = {} if daily else metric_caps(experiment)
     out += [OutputColumn(c.name, "double" if c.name in caps else c.dtype) for c in per_user_columns(experiment)]
+    out += [OutputColumn(m.residual_column, "double") for m in ratio_metrics(experiment, daily)]
     return out
 
 

@@ -50,21 +50,41 @@ WITH "src" AS (
       THEN CAST("pre_active_days" AS DOUBLE)
     END AS "_xp_5_1",
     CASE
-      WHEN NOT "rebuffer_rate" IS NULL AND NOT "rebuffer_rate__den" IS NULL
+      WHEN NOT "rebuffer_rate" IS NULL
+      AND NOT "rebuffer_rate__den" IS NULL
+      AND NOT "rebuffer_rate__res" IS NULL
       THEN CAST("rebuffer_rate" AS DOUBLE)
     END AS "_xp_6_0",
     CASE
-      WHEN NOT "rebuffer_rate" IS NULL AND NOT "rebuffer_rate__den" IS NULL
+      WHEN NOT "rebuffer_rate" IS NULL
+      AND NOT "rebuffer_rate__den" IS NULL
+      AND NOT "rebuffer_rate__res" IS NULL
       THEN CAST("rebuffer_rate__den" AS DOUBLE)
     END AS "_xp_6_1",
     CASE
-      WHEN NOT "hours_per_session" IS NULL AND NOT "hours_per_session__den" IS NULL
+      WHEN NOT "rebuffer_rate" IS NULL
+      AND NOT "rebuffer_rate__den" IS NULL
+      AND NOT "rebuffer_rate__res" IS NULL
+      THEN CAST("rebuffer_rate__res" AS DOUBLE)
+    END AS "_xp_6_2",
+    CASE
+      WHEN NOT "hours_per_session" IS NULL
+      AND NOT "hours_per_session__den" IS NULL
+      AND NOT "hours_per_session__res" IS NULL
       THEN CAST("hours_per_session" AS DOUBLE)
     END AS "_xp_7_0",
     CASE
-      WHEN NOT "hours_per_session" IS NULL AND NOT "hours_per_session__den" IS NULL
+      WHEN NOT "hours_per_session" IS NULL
+      AND NOT "hours_per_session__den" IS NULL
+      AND NOT "hours_per_session__res" IS NULL
       THEN CAST("hours_per_session__den" AS DOUBLE)
     END AS "_xp_7_1",
+    CASE
+      WHEN NOT "hours_per_session" IS NULL
+      AND NOT "hours_per_session__den" IS NULL
+      AND NOT "hours_per_session__res" IS NULL
+      THEN CAST("hours_per_session__res" AS DOUBLE)
+    END AS "_xp_7_2",
     CAST("playback_start_latency" AS DOUBLE) AS "_xp_8_0",
     CASE
       WHEN NOT "revenue" IS NULL AND NOT "pre_revenue" IS NULL
@@ -80,21 +100,39 @@ WITH "src" AS (
     CASE
       WHEN NOT "rebuffered_session_rate" IS NULL
       AND NOT "rebuffered_session_rate__den" IS NULL
+      AND NOT "rebuffered_session_rate__res" IS NULL
       THEN CAST("rebuffered_session_rate" AS DOUBLE)
     END AS "_xp_13_0",
     CASE
       WHEN NOT "rebuffered_session_rate" IS NULL
       AND NOT "rebuffered_session_rate__den" IS NULL
+      AND NOT "rebuffered_session_rate__res" IS NULL
       THEN CAST("rebuffered_session_rate__den" AS DOUBLE)
     END AS "_xp_13_1",
     CASE
-      WHEN NOT "slow_start_rate" IS NULL AND NOT "slow_start_rate__den" IS NULL
+      WHEN NOT "rebuffered_session_rate" IS NULL
+      AND NOT "rebuffered_session_rate__den" IS NULL
+      AND NOT "rebuffered_session_rate__res" IS NULL
+      THEN CAST("rebuffered_session_rate__res" AS DOUBLE)
+    END AS "_xp_13_2",
+    CASE
+      WHEN NOT "slow_start_rate" IS NULL
+      AND NOT "slow_start_rate__den" IS NULL
+      AND NOT "slow_start_rate__res" IS NULL
       THEN CAST("slow_start_rate" AS DOUBLE)
     END AS "_xp_14_0",
     CASE
-      WHEN NOT "slow_start_rate" IS NULL AND NOT "slow_start_rate__den" IS NULL
+      WHEN NOT "slow_start_rate" IS NULL
+      AND NOT "slow_start_rate__den" IS NULL
+      AND NOT "slow_start_rate__res" IS NULL
       THEN CAST("slow_start_rate__den" AS DOUBLE)
     END AS "_xp_14_1",
+    CASE
+      WHEN NOT "slow_start_rate" IS NULL
+      AND NOT "slow_start_rate__den" IS NULL
+      AND NOT "slow_start_rate__res" IS NULL
+      THEN CAST("slow_start_rate__res" AS DOUBLE)
+    END AS "_xp_14_2",
     CAST("early_abandons" AS DOUBLE) AS "_xp_15_0",
     CASE
       WHEN NOT "longest_session_hours" IS NULL AND NOT "pre_streaming_hours" IS NULL
@@ -186,30 +224,68 @@ SELECT
   COALESCE(SUM("_xp_5_0" * "_xp_5_0" * "_xp_5_1" * "_xp_5_1"), CAST(0 AS DOUBLE)) AS "titles_started__m_2_2",
   COALESCE(SUM("_xp_5_0" * "_xp_5_1" * "_xp_5_1" * "_xp_5_1"), CAST(0 AS DOUBLE)) AS "titles_started__m_1_3",
   COALESCE(SUM("_xp_5_1" * "_xp_5_1" * "_xp_5_1" * "_xp_5_1"), CAST(0 AS DOUBLE)) AS "titles_started__m_0_4",
-  CAST(COUNT("_xp_6_0") AS DOUBLE) AS "rebuffer_rate__m_0_0",
-  COALESCE(SUM("_xp_6_0"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_0",
-  COALESCE(SUM("_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_1",
-  COALESCE(SUM("_xp_6_0" * "_xp_6_0"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_2_0",
-  COALESCE(SUM("_xp_6_0" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_1",
-  COALESCE(SUM("_xp_6_1" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_2",
-  COALESCE(SUM("_xp_6_0" * "_xp_6_0" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_2_1",
-  COALESCE(SUM("_xp_6_0" * "_xp_6_1" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_2",
-  COALESCE(SUM("_xp_6_1" * "_xp_6_1" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_3",
-  COALESCE(SUM("_xp_6_0" * "_xp_6_0" * "_xp_6_1" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_2_2",
-  COALESCE(SUM("_xp_6_0" * "_xp_6_1" * "_xp_6_1" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_3",
-  COALESCE(SUM("_xp_6_1" * "_xp_6_1" * "_xp_6_1" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_4",
-  CAST(COUNT("_xp_7_0") AS DOUBLE) AS "hours_per_session__m_0_0",
-  COALESCE(SUM("_xp_7_0"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_0",
-  COALESCE(SUM("_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_1",
-  COALESCE(SUM("_xp_7_0" * "_xp_7_0"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_2_0",
-  COALESCE(SUM("_xp_7_0" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_1",
-  COALESCE(SUM("_xp_7_1" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_2",
-  COALESCE(SUM("_xp_7_0" * "_xp_7_0" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_2_1",
-  COALESCE(SUM("_xp_7_0" * "_xp_7_1" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_2",
-  COALESCE(SUM("_xp_7_1" * "_xp_7_1" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_3",
-  COALESCE(SUM("_xp_7_0" * "_xp_7_0" * "_xp_7_1" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_2_2",
-  COALESCE(SUM("_xp_7_0" * "_xp_7_1" * "_xp_7_1" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_3",
-  COALESCE(SUM("_xp_7_1" * "_xp_7_1" * "_xp_7_1" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_4",
+  CAST(COUNT("_xp_6_0") AS DOUBLE) AS "rebuffer_rate__m_0_0_0",
+  COALESCE(SUM("_xp_6_0"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_0_0",
+  COALESCE(SUM("_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_1_0",
+  COALESCE(SUM("_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_0_1",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_0"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_2_0_0",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_1_0",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_0_1",
+  COALESCE(SUM("_xp_6_1" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_2_0",
+  COALESCE(SUM("_xp_6_1" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_1_1",
+  COALESCE(SUM("_xp_6_2" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_0_2",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_0" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_2_1_0",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_0" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_2_0_1",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_1" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_2_0",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_1" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_1_1",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_2" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_0_2",
+  COALESCE(SUM("_xp_6_1" * "_xp_6_1" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_3_0",
+  COALESCE(SUM("_xp_6_1" * "_xp_6_1" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_2_1",
+  COALESCE(SUM("_xp_6_1" * "_xp_6_2" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_1_2",
+  COALESCE(SUM("_xp_6_2" * "_xp_6_2" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_0_3",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_0" * "_xp_6_1" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_2_2_0",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_0" * "_xp_6_1" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_2_1_1",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_0" * "_xp_6_2" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_2_0_2",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_1" * "_xp_6_1" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_3_0",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_1" * "_xp_6_1" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_2_1",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_1" * "_xp_6_2" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_1_2",
+  COALESCE(SUM("_xp_6_0" * "_xp_6_2" * "_xp_6_2" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_1_0_3",
+  COALESCE(SUM("_xp_6_1" * "_xp_6_1" * "_xp_6_1" * "_xp_6_1"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_4_0",
+  COALESCE(SUM("_xp_6_1" * "_xp_6_1" * "_xp_6_1" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_3_1",
+  COALESCE(SUM("_xp_6_1" * "_xp_6_1" * "_xp_6_2" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_2_2",
+  COALESCE(SUM("_xp_6_1" * "_xp_6_2" * "_xp_6_2" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_1_3",
+  COALESCE(SUM("_xp_6_2" * "_xp_6_2" * "_xp_6_2" * "_xp_6_2"), CAST(0 AS DOUBLE)) AS "rebuffer_rate__m_0_0_4",
+  CAST(COUNT("_xp_7_0") AS DOUBLE) AS "hours_per_session__m_0_0_0",
+  COALESCE(SUM("_xp_7_0"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_0_0",
+  COALESCE(SUM("_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_1_0",
+  COALESCE(SUM("_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_0_1",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_0"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_2_0_0",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_1_0",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_0_1",
+  COALESCE(SUM("_xp_7_1" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_2_0",
+  COALESCE(SUM("_xp_7_1" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_1_1",
+  COALESCE(SUM("_xp_7_2" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_0_2",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_0" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_2_1_0",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_0" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_2_0_1",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_1" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_2_0",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_1" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_1_1",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_2" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_0_2",
+  COALESCE(SUM("_xp_7_1" * "_xp_7_1" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_3_0",
+  COALESCE(SUM("_xp_7_1" * "_xp_7_1" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_2_1",
+  COALESCE(SUM("_xp_7_1" * "_xp_7_2" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_1_2",
+  COALESCE(SUM("_xp_7_2" * "_xp_7_2" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_0_3",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_0" * "_xp_7_1" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_2_2_0",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_0" * "_xp_7_1" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_2_1_1",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_0" * "_xp_7_2" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_2_0_2",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_1" * "_xp_7_1" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_3_0",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_1" * "_xp_7_1" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_2_1",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_1" * "_xp_7_2" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_1_2",
+  COALESCE(SUM("_xp_7_0" * "_xp_7_2" * "_xp_7_2" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_1_0_3",
+  COALESCE(SUM("_xp_7_1" * "_xp_7_1" * "_xp_7_1" * "_xp_7_1"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_4_0",
+  COALESCE(SUM("_xp_7_1" * "_xp_7_1" * "_xp_7_1" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_3_1",
+  COALESCE(SUM("_xp_7_1" * "_xp_7_1" * "_xp_7_2" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_2_2",
+  COALESCE(SUM("_xp_7_1" * "_xp_7_2" * "_xp_7_2" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_1_3",
+  COALESCE(SUM("_xp_7_2" * "_xp_7_2" * "_xp_7_2" * "_xp_7_2"), CAST(0 AS DOUBLE)) AS "hours_per_session__m_0_0_4",
   CAST(COUNT("_xp_8_0") AS DOUBLE) AS "playback_start_latency__m_0",
   COALESCE(SUM("_xp_8_0"), CAST(0 AS DOUBLE)) AS "playback_start_latency__m_1",
   COALESCE(SUM("_xp_8_0" * "_xp_8_0"), CAST(0 AS DOUBLE)) AS "playback_start_latency__m_2",
@@ -234,30 +310,68 @@ SELECT
   CAST(COUNT("_xp_12_0") AS DOUBLE) AS "retained__m_0",
   COALESCE(SUM("_xp_12_0"), CAST(0 AS DOUBLE)) AS "retained__m_1",
   COALESCE(SUM("_xp_12_0" * "_xp_12_0"), CAST(0 AS DOUBLE)) AS "retained__m_2",
-  CAST(COUNT("_xp_13_0") AS DOUBLE) AS "rebuffered_session_rate__m_0_0",
-  COALESCE(SUM("_xp_13_0"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_0",
-  COALESCE(SUM("_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_1",
-  COALESCE(SUM("_xp_13_0" * "_xp_13_0"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_2_0",
-  COALESCE(SUM("_xp_13_0" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_1",
-  COALESCE(SUM("_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_2",
-  COALESCE(SUM("_xp_13_0" * "_xp_13_0" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_2_1",
-  COALESCE(SUM("_xp_13_0" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_2",
-  COALESCE(SUM("_xp_13_1" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_3",
-  COALESCE(SUM("_xp_13_0" * "_xp_13_0" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_2_2",
-  COALESCE(SUM("_xp_13_0" * "_xp_13_1" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_3",
-  COALESCE(SUM("_xp_13_1" * "_xp_13_1" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_4",
-  CAST(COUNT("_xp_14_0") AS DOUBLE) AS "slow_start_rate__m_0_0",
-  COALESCE(SUM("_xp_14_0"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_0",
-  COALESCE(SUM("_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_1",
-  COALESCE(SUM("_xp_14_0" * "_xp_14_0"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_2_0",
-  COALESCE(SUM("_xp_14_0" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_1",
-  COALESCE(SUM("_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_2",
-  COALESCE(SUM("_xp_14_0" * "_xp_14_0" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_2_1",
-  COALESCE(SUM("_xp_14_0" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_2",
-  COALESCE(SUM("_xp_14_1" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_3",
-  COALESCE(SUM("_xp_14_0" * "_xp_14_0" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_2_2",
-  COALESCE(SUM("_xp_14_0" * "_xp_14_1" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_3",
-  COALESCE(SUM("_xp_14_1" * "_xp_14_1" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_4",
+  CAST(COUNT("_xp_13_0") AS DOUBLE) AS "rebuffered_session_rate__m_0_0_0",
+  COALESCE(SUM("_xp_13_0"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_0_0",
+  COALESCE(SUM("_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_1_0",
+  COALESCE(SUM("_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_0_1",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_0"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_2_0_0",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_1_0",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_0_1",
+  COALESCE(SUM("_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_2_0",
+  COALESCE(SUM("_xp_13_1" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_1_1",
+  COALESCE(SUM("_xp_13_2" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_0_2",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_0" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_2_1_0",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_0" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_2_0_1",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_2_0",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_1" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_1_1",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_2" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_0_2",
+  COALESCE(SUM("_xp_13_1" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_3_0",
+  COALESCE(SUM("_xp_13_1" * "_xp_13_1" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_2_1",
+  COALESCE(SUM("_xp_13_1" * "_xp_13_2" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_1_2",
+  COALESCE(SUM("_xp_13_2" * "_xp_13_2" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_0_3",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_0" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_2_2_0",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_0" * "_xp_13_1" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_2_1_1",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_0" * "_xp_13_2" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_2_0_2",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_1" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_3_0",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_1" * "_xp_13_1" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_2_1",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_1" * "_xp_13_2" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_1_2",
+  COALESCE(SUM("_xp_13_0" * "_xp_13_2" * "_xp_13_2" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_1_0_3",
+  COALESCE(SUM("_xp_13_1" * "_xp_13_1" * "_xp_13_1" * "_xp_13_1"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_4_0",
+  COALESCE(SUM("_xp_13_1" * "_xp_13_1" * "_xp_13_1" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_3_1",
+  COALESCE(SUM("_xp_13_1" * "_xp_13_1" * "_xp_13_2" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_2_2",
+  COALESCE(SUM("_xp_13_1" * "_xp_13_2" * "_xp_13_2" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_1_3",
+  COALESCE(SUM("_xp_13_2" * "_xp_13_2" * "_xp_13_2" * "_xp_13_2"), CAST(0 AS DOUBLE)) AS "rebuffered_session_rate__m_0_0_4",
+  CAST(COUNT("_xp_14_0") AS DOUBLE) AS "slow_start_rate__m_0_0_0",
+  COALESCE(SUM("_xp_14_0"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_0_0",
+  COALESCE(SUM("_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_1_0",
+  COALESCE(SUM("_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_0_1",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_0"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_2_0_0",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_1_0",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_0_1",
+  COALESCE(SUM("_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_2_0",
+  COALESCE(SUM("_xp_14_1" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_1_1",
+  COALESCE(SUM("_xp_14_2" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_0_2",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_0" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_2_1_0",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_0" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_2_0_1",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_2_0",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_1" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_1_1",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_2" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_0_2",
+  COALESCE(SUM("_xp_14_1" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_3_0",
+  COALESCE(SUM("_xp_14_1" * "_xp_14_1" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_2_1",
+  COALESCE(SUM("_xp_14_1" * "_xp_14_2" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_1_2",
+  COALESCE(SUM("_xp_14_2" * "_xp_14_2" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_0_3",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_0" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_2_2_0",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_0" * "_xp_14_1" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_2_1_1",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_0" * "_xp_14_2" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_2_0_2",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_1" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_3_0",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_1" * "_xp_14_1" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_2_1",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_1" * "_xp_14_2" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_1_2",
+  COALESCE(SUM("_xp_14_0" * "_xp_14_2" * "_xp_14_2" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_1_0_3",
+  COALESCE(SUM("_xp_14_1" * "_xp_14_1" * "_xp_14_1" * "_xp_14_1"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_4_0",
+  COALESCE(SUM("_xp_14_1" * "_xp_14_1" * "_xp_14_1" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_3_1",
+  COALESCE(SUM("_xp_14_1" * "_xp_14_1" * "_xp_14_2" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_2_2",
+  COALESCE(SUM("_xp_14_1" * "_xp_14_2" * "_xp_14_2" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_1_3",
+  COALESCE(SUM("_xp_14_2" * "_xp_14_2" * "_xp_14_2" * "_xp_14_2"), CAST(0 AS DOUBLE)) AS "slow_start_rate__m_0_0_4",
   CAST(COUNT("_xp_15_0") AS DOUBLE) AS "early_abandons__m_0",
   COALESCE(SUM("_xp_15_0"), CAST(0 AS DOUBLE)) AS "early_abandons__m_1",
   COALESCE(SUM("_xp_15_0" * "_xp_15_0"), CAST(0 AS DOUBLE)) AS "early_abandons__m_2",

@@ -26,11 +26,12 @@ each capped column as ``CASE WHEN v > upper THEN upper WHEN v < lower THEN
 lower ELSE v END`` (NULL stays NULL, unlike ``LEAST``/``GREATEST`` on DuckDB
 and Spark), cast to DOUBLE. The user-by-day table is not capped.
 
-Ratio metrics (analysis table only): the per-unit table becomes a step
-``per_unit``, one step ``ratio_{i}`` per ratio computes its constant ``c`` (the
-ratio of totals rounded to float32, ``metrics.base.residual_coefficient``), and
-the final select adds ``{ratio}__res = numerator - c * denominator`` (NULL where
-either is), which keeps the ratio's variance exact (``models/ratio.py``).
+Ratio metrics (analysis table only): one step ``ratio_constants`` computes each
+ratio's constant ``c`` (the ratio of totals rounded to float32,
+``metrics.base.residual_coefficient``) from the ratios' per-unit values (the
+final select's FROM and the joins they read), and the final select adds
+``{ratio}__res = numerator - c * denominator`` (NULL where either is), which
+keeps the ratio's variance exact (``models/ratio.py``).
 
 Aggregates read ``CASE WHEN <window> AND <condition> THEN value END`` so one
 scan of a source serves the analysis window and the pre-period alike. Unit
@@ -576,7 +577,7 @@ def _build(
         else:
             query = query.join(target, on=condition, join_type=kind)
     if not percentile:
-        return _with_residuals(experiment, daily, steps, query, names)
+        return _with_residuals(experiment, daily, steps, query)
     # percentile caps: the per-unit values as a step, pooled limits per metric, then the capped select
     steps.append((UNCAPPED, query))
     final = exp.select()
@@ -593,12 +594,10 @@ def _build(
     final = final.from_(exp.to_table(UNCAPPED).as_("t"))
     for k, name in enumerate(percentile):
         final = final.join(exp.to_table(f"cap_{k}").as_(aliases[name]), join_type="CROSS")
-    return _with_residuals(experiment, daily, steps, final, names)
+    return _with_residuals(experiment, daily, steps, final)
 
 
 UNCAPPED = "uncapped"
-#: the per-unit table before the ratios' residual columns (``_with_residuals``)
-UNRESIDUALIZED = "per_unit"
 
 
 def ratio_metrics(experiment: ExperimentSpec, daily: bool) -> list[RatioMetric]:
@@ -607,9 +606,10 @@ def ratio_metrics(experiment: ExperimentSpec, daily: bool) -> list[RatioMetric]:
     return [] if daily else [m for m in experiment.metric_objects() if isinstance(m, RatioMetric)]
 
 
-def residual_coefficient_sql(numerator: str, denominator: str, table: str) -> exp.Select:
-    """One row, ``c``: ``metrics.base.residual_coefficient`` over the units of ``table`` with both values: the
-    ratio of totals rounded to float32 (the same constant on every engine), 0 where undefined or out of range."""
+def residual_coefficient_sql(numerator: str, denominator: str) -> exp.Expr:
+    """``metrics.base.residual_coefficient`` as an aggregate over rows with columns ``numerator`` and
+    ``denominator``, counting the rows with both: the ratio of totals rounded to float32 (the same constant on
+    every engine), 0 where undefined, out of range, or where the residual could overflow."""
     both = exp.and_(exp.column(numerator).is_(exp.null()).not_(), exp.column(denominator).is_(exp.null()).not_())
 
     def total(column: str) -> exp.Expr:
@@ -627,25 +627,38 @@ def residual_coefficient_sql(numerator: str, denominator: str, table: str) -> ex
         exp.LTE(this=exp.Mul(this=largest(denominator), expression=exp.Abs(this=ratio.copy())), expression=limit.copy()),
     )
     rounded = exp.cast(exp.cast(ratio, exp.DataType.build("FLOAT")), DOUBLE)
-    return exp.select(exp.Case().when(in_range, rounded).else_(double_literal(0.0)).as_("c")).from_(table)
+    return exp.Case().when(in_range, rounded).else_(double_literal(0.0))
+
+
+#: the step holding one constant ``c{i}`` per ratio (``_with_residuals``)
+RATIO_CONSTANTS = "ratio_constants"
 
 
 def _with_residuals(experiment: ExperimentSpec, daily: bool, steps: list[tuple[str, exp.Select]],
-                    final: exp.Select, names: list[str]) -> Stage1Plan:
-    """``final`` as a step, then each ratio's residual column ``y - c * d`` next to the columns it had; ``final``
-    itself without ratios (``metrics.base.residual_coefficient`` says why the column exists)."""
+                    final: exp.Select) -> Stage1Plan:
+    """``final`` with each ratio's residual column ``y - c * d`` after its columns, the constants from one step
+    ``ratio_constants`` (``metrics.base.residual_coefficient`` says why the column exists); ``final`` itself
+    without ratios.
+
+    The step reads the ratios' values from the same FROM and only the joins they come from, in one pass, so no
+    other column is computed twice and nothing is materialized that was not before.
+    """
     ratios = ratio_metrics(experiment, daily)
     if not ratios:
         return Stage1Plan(steps=tuple(steps), final=final)
-    steps = [*steps, (UNRESIDUALIZED, final)]
-    out = exp.select(*(exp.column(n, table="t") for n in names)).from_(exp.to_table(UNRESIDUALIZED).as_("t"))
-    for k, m in enumerate(ratios):
-        step, alias = f"ratio_{k}", f"r{k}"
-        steps.append((step, residual_coefficient_sql(m.name, m.denominator_column, UNRESIDUALIZED)))
-        product = exp.Mul(this=exp.column("c", table=alias), expression=exp.column(m.denominator_column, table="t"))
-        out = out.select(exp.Sub(this=exp.column(m.name, table="t"), expression=product).as_(m.residual_column))
-        out = out.join(exp.to_table(step).as_(alias), join_type="CROSS")
-    return Stage1Plan(steps=tuple(steps), final=out)
+    values = {s.alias_or_name: (s.this if isinstance(s, exp.Alias) else s) for s in final.selects}
+    pairs = [(values[m.name], values[m.denominator_column]) for m in ratios]
+    used = {c.table for pair in pairs for part in pair for c in part.find_all(exp.Column)}
+    rows = final.copy()
+    rows.set("expressions", [e.copy().as_(f"{side}{k}") for k, (y, d) in enumerate(pairs) for side, e in (("y", y), ("d", d))])
+    rows.set("joins", [j.copy() for j in final.args.get("joins") or () if j.alias_or_name in used])
+    constants = exp.select(*(residual_coefficient_sql(f"y{k}", f"d{k}").as_(f"c{k}") for k in range(len(ratios))))
+    out = final.copy()
+    for k, (m, (y, d)) in enumerate(zip(ratios, pairs, strict=True)):
+        product = exp.Mul(this=exp.column(f"c{k}", table="rc"), expression=exp.paren(d.copy()))
+        out = out.select(exp.Sub(this=exp.paren(y.copy()), expression=product).as_(m.residual_column))
+    out = out.join(exp.to_table(RATIO_CONSTANTS).as_("rc"), join_type="CROSS")
+    return Stage1Plan(steps=(*steps, (RATIO_CONSTANTS, constants.from_(rows.subquery("v")))), final=out)
 
 
 def metric_caps(experiment: ExperimentSpec) -> dict[str, Cap]:

@@ -250,375 +250,171 @@ WITH "alloc" AS (
     "event_date" BETWEEN CAST('2025-12-29' AS DATE) AND CAST('2026-01-14' AS DATE)
   GROUP BY
     "user_id"
-), "per_unit" AS (
-  SELECT
-    "a"."user_id",
-    "a"."cell",
-    "u"."country",
-    "u"."device",
-    "u"."tenure_bucket",
-    "u"."plan",
-    CAST(COALESCE("p5"."c0", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "streaming_hours",
-    CAST(COALESCE("p5"."c1", 0) AS BIGINT) AS "is_streamer",
-    CAST(COALESCE("p5"."c2", 0) AS BIGINT) AS "sessions",
-    CAST(COALESCE("p5"."c3", 0) AS BIGINT) AS "long_sessions",
-    CAST(COALESCE("p0"."c4", 0) AS BIGINT) AS "active_days",
-    CAST(COALESCE("p1"."c5", 0) AS BIGINT) AS "titles_started",
-    CAST(COALESCE("p5"."c6", 0) AS DOUBLE) AS "rebuffer_rate",
-    CAST(COALESCE("p5"."c0", 0) AS DOUBLE) AS "rebuffer_rate__den",
-    CAST(COALESCE("p5"."c0", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "hours_per_session",
-    CAST(COALESCE("p5"."c2", 0) AS DOUBLE) AS "hours_per_session__den",
-    CAST("p5"."c10" AS DOUBLE) AS "playback_start_latency",
-    CAST(COALESCE("p4"."c11", 0) AS DOUBLE) / CAST(100.0 AS DOUBLE) AS "revenue",
-    CAST(COALESCE("p4"."c12", 0) AS BIGINT) AS "rentals",
-    CAST(COALESCE("p3"."c13", 0) AS BIGINT) AS "cancelled",
-    CAST(COALESCE("p3"."c14", 1) AS BIGINT) AS "retained",
-    CAST(COALESCE("p5"."c15", 0) AS DOUBLE) AS "rebuffered_session_rate",
-    CAST(COALESCE("p5"."c2", 0) AS DOUBLE) AS "rebuffered_session_rate__den",
-    CAST(COALESCE("p5"."c17", 0) AS DOUBLE) AS "slow_start_rate",
-    CAST(COALESCE("p5"."c18", 0) AS DOUBLE) AS "slow_start_rate__den",
-    CAST(COALESCE("p5"."c19", 0) AS BIGINT) AS "early_abandons",
-    CAST("p5"."c20" AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "longest_session_hours",
-    CAST(COALESCE("p4"."c21", 0) AS DOUBLE) / CAST(100.0 AS DOUBLE) AS "rental_revenue",
-    CAST(COALESCE("p4"."c22", 0) AS BIGINT) AS "is_renter",
-    CAST(COALESCE("p3"."c23", 0) AS BIGINT) AS "profile_edits",
-    CAST(COALESCE("p5"."c24", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "pre_streaming_hours",
-    CAST(COALESCE("p5"."c25", 0) AS DOUBLE) AS "pre_sessions",
-    CAST(COALESCE("p2"."c26", 0) AS DOUBLE) AS "pre_active_days",
-    CAST(COALESCE("p4"."c27", 0) AS DOUBLE) / CAST(100.0 AS DOUBLE) AS "pre_revenue"
-  FROM "alloc" AS "a"
-  LEFT JOIN "dims" AS "u"
-    ON "u"."user_id" = "a"."user_id"
-  LEFT JOIN "distinct_4" AS "p0"
-    ON "p0"."user_id" = "a"."user_id"
-  LEFT JOIN "distinct_5" AS "p1"
-    ON "p1"."user_id" = "a"."user_id"
-  LEFT JOIN "distinct_26" AS "p2"
-    ON "p2"."user_id" = "a"."user_id"
-  LEFT JOIN "src_account" AS "p3"
-    ON "p3"."user_id" = "a"."user_id"
-  LEFT JOIN "src_billing" AS "p4"
-    ON "p4"."user_id" = "a"."user_id"
-  LEFT JOIN "src_playback" AS "p5"
-    ON "p5"."user_id" = "a"."user_id"
-), "ratio_0" AS (
+), "ratio_constants" AS (
   SELECT
     CASE
       WHEN ABS(
-        CAST(SUM(
-          CASE
-            WHEN NOT "rebuffer_rate" IS NULL AND NOT "rebuffer_rate__den" IS NULL
-            THEN "rebuffer_rate"
-          END
-        ) AS DOUBLE) / NULLIF(
-          SUM(
-            CASE
-              WHEN NOT "rebuffer_rate" IS NULL AND NOT "rebuffer_rate__den" IS NULL
-              THEN "rebuffer_rate__den"
-            END
-          ),
+        CAST(SUM(CASE WHEN NOT "y0" IS NULL AND NOT "d0" IS NULL THEN "y0" END) AS DOUBLE) / NULLIF(
+          SUM(CASE WHEN NOT "y0" IS NULL AND NOT "d0" IS NULL THEN "d0" END),
           CAST(0.00000000000000000e+00 AS DOUBLE)
         )
       ) BETWEEN CAST(1.00000000000000008e-30 AS DOUBLE) AND CAST(1.00000000000000002e+30 AS DOUBLE)
-      AND MAX(
-        ABS(
-          CASE
-            WHEN NOT "rebuffer_rate" IS NULL AND NOT "rebuffer_rate__den" IS NULL
-            THEN "rebuffer_rate"
-          END
-        )
-      ) <= CAST(1.00000000000000005e+300 AS DOUBLE)
-      AND MAX(
-        ABS(
-          CASE
-            WHEN NOT "rebuffer_rate" IS NULL AND NOT "rebuffer_rate__den" IS NULL
-            THEN "rebuffer_rate__den"
-          END
-        )
-      ) * ABS(
-        CAST(SUM(
-          CASE
-            WHEN NOT "rebuffer_rate" IS NULL AND NOT "rebuffer_rate__den" IS NULL
-            THEN "rebuffer_rate"
-          END
-        ) AS DOUBLE) / NULLIF(
-          SUM(
-            CASE
-              WHEN NOT "rebuffer_rate" IS NULL AND NOT "rebuffer_rate__den" IS NULL
-              THEN "rebuffer_rate__den"
-            END
-          ),
+      AND MAX(ABS(CASE WHEN NOT "y0" IS NULL AND NOT "d0" IS NULL THEN "y0" END)) <= CAST(1.00000000000000005e+300 AS DOUBLE)
+      AND MAX(ABS(CASE WHEN NOT "y0" IS NULL AND NOT "d0" IS NULL THEN "d0" END)) * ABS(
+        CAST(SUM(CASE WHEN NOT "y0" IS NULL AND NOT "d0" IS NULL THEN "y0" END) AS DOUBLE) / NULLIF(
+          SUM(CASE WHEN NOT "y0" IS NULL AND NOT "d0" IS NULL THEN "d0" END),
           CAST(0.00000000000000000e+00 AS DOUBLE)
         )
       ) <= CAST(1.00000000000000005e+300 AS DOUBLE)
-      THEN CAST(CAST(CAST(SUM(
-        CASE
-          WHEN NOT "rebuffer_rate" IS NULL AND NOT "rebuffer_rate__den" IS NULL
-          THEN "rebuffer_rate"
-        END
-      ) AS DOUBLE) / NULLIF(
-        SUM(
-          CASE
-            WHEN NOT "rebuffer_rate" IS NULL AND NOT "rebuffer_rate__den" IS NULL
-            THEN "rebuffer_rate__den"
-          END
-        ),
+      THEN CAST(CAST(CAST(SUM(CASE WHEN NOT "y0" IS NULL AND NOT "d0" IS NULL THEN "y0" END) AS DOUBLE) / NULLIF(
+        SUM(CASE WHEN NOT "y0" IS NULL AND NOT "d0" IS NULL THEN "d0" END),
         CAST(0.00000000000000000e+00 AS DOUBLE)
       ) AS REAL) AS DOUBLE)
       ELSE CAST(0.00000000000000000e+00 AS DOUBLE)
-    END AS "c"
-  FROM "per_unit"
-), "ratio_1" AS (
-  SELECT
+    END AS "c0",
     CASE
       WHEN ABS(
-        CAST(SUM(
-          CASE
-            WHEN NOT "hours_per_session" IS NULL AND NOT "hours_per_session__den" IS NULL
-            THEN "hours_per_session"
-          END
-        ) AS DOUBLE) / NULLIF(
-          SUM(
-            CASE
-              WHEN NOT "hours_per_session" IS NULL AND NOT "hours_per_session__den" IS NULL
-              THEN "hours_per_session__den"
-            END
-          ),
+        CAST(SUM(CASE WHEN NOT "y1" IS NULL AND NOT "d1" IS NULL THEN "y1" END) AS DOUBLE) / NULLIF(
+          SUM(CASE WHEN NOT "y1" IS NULL AND NOT "d1" IS NULL THEN "d1" END),
           CAST(0.00000000000000000e+00 AS DOUBLE)
         )
       ) BETWEEN CAST(1.00000000000000008e-30 AS DOUBLE) AND CAST(1.00000000000000002e+30 AS DOUBLE)
-      AND MAX(
-        ABS(
-          CASE
-            WHEN NOT "hours_per_session" IS NULL AND NOT "hours_per_session__den" IS NULL
-            THEN "hours_per_session"
-          END
-        )
-      ) <= CAST(1.00000000000000005e+300 AS DOUBLE)
-      AND MAX(
-        ABS(
-          CASE
-            WHEN NOT "hours_per_session" IS NULL AND NOT "hours_per_session__den" IS NULL
-            THEN "hours_per_session__den"
-          END
-        )
-      ) * ABS(
-        CAST(SUM(
-          CASE
-            WHEN NOT "hours_per_session" IS NULL AND NOT "hours_per_session__den" IS NULL
-            THEN "hours_per_session"
-          END
-        ) AS DOUBLE) / NULLIF(
-          SUM(
-            CASE
-              WHEN NOT "hours_per_session" IS NULL AND NOT "hours_per_session__den" IS NULL
-              THEN "hours_per_session__den"
-            END
-          ),
+      AND MAX(ABS(CASE WHEN NOT "y1" IS NULL AND NOT "d1" IS NULL THEN "y1" END)) <= CAST(1.00000000000000005e+300 AS DOUBLE)
+      AND MAX(ABS(CASE WHEN NOT "y1" IS NULL AND NOT "d1" IS NULL THEN "d1" END)) * ABS(
+        CAST(SUM(CASE WHEN NOT "y1" IS NULL AND NOT "d1" IS NULL THEN "y1" END) AS DOUBLE) / NULLIF(
+          SUM(CASE WHEN NOT "y1" IS NULL AND NOT "d1" IS NULL THEN "d1" END),
           CAST(0.00000000000000000e+00 AS DOUBLE)
         )
       ) <= CAST(1.00000000000000005e+300 AS DOUBLE)
-      THEN CAST(CAST(CAST(SUM(
-        CASE
-          WHEN NOT "hours_per_session" IS NULL AND NOT "hours_per_session__den" IS NULL
-          THEN "hours_per_session"
-        END
-      ) AS DOUBLE) / NULLIF(
-        SUM(
-          CASE
-            WHEN NOT "hours_per_session" IS NULL AND NOT "hours_per_session__den" IS NULL
-            THEN "hours_per_session__den"
-          END
-        ),
+      THEN CAST(CAST(CAST(SUM(CASE WHEN NOT "y1" IS NULL AND NOT "d1" IS NULL THEN "y1" END) AS DOUBLE) / NULLIF(
+        SUM(CASE WHEN NOT "y1" IS NULL AND NOT "d1" IS NULL THEN "d1" END),
         CAST(0.00000000000000000e+00 AS DOUBLE)
       ) AS REAL) AS DOUBLE)
       ELSE CAST(0.00000000000000000e+00 AS DOUBLE)
-    END AS "c"
-  FROM "per_unit"
-), "ratio_2" AS (
-  SELECT
+    END AS "c1",
     CASE
       WHEN ABS(
-        CAST(SUM(
-          CASE
-            WHEN NOT "rebuffered_session_rate" IS NULL
-            AND NOT "rebuffered_session_rate__den" IS NULL
-            THEN "rebuffered_session_rate"
-          END
-        ) AS DOUBLE) / NULLIF(
-          SUM(
-            CASE
-              WHEN NOT "rebuffered_session_rate" IS NULL
-              AND NOT "rebuffered_session_rate__den" IS NULL
-              THEN "rebuffered_session_rate__den"
-            END
-          ),
+        CAST(SUM(CASE WHEN NOT "y2" IS NULL AND NOT "d2" IS NULL THEN "y2" END) AS DOUBLE) / NULLIF(
+          SUM(CASE WHEN NOT "y2" IS NULL AND NOT "d2" IS NULL THEN "d2" END),
           CAST(0.00000000000000000e+00 AS DOUBLE)
         )
       ) BETWEEN CAST(1.00000000000000008e-30 AS DOUBLE) AND CAST(1.00000000000000002e+30 AS DOUBLE)
-      AND MAX(
-        ABS(
-          CASE
-            WHEN NOT "rebuffered_session_rate" IS NULL
-            AND NOT "rebuffered_session_rate__den" IS NULL
-            THEN "rebuffered_session_rate"
-          END
-        )
-      ) <= CAST(1.00000000000000005e+300 AS DOUBLE)
-      AND MAX(
-        ABS(
-          CASE
-            WHEN NOT "rebuffered_session_rate" IS NULL
-            AND NOT "rebuffered_session_rate__den" IS NULL
-            THEN "rebuffered_session_rate__den"
-          END
-        )
-      ) * ABS(
-        CAST(SUM(
-          CASE
-            WHEN NOT "rebuffered_session_rate" IS NULL
-            AND NOT "rebuffered_session_rate__den" IS NULL
-            THEN "rebuffered_session_rate"
-          END
-        ) AS DOUBLE) / NULLIF(
-          SUM(
-            CASE
-              WHEN NOT "rebuffered_session_rate" IS NULL
-              AND NOT "rebuffered_session_rate__den" IS NULL
-              THEN "rebuffered_session_rate__den"
-            END
-          ),
+      AND MAX(ABS(CASE WHEN NOT "y2" IS NULL AND NOT "d2" IS NULL THEN "y2" END)) <= CAST(1.00000000000000005e+300 AS DOUBLE)
+      AND MAX(ABS(CASE WHEN NOT "y2" IS NULL AND NOT "d2" IS NULL THEN "d2" END)) * ABS(
+        CAST(SUM(CASE WHEN NOT "y2" IS NULL AND NOT "d2" IS NULL THEN "y2" END) AS DOUBLE) / NULLIF(
+          SUM(CASE WHEN NOT "y2" IS NULL AND NOT "d2" IS NULL THEN "d2" END),
           CAST(0.00000000000000000e+00 AS DOUBLE)
         )
       ) <= CAST(1.00000000000000005e+300 AS DOUBLE)
-      THEN CAST(CAST(CAST(SUM(
-        CASE
-          WHEN NOT "rebuffered_session_rate" IS NULL
-          AND NOT "rebuffered_session_rate__den" IS NULL
-          THEN "rebuffered_session_rate"
-        END
-      ) AS DOUBLE) / NULLIF(
-        SUM(
-          CASE
-            WHEN NOT "rebuffered_session_rate" IS NULL
-            AND NOT "rebuffered_session_rate__den" IS NULL
-            THEN "rebuffered_session_rate__den"
-          END
-        ),
+      THEN CAST(CAST(CAST(SUM(CASE WHEN NOT "y2" IS NULL AND NOT "d2" IS NULL THEN "y2" END) AS DOUBLE) / NULLIF(
+        SUM(CASE WHEN NOT "y2" IS NULL AND NOT "d2" IS NULL THEN "d2" END),
         CAST(0.00000000000000000e+00 AS DOUBLE)
       ) AS REAL) AS DOUBLE)
       ELSE CAST(0.00000000000000000e+00 AS DOUBLE)
-    END AS "c"
-  FROM "per_unit"
-), "ratio_3" AS (
-  SELECT
+    END AS "c2",
     CASE
       WHEN ABS(
-        CAST(SUM(
-          CASE
-            WHEN NOT "slow_start_rate" IS NULL AND NOT "slow_start_rate__den" IS NULL
-            THEN "slow_start_rate"
-          END
-        ) AS DOUBLE) / NULLIF(
-          SUM(
-            CASE
-              WHEN NOT "slow_start_rate" IS NULL AND NOT "slow_start_rate__den" IS NULL
-              THEN "slow_start_rate__den"
-            END
-          ),
+        CAST(SUM(CASE WHEN NOT "y3" IS NULL AND NOT "d3" IS NULL THEN "y3" END) AS DOUBLE) / NULLIF(
+          SUM(CASE WHEN NOT "y3" IS NULL AND NOT "d3" IS NULL THEN "d3" END),
           CAST(0.00000000000000000e+00 AS DOUBLE)
         )
       ) BETWEEN CAST(1.00000000000000008e-30 AS DOUBLE) AND CAST(1.00000000000000002e+30 AS DOUBLE)
-      AND MAX(
-        ABS(
-          CASE
-            WHEN NOT "slow_start_rate" IS NULL AND NOT "slow_start_rate__den" IS NULL
-            THEN "slow_start_rate"
-          END
-        )
-      ) <= CAST(1.00000000000000005e+300 AS DOUBLE)
-      AND MAX(
-        ABS(
-          CASE
-            WHEN NOT "slow_start_rate" IS NULL AND NOT "slow_start_rate__den" IS NULL
-            THEN "slow_start_rate__den"
-          END
-        )
-      ) * ABS(
-        CAST(SUM(
-          CASE
-            WHEN NOT "slow_start_rate" IS NULL AND NOT "slow_start_rate__den" IS NULL
-            THEN "slow_start_rate"
-          END
-        ) AS DOUBLE) / NULLIF(
-          SUM(
-            CASE
-              WHEN NOT "slow_start_rate" IS NULL AND NOT "slow_start_rate__den" IS NULL
-              THEN "slow_start_rate__den"
-            END
-          ),
+      AND MAX(ABS(CASE WHEN NOT "y3" IS NULL AND NOT "d3" IS NULL THEN "y3" END)) <= CAST(1.00000000000000005e+300 AS DOUBLE)
+      AND MAX(ABS(CASE WHEN NOT "y3" IS NULL AND NOT "d3" IS NULL THEN "d3" END)) * ABS(
+        CAST(SUM(CASE WHEN NOT "y3" IS NULL AND NOT "d3" IS NULL THEN "y3" END) AS DOUBLE) / NULLIF(
+          SUM(CASE WHEN NOT "y3" IS NULL AND NOT "d3" IS NULL THEN "d3" END),
           CAST(0.00000000000000000e+00 AS DOUBLE)
         )
       ) <= CAST(1.00000000000000005e+300 AS DOUBLE)
-      THEN CAST(CAST(CAST(SUM(
-        CASE
-          WHEN NOT "slow_start_rate" IS NULL AND NOT "slow_start_rate__den" IS NULL
-          THEN "slow_start_rate"
-        END
-      ) AS DOUBLE) / NULLIF(
-        SUM(
-          CASE
-            WHEN NOT "slow_start_rate" IS NULL AND NOT "slow_start_rate__den" IS NULL
-            THEN "slow_start_rate__den"
-          END
-        ),
+      THEN CAST(CAST(CAST(SUM(CASE WHEN NOT "y3" IS NULL AND NOT "d3" IS NULL THEN "y3" END) AS DOUBLE) / NULLIF(
+        SUM(CASE WHEN NOT "y3" IS NULL AND NOT "d3" IS NULL THEN "d3" END),
         CAST(0.00000000000000000e+00 AS DOUBLE)
       ) AS REAL) AS DOUBLE)
       ELSE CAST(0.00000000000000000e+00 AS DOUBLE)
-    END AS "c"
-  FROM "per_unit"
+    END AS "c3"
+  FROM (
+    SELECT
+      CAST(COALESCE("p5"."c6", 0) AS DOUBLE) AS "y0",
+      CAST(COALESCE("p5"."c0", 0) AS DOUBLE) AS "d0",
+      CAST(COALESCE("p5"."c0", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "y1",
+      CAST(COALESCE("p5"."c2", 0) AS DOUBLE) AS "d1",
+      CAST(COALESCE("p5"."c15", 0) AS DOUBLE) AS "y2",
+      CAST(COALESCE("p5"."c2", 0) AS DOUBLE) AS "d2",
+      CAST(COALESCE("p5"."c17", 0) AS DOUBLE) AS "y3",
+      CAST(COALESCE("p5"."c18", 0) AS DOUBLE) AS "d3"
+    FROM "alloc" AS "a"
+    LEFT JOIN "src_playback" AS "p5"
+      ON "p5"."user_id" = "a"."user_id"
+  ) AS "v"
 )
 SELECT
-  "t"."user_id",
-  "t"."cell",
-  "t"."country",
-  "t"."device",
-  "t"."tenure_bucket",
-  "t"."plan",
-  "t"."streaming_hours",
-  "t"."is_streamer",
-  "t"."sessions",
-  "t"."long_sessions",
-  "t"."active_days",
-  "t"."titles_started",
-  "t"."rebuffer_rate",
-  "t"."rebuffer_rate__den",
-  "t"."hours_per_session",
-  "t"."hours_per_session__den",
-  "t"."playback_start_latency",
-  "t"."revenue",
-  "t"."rentals",
-  "t"."cancelled",
-  "t"."retained",
-  "t"."rebuffered_session_rate",
-  "t"."rebuffered_session_rate__den",
-  "t"."slow_start_rate",
-  "t"."slow_start_rate__den",
-  "t"."early_abandons",
-  "t"."longest_session_hours",
-  "t"."rental_revenue",
-  "t"."is_renter",
-  "t"."profile_edits",
-  "t"."pre_streaming_hours",
-  "t"."pre_sessions",
-  "t"."pre_active_days",
-  "t"."pre_revenue",
-  "t"."rebuffer_rate" - "r0"."c" * "t"."rebuffer_rate__den" AS "rebuffer_rate__res",
-  "t"."hours_per_session" - "r1"."c" * "t"."hours_per_session__den" AS "hours_per_session__res",
-  "t"."rebuffered_session_rate" - "r2"."c" * "t"."rebuffered_session_rate__den" AS "rebuffered_session_rate__res",
-  "t"."slow_start_rate" - "r3"."c" * "t"."slow_start_rate__den" AS "slow_start_rate__res"
-FROM "per_unit" AS "t"
-CROSS JOIN "ratio_0" AS "r0"
-CROSS JOIN "ratio_1" AS "r1"
-CROSS JOIN "ratio_2" AS "r2"
-CROSS JOIN "ratio_3" AS "r3"
+  "a"."user_id",
+  "a"."cell",
+  "u"."country",
+  "u"."device",
+  "u"."tenure_bucket",
+  "u"."plan",
+  CAST(COALESCE("p5"."c0", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "streaming_hours",
+  CAST(COALESCE("p5"."c1", 0) AS BIGINT) AS "is_streamer",
+  CAST(COALESCE("p5"."c2", 0) AS BIGINT) AS "sessions",
+  CAST(COALESCE("p5"."c3", 0) AS BIGINT) AS "long_sessions",
+  CAST(COALESCE("p0"."c4", 0) AS BIGINT) AS "active_days",
+  CAST(COALESCE("p1"."c5", 0) AS BIGINT) AS "titles_started",
+  CAST(COALESCE("p5"."c6", 0) AS DOUBLE) AS "rebuffer_rate",
+  CAST(COALESCE("p5"."c0", 0) AS DOUBLE) AS "rebuffer_rate__den",
+  CAST(COALESCE("p5"."c0", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "hours_per_session",
+  CAST(COALESCE("p5"."c2", 0) AS DOUBLE) AS "hours_per_session__den",
+  CAST("p5"."c10" AS DOUBLE) AS "playback_start_latency",
+  CAST(COALESCE("p4"."c11", 0) AS DOUBLE) / CAST(100.0 AS DOUBLE) AS "revenue",
+  CAST(COALESCE("p4"."c12", 0) AS BIGINT) AS "rentals",
+  CAST(COALESCE("p3"."c13", 0) AS BIGINT) AS "cancelled",
+  CAST(COALESCE("p3"."c14", 1) AS BIGINT) AS "retained",
+  CAST(COALESCE("p5"."c15", 0) AS DOUBLE) AS "rebuffered_session_rate",
+  CAST(COALESCE("p5"."c2", 0) AS DOUBLE) AS "rebuffered_session_rate__den",
+  CAST(COALESCE("p5"."c17", 0) AS DOUBLE) AS "slow_start_rate",
+  CAST(COALESCE("p5"."c18", 0) AS DOUBLE) AS "slow_start_rate__den",
+  CAST(COALESCE("p5"."c19", 0) AS BIGINT) AS "early_abandons",
+  CAST("p5"."c20" AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "longest_session_hours",
+  CAST(COALESCE("p4"."c21", 0) AS DOUBLE) / CAST(100.0 AS DOUBLE) AS "rental_revenue",
+  CAST(COALESCE("p4"."c22", 0) AS BIGINT) AS "is_renter",
+  CAST(COALESCE("p3"."c23", 0) AS BIGINT) AS "profile_edits",
+  CAST(COALESCE("p5"."c24", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE) AS "pre_streaming_hours",
+  CAST(COALESCE("p5"."c25", 0) AS DOUBLE) AS "pre_sessions",
+  CAST(COALESCE("p2"."c26", 0) AS DOUBLE) AS "pre_active_days",
+  CAST(COALESCE("p4"."c27", 0) AS DOUBLE) / CAST(100.0 AS DOUBLE) AS "pre_revenue",
+  (
+    CAST(COALESCE("p5"."c6", 0) AS DOUBLE)
+  ) - "rc"."c0" * (
+    CAST(COALESCE("p5"."c0", 0) AS DOUBLE)
+  ) AS "rebuffer_rate__res",
+  (
+    CAST(COALESCE("p5"."c0", 0) AS DOUBLE) / CAST(3600.0 AS DOUBLE)
+  ) - "rc"."c1" * (
+    CAST(COALESCE("p5"."c2", 0) AS DOUBLE)
+  ) AS "hours_per_session__res",
+  (
+    CAST(COALESCE("p5"."c15", 0) AS DOUBLE)
+  ) - "rc"."c2" * (
+    CAST(COALESCE("p5"."c2", 0) AS DOUBLE)
+  ) AS "rebuffered_session_rate__res",
+  (
+    CAST(COALESCE("p5"."c17", 0) AS DOUBLE)
+  ) - "rc"."c3" * (
+    CAST(COALESCE("p5"."c18", 0) AS DOUBLE)
+  ) AS "slow_start_rate__res"
+FROM "alloc" AS "a"
+LEFT JOIN "dims" AS "u"
+  ON "u"."user_id" = "a"."user_id"
+LEFT JOIN "distinct_4" AS "p0"
+  ON "p0"."user_id" = "a"."user_id"
+LEFT JOIN "distinct_5" AS "p1"
+  ON "p1"."user_id" = "a"."user_id"
+LEFT JOIN "distinct_26" AS "p2"
+  ON "p2"."user_id" = "a"."user_id"
+LEFT JOIN "src_account" AS "p3"
+  ON "p3"."user_id" = "a"."user_id"
+LEFT JOIN "src_billing" AS "p4"
+  ON "p4"."user_id" = "a"."user_id"
+LEFT JOIN "src_playback" AS "p5"
+  ON "p5"."user_id" = "a"."user_id"
+CROSS JOIN "ratio_constants" AS "rc"

@@ -110,62 +110,59 @@ WITH `alloc` AS (
     AND `ordered_at` < CAST('2026-03-16 00:00:00' AS TIMESTAMP)
   GROUP BY
     `customer_id`
-), `per_unit` AS (
-  SELECT
-    `a`.`user_id`,
-    `a`.`cell`,
-    `u`.`country`,
-    `a`.`platform`,
-    CAST(COALESCE(`p1`.`c0`, 0) AS DOUBLE) AS `revenue`,
-    CAST(COALESCE(`p1`.`c1`, 0) AS BIGINT) AS `orders`,
-    CAST(COALESCE(`p1`.`c2`, 0) AS BIGINT) AS `purchaser`,
-    CAST(COALESCE(`p1`.`c0`, 0) AS DOUBLE) AS `aov`,
-    CAST(COALESCE(`p1`.`c1`, 0) AS DOUBLE) AS `aov__den`,
-    CAST(COALESCE(`p0`.`c5`, 0) AS BIGINT) AS `visit_days`,
-    CAST(COALESCE(`p1`.`c6`, 0) AS DOUBLE) AS `pre_revenue`
-  FROM `alloc` AS `a`
-  LEFT JOIN `dims` AS `u`
-    ON `u`.`user_id` = `a`.`user_id`
-  LEFT JOIN `distinct_5` AS `p0`
-    ON `p0`.`user_id` = `a`.`user_id`
-  LEFT JOIN `src_orders` AS `p1`
-    ON `p1`.`user_id` = `a`.`user_id`
-), `ratio_0` AS (
+), `ratio_constants` AS (
   SELECT
     CASE
       WHEN ABS(
-        SUM(CASE WHEN NOT `aov` IS NULL AND NOT `aov__den` IS NULL THEN `aov` END) / NULLIF(
-          SUM(CASE WHEN NOT `aov` IS NULL AND NOT `aov__den` IS NULL THEN `aov__den` END),
+        SUM(CASE WHEN NOT `y0` IS NULL AND NOT `d0` IS NULL THEN `y0` END) / NULLIF(
+          SUM(CASE WHEN NOT `y0` IS NULL AND NOT `d0` IS NULL THEN `d0` END),
           CAST(0.00000000000000000e+00 AS DOUBLE)
         )
       ) BETWEEN CAST(1.00000000000000008e-30 AS DOUBLE) AND CAST(1.00000000000000002e+30 AS DOUBLE)
-      AND MAX(ABS(CASE WHEN NOT `aov` IS NULL AND NOT `aov__den` IS NULL THEN `aov` END)) <= CAST(1.00000000000000005e+300 AS DOUBLE)
-      AND MAX(ABS(CASE WHEN NOT `aov` IS NULL AND NOT `aov__den` IS NULL THEN `aov__den` END)) * ABS(
-        SUM(CASE WHEN NOT `aov` IS NULL AND NOT `aov__den` IS NULL THEN `aov` END) / NULLIF(
-          SUM(CASE WHEN NOT `aov` IS NULL AND NOT `aov__den` IS NULL THEN `aov__den` END),
+      AND MAX(ABS(CASE WHEN NOT `y0` IS NULL AND NOT `d0` IS NULL THEN `y0` END)) <= CAST(1.00000000000000005e+300 AS DOUBLE)
+      AND MAX(ABS(CASE WHEN NOT `y0` IS NULL AND NOT `d0` IS NULL THEN `d0` END)) * ABS(
+        SUM(CASE WHEN NOT `y0` IS NULL AND NOT `d0` IS NULL THEN `y0` END) / NULLIF(
+          SUM(CASE WHEN NOT `y0` IS NULL AND NOT `d0` IS NULL THEN `d0` END),
           CAST(0.00000000000000000e+00 AS DOUBLE)
         )
       ) <= CAST(1.00000000000000005e+300 AS DOUBLE)
-      THEN CAST(CAST(SUM(CASE WHEN NOT `aov` IS NULL AND NOT `aov__den` IS NULL THEN `aov` END) / NULLIF(
-        SUM(CASE WHEN NOT `aov` IS NULL AND NOT `aov__den` IS NULL THEN `aov__den` END),
+      THEN CAST(CAST(SUM(CASE WHEN NOT `y0` IS NULL AND NOT `d0` IS NULL THEN `y0` END) / NULLIF(
+        SUM(CASE WHEN NOT `y0` IS NULL AND NOT `d0` IS NULL THEN `d0` END),
         CAST(0.00000000000000000e+00 AS DOUBLE)
       ) AS FLOAT) AS DOUBLE)
       ELSE CAST(0.00000000000000000e+00 AS DOUBLE)
-    END AS `c`
-  FROM `per_unit`
+    END AS `c0`
+  FROM (
+    SELECT
+      CAST(COALESCE(`p1`.`c0`, 0) AS DOUBLE) AS `y0`,
+      CAST(COALESCE(`p1`.`c1`, 0) AS DOUBLE) AS `d0`
+    FROM `alloc` AS `a`
+    LEFT JOIN `src_orders` AS `p1`
+      ON `p1`.`user_id` = `a`.`user_id`
+  ) AS `v`
 )
 SELECT
-  `t`.`user_id`,
-  `t`.`cell`,
-  `t`.`country`,
-  `t`.`platform`,
-  `t`.`revenue`,
-  `t`.`orders`,
-  `t`.`purchaser`,
-  `t`.`aov`,
-  `t`.`aov__den`,
-  `t`.`visit_days`,
-  `t`.`pre_revenue`,
-  `t`.`aov` - `r0`.`c` * `t`.`aov__den` AS `aov__res`
-FROM `per_unit` AS `t`
-CROSS JOIN `ratio_0` AS `r0`
+  `a`.`user_id`,
+  `a`.`cell`,
+  `u`.`country`,
+  `a`.`platform`,
+  CAST(COALESCE(`p1`.`c0`, 0) AS DOUBLE) AS `revenue`,
+  CAST(COALESCE(`p1`.`c1`, 0) AS BIGINT) AS `orders`,
+  CAST(COALESCE(`p1`.`c2`, 0) AS BIGINT) AS `purchaser`,
+  CAST(COALESCE(`p1`.`c0`, 0) AS DOUBLE) AS `aov`,
+  CAST(COALESCE(`p1`.`c1`, 0) AS DOUBLE) AS `aov__den`,
+  CAST(COALESCE(`p0`.`c5`, 0) AS BIGINT) AS `visit_days`,
+  CAST(COALESCE(`p1`.`c6`, 0) AS DOUBLE) AS `pre_revenue`,
+  (
+    CAST(COALESCE(`p1`.`c0`, 0) AS DOUBLE)
+  ) - `rc`.`c0` * (
+    CAST(COALESCE(`p1`.`c1`, 0) AS DOUBLE)
+  ) AS `aov__res`
+FROM `alloc` AS `a`
+LEFT JOIN `dims` AS `u`
+  ON `u`.`user_id` = `a`.`user_id`
+LEFT JOIN `distinct_5` AS `p0`
+  ON `p0`.`user_id` = `a`.`user_id`
+LEFT JOIN `src_orders` AS `p1`
+  ON `p1`.`user_id` = `a`.`user_id`
+CROSS JOIN `ratio_constants` AS `rc`

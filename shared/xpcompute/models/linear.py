@@ -189,9 +189,10 @@ def check_residuals(
     kept = [nm for nm in names if nm not in dropped and nm != "intercept"]
     if share <= EXACT_FIT:
         raise CollinearityError(
-            f"metric {data.spec.metric!r} is an exact linear function of the model's terms ({', '.join(kept)}): "
-            "the residuals are all zero, so there is no standard error; remove the covariate that reproduces "
-            "the metric (for example the metric itself)"
+            f"metric {data.spec.metric!r} is an exact linear function of the model's terms ({', '.join(kept)}) "
+            f"as far as its stored sums can tell (they leave {share:.1e} of its variance, under their rounding of "
+            f"{EXACT_FIT:.0e}): there is no standard error to compute; remove the covariate that reproduces the "
+            "metric (for example the metric itself), or fit without it"
         )
     if share <= NEAR_EXACT_FIT:
         return (

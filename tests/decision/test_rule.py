@@ -140,6 +140,13 @@ def test_experiment_yaml_roles_are_validated_and_catalog_roles_apply() -> None:
         _spec(decision={"rule": "nope"})
     with pytest.raises(InputError, match=r"roles.guardrails.sessions.margin: Field required"):
         _spec(roles={"guardrails": {"sessions": {"relative": True}}})
+    # the two shapes people write first get an example of the one that works, not pydantic's "valid dictionary"
+    with pytest.raises(InputError, match=r"guardrails must map each metric to its margin, e.g. guardrails: "
+                                         r"\{sessions: \{margin: 0.02, relative: true\}\}, not a list"):
+        _spec(roles={"guardrails": [{"metric": "sessions", "margin": 0.02}]})
+    with pytest.raises(InputError, match=r"guardrail 'sessions': say how to read the margin 0.05: write "
+                                         r"\{margin: 0.05, relative: true\} for a fraction of the control mean"):
+        _spec(roles={"guardrails": {"sessions": 0.05}})
 
 
 def test_request_roles_must_name_requested_metrics() -> None:

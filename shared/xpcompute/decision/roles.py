@@ -25,7 +25,7 @@ a function's cold start must not pay for the statistics.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -61,6 +61,16 @@ class GuardrailSpec(BaseModel):
         return v
 
 
+def _example(entries: Sequence[object]) -> str:
+    """A metric name from a list the user gave, for an error message's example."""
+    for entry in entries:
+        if isinstance(entry, str):
+            return entry
+        if isinstance(entry, dict) and isinstance(entry.get("metric"), str):
+            return str(entry["metric"])
+    return "my_metric"
+
+
 class RolesSpec(BaseModel):
     """The ``roles:`` block of an experiment (or an analysis request's override).
 
@@ -91,6 +101,21 @@ class RolesSpec(BaseModel):
             for alias, name in (("goals", "goal"), ("guardrail", "guardrails"), ("diagnostics", "diagnostic")):
                 if alias in out and name not in out:
                     out[name] = out.pop(alias)
+            guardrails = out.get("guardrails")
+            if isinstance(guardrails, list | tuple):
+                raise ValueError(
+                    f"guardrails must map each metric to its margin, e.g. guardrails: {{{_example(guardrails)}: "
+                    "{margin: 0.02, relative: true}}, not a list"
+                )
+            if isinstance(guardrails, dict):
+                for metric, margin in guardrails.items():
+                    if isinstance(margin, int | float) and not isinstance(margin, bool):
+                        # a bare number is ambiguous (2% of the control mean, or 0.02 in the metric's units)
+                        raise ValueError(
+                            f"guardrail {metric!r}: say how to read the margin {margin}: write "
+                            f"{{margin: {margin}, relative: true}} for a fraction of the control mean, or "
+                            f"{{margin: {margin}}} for the metric's own units"
+                        )
             return out
         return raw
 

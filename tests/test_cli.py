@@ -115,3 +115,25 @@ def test_register_twice_keeps_one_version(shop: Path, tmp_path: Path, capsys: py
     assert main(["experiment", "register", str(shop / "experiment.yaml")]) == 0
     again = json.loads(capsys.readouterr().out)
     assert (first["version"], first["created"]) == (1, True) and (again["version"], again["created"]) == (1, False)
+
+
+def test_fit_reads_csv_and_tsv_as_it_reads_parquet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A notebook user's export: the same rows as CSV, gzipped TSV and Parquet give the same records; a text
+    file with another ending is refused saying which endings are read as text."""
+    import gzip
+
+    rows = pa.table({"user": [f"u{i}" for i in range(600)], "cell": ["control", "b", "c"] * 200,
+                     "y": [float((i * 37) % 11) + 0.25 * (i % 3) for i in range(600)]})
+    pq.write_table(rows, tmp_path / "rows.parquet")
+    text = "user,cell,y\n" + "".join(f"{u},{c},{y!r}\n" for u, c, y in zip(*(rows.column(n).to_pylist() for n in
+                                                                            ("user", "cell", "y")), strict=True))
+    (tmp_path / "rows.csv").write_text(text)
+    (tmp_path / "rows.tsv.gz").write_bytes(gzip.compress(text.replace(",", "\t").encode()))
+    outputs = []
+    for name in ("rows.parquet", "rows.csv", "rows.tsv.gz"):
+        assert main(["fit", str(tmp_path / name), "--metric", "y", "--treatment", "cell", "--json"]) == 0
+        outputs.append([{k: r[k] for k in ("cell", "effect", "se", "p_value")} for r in json.loads(capsys.readouterr().out)])
+    assert outputs[0] == outputs[1] == outputs[2] and len(outputs[0]) == 2
+    (tmp_path / "rows.txt").write_text(text)
+    assert main(["fit", str(tmp_path / "rows.txt"), "--metric", "y", "--treatment", "cell"]) == 2
+    assert "a text table needs a name ending in .csv" in capsys.readouterr().err

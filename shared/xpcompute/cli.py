@@ -35,17 +35,36 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from exc
 
 
-def cmd_fit(args: argparse.Namespace) -> int:
-    """Fit one model to one metric of a Parquet file and print the result records."""
-    import pyarrow.parquet as pq
+#: file endings ``xpcompute fit`` reads as delimited text (everything else is read as Parquet)
+TEXT_TABLES = {".csv": ",", ".csv.gz": ",", ".tsv": "\t", ".tsv.gz": "\t"}
 
+
+def read_rows(path: str) -> Any:
+    """A Parquet file, or a CSV/TSV file (by its ending; ``.gz`` too) with a header row, as an Arrow table."""
+    ending = next((e for e in TEXT_TABLES if path.lower().endswith(e)), None)
+    if ending is None:
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path)
+        except (OSError, ValueError) as exc:
+            raise XPError(f"cannot read {path!r} as Parquet: {exc}; a text table needs a name ending in "
+                          f"{', '.join(TEXT_TABLES)}") from exc
+    import pyarrow.csv as pcsv
+
+    try:
+        return pcsv.read_csv(path, parse_options=pcsv.ParseOptions(delimiter=TEXT_TABLES[ending]))
+    except (OSError, ValueError) as exc:
+        raise XPError(f"cannot read {path!r} as {ending.lstrip('.').split('.')[0].upper()} with a header row: "
+                      f"{exc}") from exc
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit one model to one metric of a Parquet (or CSV/TSV) file and print the result records."""
     from xpcompute.models import fit_table
     from xpcompute.spec import CompressSpec, FitSpec
 
-    try:
-        table = pq.read_table(args.data)
-    except (OSError, ValueError) as exc:
-        raise XPError(f"cannot read {args.data!r} as Parquet: {exc}") from exc
+    table = read_rows(args.data)
     options = dict(
         metric=args.metric,
         treatment=args.treatment,
@@ -417,8 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xpcompute", description="Analyse A/B tests on compressed statistics.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    fit = sub.add_parser("fit", help="fit one causal model to a Parquet file")
-    fit.add_argument("data", help="Parquet file, one row per user (or per user-period for dte)")
+    fit = sub.add_parser("fit", help="fit one causal model to a Parquet (or CSV/TSV) file")
+    fit.add_argument("data", help="Parquet file, or .csv/.tsv (.gz) with a header row; one row per user (or per "
+                     "user-period for dte)")
     fit.add_argument("--metric", required=True)
     fit.add_argument("--treatment", required=True, help="column holding the cell of each row")
     fit.add_argument("--control", default=None, help="control cell (default: 'control' if present, else the first)")

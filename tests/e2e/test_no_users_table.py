@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -28,6 +29,10 @@ from scipy import stats
 
 from xpcompute.experiment import ExperimentSpec
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reference"))
+
+from test_ratio_cuped import reference as ratio_cuped_reference
+
 RTOL = 1e-8
 BIG = 1e9
 STEP = 2.0**-20  # values BIG + k * STEP are exact doubles (the spacing of doubles near 1e9 is 2**-23)
@@ -39,7 +44,7 @@ def _spec(folder: Path, **changes: Any) -> dict[str, Any]:
         "id": "no-users-table",
         "allocation": {"source": "assign", "cell_column": "arm", "exposure_column": "seen_at"},
         "cells": list(SHARES), "control": "b", "shares": SHARES,
-        "window": {"start": "2026-05-01", "end": "2026-05-10"},
+        "window": {"start": "2026-05-01", "end": "2026-05-10", "pre_days": 7},
         "sources": {
             "assign": {"uri": str(folder / "assign.parquet"), "user_column": "uid", "date_column": "seen_at"},
             "readings": {"uri": str(folder / "readings.parquet"), "user_column": "uid", "date_column": "at"},
@@ -52,7 +57,11 @@ def _spec(folder: Path, **changes: Any) -> dict[str, Any]:
             {"name": "revenue", "source": "orders", "value": "price", "aggregation": "sum"},
             {"name": "orders", "source": "orders", "aggregation": "count"},
             {"name": "aov", "numerator": "revenue", "denominator": "orders"},
+            {"name": "aov_cuped", "numerator": "revenue", "denominator": "orders",
+             "covariates": ["pre_revenue", "pre_orders"]},
         ],
+        "covariates": [{"name": "pre_revenue", "metric": "revenue", "adjusts": ["aov_cuped"]},
+                       {"name": "pre_orders", "metric": "orders", "adjusts": ["aov_cuped"]}],
         "daily": False,
     }
     raw.update(changes)
@@ -78,15 +87,26 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
                              "one": np.full(n, 5.0)}), folder / "readings.parquet")
     # 1-4 orders per unit at $100 + j / 1024 (j about +-2: a spread of 0.002), c's orders 1/1024 dearer; sums of
     # multiples of 2**-10 below 2**40 are exact, so every engine's per-unit revenue is the same number
-    n_orders = rng.integers(1, 5, n)
-    unit = np.repeat(np.arange(n), n_orders)
-    cents = np.round(rng.normal(0, 2, unit.size)) + np.where(arm[unit] == "c", 1, 0)
-    price = 100.0 + cents / 1024
-    pq.write_table(pa.table({"uid": [ids[i] for i in unit], "at": [seen[i] + timedelta(hours=3) for i in unit],
-                             "price": price}), folder / "orders.parquet")
-    revenue = np.bincount(unit, weights=price, minlength=n)
-    orders_by_cell = {c: (revenue[arm == c], n_orders[arm == c].astype(float)) for c in SHARES}
-    return folder, {**{c: k[arm == c] * STEP for c in SHARES}, **{f"aov:{c}": v for c, v in orders_by_cell.items()}}
+    # each unit's own price level (+-2/1024) persists from its pre-period orders (3 days before exposure) to its
+    # orders after, so the pre-period ratio predicts the ratio (CUPED has something to remove)
+    level = np.round(rng.normal(0, 2, n))
+    n_orders, n_pre = rng.integers(1, 5, n), rng.integers(1, 4, n)
+    unit, pre_unit = np.repeat(np.arange(n), n_orders), np.repeat(np.arange(n), n_pre)
+    cents = level[unit] + np.round(rng.normal(0, 1, unit.size)) + np.where(arm[unit] == "c", 1, 0)
+    pre_cents = level[pre_unit] + np.round(rng.normal(0, 1, pre_unit.size))
+    price, pre_price = 100.0 + cents / 1024, 100.0 + pre_cents / 1024
+    pq.write_table(pa.table({
+        "uid": [ids[i] for i in np.concatenate([unit, pre_unit])],
+        "at": [seen[i] + timedelta(hours=3) for i in unit] + [seen[i] - timedelta(days=3) for i in pre_unit],
+        "price": np.concatenate([price, pre_price]),
+    }), folder / "orders.parquet")
+    per_unit = pa.table({"cell": arm, "y": np.bincount(unit, weights=price, minlength=n),
+                         "d": n_orders.astype(float), "x": np.bincount(pre_unit, weights=pre_price, minlength=n),
+                         "w": n_pre.astype(float)})
+    orders_by_cell = {c: (per_unit.column("y").to_numpy()[arm == c], n_orders[arm == c].astype(float))
+                      for c in SHARES}
+    return folder, {**{c: k[arm == c] * STEP for c in SHARES}, **{f"aov:{c}": v for c, v in orders_by_cell.items()},
+                    "units": per_unit}
 
 
 def _delta(y: np.ndarray, d: np.ndarray) -> tuple[Fraction, Fraction]:
@@ -150,6 +170,14 @@ def test_a_tiny_difference_on_a_huge_mean_equals_scipy_and_a_flat_metric_fails_a
         assert r.se == pytest.approx(math.sqrt(float(var + control_var)), rel=RTOL)
         assert r.effect == pytest.approx(float(ratio - control_ratio), rel=RTOL)
         assert r.mean_cell == pytest.approx(float(ratio), rel=1e-15)
+    # CUPED on both parts (pre-period revenue and orders): the raw-row reference of tests/reference
+    cuped = {r.cell: r for r in card.records if r.metric == "aov_cuped" and r.segment is None}
+    for cell in ("a", "c"):
+        ref = ratio_cuped_reference(shifted["units"], cell, control="b")
+        assert ref["theta"] > 0.3  # the pre-period ratio does predict the ratio
+        assert cuped[cell].se == pytest.approx(ref["se"], rel=RTOL)
+        assert cuped[cell].effect == pytest.approx(ref["effect"], rel=RTOL, abs=1e-14 * 100)
+        assert cuped[cell].se < 0.9 * ratios[cell].se
     # the test has teeth: the textbook formula on the same per-unit values is off by far more than 1e-8
     y, d = shifted["aov:c"]
     cov = np.cov(np.vstack([y, d]), ddof=1)

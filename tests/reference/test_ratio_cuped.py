@@ -160,7 +160,7 @@ def test_declared_ratio_names_its_part_covariates() -> None:
     aov = build_ratio(DeclaredRatio(name="aov", numerator="revenue", denominator="orders",
                                     covariates=("pre_revenue", "pre_orders")), revenue, orders)
     adjusting = ("pre_revenue", "pre_orders", "pre_sessions")
-    assert aov.compressed_covariates(adjusting) == ("aov__den", "aov__res", "pre_revenue", "pre_orders")
+    assert aov.compressed_covariates(adjusting) == ("aov__den", "aov__res", "pre_revenue", "pre_orders", "aov__xres")
     (spec,) = aov.fit_specs(adjusting)
     assert spec.model == "ratio" and spec.covariates == ("pre_revenue", "pre_orders")
     with pytest.raises(InputError, match="adjusts: \\[aov\\]"):

@@ -57,7 +57,7 @@ from xpcompute.coordinator.stored import decode_derived, encode_derived, note_he
 from xpcompute.errors import CorruptObjectError, InputError, MissingValuesError, NotFoundError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.lazy import lazy
-from xpcompute.metrics.base import RESIDUAL_SUFFIX
+from xpcompute.metrics.base import COVARIATE_RESIDUAL_SUFFIX, RESIDUAL_SUFFIX
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable, open_table
 from xpcompute.spec import CompressSpec, FitSpec
@@ -102,6 +102,9 @@ def compression_plan(specs: Sequence[FitSpec], schema: pa.Schema) -> tuple[list[
         residual = spec.metric + RESIDUAL_SUFFIX  # a ratio's residual column, which stage 1 writes next to it
         if spec.denominator and residual in schema.names and residual not in continuous:
             continuous.insert(1, residual)
+        residual = spec.metric + COVARIATE_RESIDUAL_SUFFIX  # and its CUPED covariates' ratio's
+        if spec.denominator and spec.covariates and residual in schema.names and residual not in continuous:
+            continuous.append(residual)
         for extra in (spec.segment, spec.time):
             if extra and extra not in keys_:
                 keys_.append(extra)
@@ -142,8 +145,8 @@ def compute_arrow(task: SliceTask, store: ObjectStore) -> CompressedTable:
     for spec in task.specs:
         needed.update({spec.metric, *spec.covariates})
         needed.update(c for c in (spec.denominator, spec.segment, spec.time) if c)
-        if spec.denominator:  # the ratio's residual column, where the table has one (``compression_plan``)
-            needed.add(spec.metric + RESIDUAL_SUFFIX)
+        if spec.denominator:  # the ratio's residual columns, where the table has them (``compression_plan``)
+            needed.update((spec.metric + RESIDUAL_SUFFIX, spec.metric + COVARIATE_RESIDUAL_SUFFIX))
     published = open_table(task.table_prefix, store)
     table = full = _read_cached(published, [c for c in sorted(needed) if c in published.schema.names])
     if task.experiment is not None:

@@ -53,6 +53,8 @@ DENOMINATOR_SUFFIX = "__den"
 #: a ratio's numerator less a table-wide multiple of its denominator (``models/ratio.residual_coefficient``):
 #: what keeps the ratio's variance exact when the numerator is nearly proportional to the denominator
 RESIDUAL_SUFFIX = "__res"
+#: the same for the ratio of its CUPED covariates (pre-period numerator over pre-period denominator)
+COVARIATE_RESIDUAL_SUFFIX = "__xres"
 #: ``residual_coefficient`` keeps a ratio within these magnitudes, else 0 (the residual is the numerator itself)
 RESIDUAL_RANGE = (1e-30, 1e30)
 #: and 0 where a numerator, or c times a denominator, exceeds this (their difference could overflow)
@@ -422,6 +424,11 @@ class RatioMetric(Metric, ABC):
         it to the analysis table): the ratio's variance is that of this column's ratio to the denominator."""
         return self.name + RESIDUAL_SUFFIX
 
+    @property
+    def covariate_residual_column(self) -> str:
+        """The residual column of the ratio of its part covariates (``x - c w``): what keeps ratio CUPED exact."""
+        return self.name + COVARIATE_RESIDUAL_SUFFIX
+
     def sources(self) -> set[str]:
         return {self.numerator().source, self.denominator().source}
 
@@ -468,12 +475,14 @@ class RatioMetric(Metric, ABC):
 
     def compressed_covariates(self, covariates: Sequence[str] = ()) -> tuple[str, ...]:
         """The denominator first (the ratio model reads it as the first covariate), the residual column, then the
-        part covariates.
+        part covariates and their ratio's residual column.
 
         With part covariates the compressed rows keep every cross-moment of numerator, denominator
         and the two pre-period values up to degree two, which is what ratio CUPED needs.
         """
-        return (self.denominator_column, self.residual_column, *(self.covariates_for_parts(covariates) or ()))
+        parts = self.covariates_for_parts(covariates)
+        return (self.denominator_column, self.residual_column,
+                *((*parts, self.covariate_residual_column) if parts else ()))
 
     def fit_specs(self, covariates: Sequence[str] = (), treatment: str = "cell", control: str | None = None) -> list[FitSpec]:
         parts = self.covariates_for_parts(covariates)

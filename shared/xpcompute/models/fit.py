@@ -18,7 +18,7 @@ from xpcompute.compression.lossless import compress_moments
 from xpcompute.compression.schema import CompressedTable
 from xpcompute.compression.transform import column_transforms
 from xpcompute.errors import InputError, MissingValuesError, ZeroVarianceError
-from xpcompute.metrics.base import RESIDUAL_SUFFIX, cap_note, residual_coefficient
+from xpcompute.metrics.base import COVARIATE_RESIDUAL_SUFFIX, RESIDUAL_SUFFIX, cap_note, residual_coefficient
 from xpcompute.models.data import ModelData
 from xpcompute.models.registry import model_class
 from xpcompute.records import ResultRecord
@@ -70,6 +70,9 @@ def prepare(table: pa.Table, spec: FitSpec) -> CompressedTable:
         assert spec.denominator is not None
         table = with_residual(table, spec.metric, spec.denominator)
         continuous = (spec.denominator, residual_name(spec.metric), *spec.covariates)
+        if len(spec.covariates) == 2:  # CUPED: the covariates' ratio gets its residual column too
+            table = with_residual(table, spec.covariates[0], spec.covariates[1], spec.metric + COVARIATE_RESIDUAL_SUFFIX)
+            continuous = (*continuous, spec.metric + COVARIATE_RESIDUAL_SUFFIX)
     keys = [spec.treatment, *discrete]
     for extra in (spec.segment, spec.time):
         if extra and extra not in keys:
@@ -91,10 +94,11 @@ def residual_name(metric: str) -> str:
     return metric + RESIDUAL_SUFFIX
 
 
-def with_residual(table: pa.Table, numerator: str, denominator: str) -> pa.Table:
-    """``table`` with the ratio's residual column ``numerator - c * denominator`` (NULL where either is), as
-    stage 1 writes it (``metrics.base.residual_coefficient``: ``c`` from exact sums here); kept if present."""
-    name = residual_name(numerator)
+def with_residual(table: pa.Table, numerator: str, denominator: str, name: str | None = None) -> pa.Table:
+    """``table`` with the ratio's residual column ``name`` (default ``residual_name(numerator)``) =
+    ``numerator - c * denominator`` (NULL where either is), as stage 1 writes it
+    (``metrics.base.residual_coefficient``: ``c`` from exact sums here); kept if present."""
+    name = name or residual_name(numerator)
     if name in table.schema.names:
         return table
     require_columns(table, [numerator, denominator], "column")

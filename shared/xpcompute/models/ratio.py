@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 
 from xpcompute.compression.transform import ColumnTransform
 from xpcompute.errors import CellError, InputError, ZeroVarianceError
-from xpcompute.metrics.base import RESIDUAL_SUFFIX
+from xpcompute.metrics.base import COVARIATE_RESIDUAL_SUFFIX, RESIDUAL_SUFFIX
 from xpcompute.models.base import CausalModel, MeansCovariance
 from xpcompute.models.data import ModelData, Subgroup
 from xpcompute.records import ResultRecord
@@ -151,6 +151,16 @@ def residual_of(data: ModelData) -> str | None:
     return name if name in data.layout.covariates else None
 
 
+def _covariate_gradient(data: ModelData, m: _Moments, x: str, w: str, unit: float) -> tuple[float, dict[str, float]]:
+    """(x / w in ``unit``, the linearization of x / w): on (covariate residual, w) when the data has that column,
+    as ``_ratio_gradient`` does for y / d."""
+    ratio, h = _linearization(data, m, x, w, unit)
+    name = data.spec.metric + COVARIATE_RESIDUAL_SUFFIX
+    if name in data.layout.covariates:
+        h = _linearization(data, m, name, w, unit)[1]
+    return ratio, h
+
+
 def _ratio_gradient(data: ModelData, m: _Moments, unit: float) -> dict[str, float]:
     """The linearization of y / d (``_linearization``), on (residual, d) when the data has the residual column.
 
@@ -181,7 +191,7 @@ def adjustment(data: ModelData, mask: NDArray[np.bool_]) -> Adjustment | None:
     if total.n < 2:
         raise CellError(f"ratio metric {data.spec.metric!r}: fewer than two rows here; no CUPED slope")
     g = _ratio_gradient(data, total, ratio_unit(data))
-    centre, h = _linearization(data, total, x, w, covariate_unit(data, x, w))
+    centre, h = _covariate_gradient(data, total, x, w, covariate_unit(data, x, w))
     var_m = _quad(total, h, h)
     theta = _quad(total, g, h) / var_m if var_m > 0 else 0.0  # a constant covariate ratio explains nothing
     return Adjustment(theta=theta, centre=centre, x=x, w=w)
@@ -237,7 +247,7 @@ def _adjusted(data: ModelData, m: _Moments, adjust: Adjustment) -> tuple[float, 
     unit = ratio_unit(data)
     r, _ = _linearization(data, m, "y", d, unit)
     g = _ratio_gradient(data, m, unit)
-    rx, h = _linearization(data, m, adjust.x, adjust.w, covariate_unit(data, adjust.x, adjust.w))
+    rx, h = _covariate_gradient(data, m, adjust.x, adjust.w, covariate_unit(data, adjust.x, adjust.w))
     adjusted = (r - adjust.theta * (rx - adjust.centre)) * unit
     if m.n < 2:
         return adjusted, float("nan")

@@ -31,7 +31,8 @@ ratio's constant ``c`` (the ratio of totals rounded to float32,
 ``metrics.base.residual_coefficient``) from the ratios' per-unit values (the
 final select's FROM and the joins they read), and the final select adds
 ``{ratio}__res = numerator - c * denominator`` (NULL where either is), which
-keeps the ratio's variance exact (``models/ratio.py``).
+keeps the ratio's variance exact (``models/ratio.py``); a ratio with CUPED
+covariates also gets ``{ratio}__xres``, the same for their ratio.
 
 Aggregates read ``CASE WHEN <window> AND <condition> THEN value END`` so one
 scan of a source serves the analysis window and the pre-period alike. Unit
@@ -647,16 +648,22 @@ def _with_residuals(experiment: ExperimentSpec, daily: bool, steps: list[tuple[s
     if not ratios:
         return Stage1Plan(steps=tuple(steps), final=final)
     values = {s.alias_or_name: (s.this if isinstance(s, exp.Alias) else s) for s in final.selects}
-    pairs = [(values[m.name], values[m.denominator_column]) for m in ratios]
+    residuals: list[tuple[str, str, str]] = []  # (numerator column, denominator column, residual column)
+    for m in ratios:
+        residuals.append((m.name, m.denominator_column, m.residual_column))
+        parts = m.covariates_for_parts(experiment.covariates_for(m.name))
+        if parts is not None:
+            residuals.append((parts[0], parts[1], m.covariate_residual_column))
+    pairs = [(values[num], values[den]) for num, den, _ in residuals]
     used = {c.table for pair in pairs for part in pair for c in part.find_all(exp.Column)}
     rows = final.copy()
     rows.set("expressions", [e.copy().as_(f"{side}{k}") for k, (y, d) in enumerate(pairs) for side, e in (("y", y), ("d", d))])
     rows.set("joins", [j.copy() for j in final.args.get("joins") or () if j.alias_or_name in used])
-    constants = exp.select(*(residual_coefficient_sql(f"y{k}", f"d{k}").as_(f"c{k}") for k in range(len(ratios))))
+    constants = exp.select(*(residual_coefficient_sql(f"y{k}", f"d{k}").as_(f"c{k}") for k in range(len(pairs))))
     out = final.copy()
-    for k, (m, (y, d)) in enumerate(zip(ratios, pairs, strict=True)):
+    for k, ((_, _, name), (y, d)) in enumerate(zip(residuals, pairs, strict=True)):
         product = exp.Mul(this=exp.column(f"c{k}", table="rc"), expression=exp.paren(d.copy()))
-        out = out.select(exp.Sub(this=exp.paren(y.copy()), expression=product).as_(m.residual_column))
+        out = out.select(exp.Sub(this=exp.paren(y.copy()), expression=product).as_(name))
     out = out.join(exp.to_table(RATIO_CONSTANTS).as_("rc"), join_type="CROSS")
     return Stage1Plan(steps=(*steps, (RATIO_CONSTANTS, constants.from_(rows.subquery("v")))), final=out)
 
@@ -726,7 +733,10 @@ def output_columns(experiment: ExperimentSpec, daily: bool, user_type: str = "bi
     out += [OutputColumn(d, "string") for d in experiment.dimensions]
     caps = {} if daily else metric_caps(experiment)
     out += [OutputColumn(c.name, "double" if c.name in caps else c.dtype) for c in per_user_columns(experiment)]
-    out += [OutputColumn(m.residual_column, "double") for m in ratio_metrics(experiment, daily)]
+    for m in ratio_metrics(experiment, daily):
+        out.append(OutputColumn(m.residual_column, "double"))
+        if m.covariates_for_parts(experiment.covariates_for(m.name)) is not None:
+            out.append(OutputColumn(m.covariate_residual_column, "double"))
     return out
 
 

@@ -16,7 +16,6 @@ import math
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from xpcompute.experiment import ExperimentSpec
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reference"))
 
 from test_ratio_cuped import reference as ratio_cuped_reference
+from test_ratio_precision import exact_delta
 
 RTOL = 1e-8
 BIG = 1e9
@@ -109,17 +109,6 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
                     "units": per_unit}
 
 
-def _delta(y: np.ndarray, d: np.ndarray) -> tuple[Fraction, Fraction]:
-    """(ratio of totals, its delta-method variance) exactly, in rationals, from the per-unit values."""
-    ys, ds = [Fraction(float(v)) for v in y], [Fraction(float(v)) for v in d]
-    n = len(ys)
-    ratio = sum(ys) / sum(ds)
-    resid = [a - ratio * b for a, b in zip(ys, ds, strict=True)]
-    mean = sum(resid) / n
-    mean_d = sum(ds) / n
-    return ratio, sum((e - mean) ** 2 for e in resid) / (n - 1) / (n * mean_d * mean_d)
-
-
 def test_users_source_defaults_to_the_allocation_source_only_without_a_users_table(tmp_path: Path) -> None:
     assert ExperimentSpec.model_validate(_spec(tmp_path)).users_source == "assign"
     with_users = _spec(tmp_path)
@@ -163,9 +152,9 @@ def test_a_tiny_difference_on_a_huge_mean_equals_scipy_and_a_flat_metric_fails_a
     assert not any(s.mismatch for s in card.srm)  # the 4/48/48 split is the planned one
 
     ratios = {r.cell: r for r in card.records if r.metric == "aov" and r.segment is None}
-    control_ratio, control_var = _delta(*shifted["aov:b"])
+    control_ratio, control_var = exact_delta(*shifted["aov:b"])
     for cell in ("a", "c"):
-        ratio, var = _delta(*shifted[f"aov:{cell}"])
+        ratio, var = exact_delta(*shifted[f"aov:{cell}"])
         r = ratios[cell]
         assert r.se == pytest.approx(math.sqrt(float(var + control_var)), rel=RTOL)
         assert r.effect == pytest.approx(float(ratio - control_ratio), rel=RTOL)
@@ -183,5 +172,5 @@ def test_a_tiny_difference_on_a_huge_mean_equals_scipy_and_a_flat_metric_fails_a
     cov = np.cov(np.vstack([y, d]), ddof=1)
     ratio = y.mean() / d.mean()
     textbook = (cov[0, 0] - 2 * ratio * cov[0, 1] + ratio**2 * cov[1, 1]) / (len(y) * d.mean() ** 2)
-    exact = float(_delta(y, d)[1])
+    exact = float(exact_delta(y, d)[1])
     assert abs(textbook / exact - 1) > 10 * RTOL

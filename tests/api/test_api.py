@@ -68,8 +68,8 @@ def test_live_slice_endpoint_adds_a_slice(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
-        ({"metrics": []}, 422, "metrics: Tuple should have at least 1 item"),
-        ({}, 422, "metrics: Field required"),
+        ({"metrics": []}, 422, "name the metrics to analyse ('metrics': columns of the published table)"),
+        ({}, 422, "only a registered experiment's analysis defaults to the metrics of its spec"),
         ({"metrics": ["hours'; DROP TABLE users; --"]}, 422, "must be an identifier"),
         ({"metrics": ["hours"], "models": ["magic"]}, 422, "models.0: Input should be"),
         ({"metrics": ["hours"], "alpha": 2}, 422, "alpha: Input should be less than 1"),

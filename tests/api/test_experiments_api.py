@@ -131,6 +131,20 @@ def test_analysis_runs_stage1_and_records_the_version_it_used(env: Env) -> None:
     assert both.status_code == 422 and "refresh" in both.json()["message"]
 
 
+def test_an_analysis_that_names_no_metrics_analyses_every_metric_of_the_spec(env: Env) -> None:
+    _put(env)
+    experiment = env.client.get("/experiments/autoplay").json()
+    every = experiment["spec"]["metrics"] if "spec" in experiment else experiment["metrics"]
+    created = env.client.post("/experiments/autoplay/analyses", json={})
+    assert created.status_code == 202, created.json()
+    card = env.client.get(f"/analyses/{created.json()['analysis_id']}/results").json()
+    assert tuple(card["spec"]["metrics"]) == tuple(every) and len(every) >= 4
+    assert {r["metric"] for r in card["records"]} == set(every)  # each one fitted
+    wrong = env.client.post("/experiments/autoplay/analyses", json={"roles": {"goal": ["nope"]}})
+    assert wrong.status_code == 422 and "roles names ['nope'], which are not metrics of experiment 'autoplay'" \
+        in wrong.json()["message"]
+
+
 def test_a_running_server_sees_a_re_registration_made_elsewhere(env: Env) -> None:
     _put(env)
     first = env.client.post("/experiments/autoplay/analyses", json={"metrics": ["is_streamer"]})

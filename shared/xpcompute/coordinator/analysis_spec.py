@@ -44,8 +44,9 @@ class AnalysisSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     metrics: tuple[str, ...] = Field(
-        min_length=1, max_length=MAX_METRICS,
-        description="Metrics to analyse; for a registered experiment, names from its spec's 'metrics'.",
+        default=(), max_length=MAX_METRICS,
+        description="Metrics to analyse; for a registered experiment, names from its spec's 'metrics' (empty, the "
+        "default: every one of them). An analysis of a published table names its columns.",
     )
     models: tuple[ModelName, ...] = Field(
         default=(),
@@ -186,7 +187,7 @@ class AnalysisSpec(BaseModel):
         if self.segment and "cate" not in self.models:
             raise ValueError("segment is only used by model 'cate' (effects per segment); add 'cate' to models "
                              "or drop segment")
-        if self.roles is not None:
+        if self.roles is not None and self.metrics:  # empty: the experiment's, checked once resolved
             unknown = self.roles.unknown(self.metrics)
             if unknown:
                 raise ValueError(f"roles names {unknown}, which are not metrics of this request; use names from "

@@ -68,6 +68,9 @@ def resolve_request(spec: AnalysisSpec, experiment: ExperimentSpec | None) -> An
         if spec.refresh:
             raise InputError("refresh rebuilds a registered experiment's analysis table from its spec; this experiment "
                              "is not registered: PUT /experiments/{id} with its spec first, or drop refresh")
+        if not spec.metrics:
+            raise InputError("name the metrics to analyse ('metrics': columns of the published table); only a "
+                             "registered experiment's analysis defaults to the metrics of its spec")
         return spec
     problems: list[str] = []
     if spec.covariates:
@@ -94,7 +97,8 @@ def resolve_request(spec: AnalysisSpec, experiment: ExperimentSpec | None) -> An
     if spec.segment is not None and spec.segment not in experiment.dimensions:
         problems.append(f"segment {spec.segment!r} is not a dimension of {experiment.id!r}; choose one of "
                         f"{list(experiment.dimensions) or '(none declared)'}")
-    unknown = [m for m in spec.metrics if m not in experiment.metrics]
+    metrics = spec.metrics or experiment.metrics  # none named: every metric of the spec
+    unknown = [m for m in metrics if m not in experiment.metrics]
     if unknown:
         problems.append(
             f"{'metric' if len(unknown) == 1 else 'metrics'} {', '.join(repr(m) for m in unknown)} "
@@ -109,10 +113,13 @@ def resolve_request(spec: AnalysisSpec, experiment: ExperimentSpec | None) -> An
     problems += request_problems(experiment, spec.models, spec.reference_period)
     if spec.design != "randomized" and spec.design != experiment.design:
         problems.append(f"design {spec.design!r}: experiment {experiment.id!r} is {experiment.design}; drop 'design'")
+    if spec.roles is not None and not spec.metrics and (unnamed := spec.roles.unknown(metrics)):
+        problems.append(f"roles names {unnamed}, which are not metrics of experiment {experiment.id!r}; use names "
+                        f"from: {', '.join(metrics)}")
     if problems:
         raise InputError("; ".join(problems))
-    return spec.model_copy(update={"treatment": "cell", "control": control, "expected_shares": shares,
-                                   "design": experiment.design})
+    return spec.model_copy(update={"metrics": tuple(metrics), "treatment": "cell", "control": control,
+                                   "expected_shares": shares, "design": experiment.design})
 
 
 def check_model(experiment: ExperimentSpec, metric: str, model: str) -> None:

@@ -33,6 +33,7 @@ removes noise, not effect.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +90,7 @@ class Adjustment:
     centre: float  # X / W over the subgroup, in covariate_unit
     x: str
     w: str
+    centre_less_shift: float | None = None  # X / W less its residual's constant c' (``residual_shift``), exactly
 
     def slope(self, data: ModelData) -> float:
         """theta in the metric's units (ratio per covariate ratio), for notes."""
@@ -161,6 +163,42 @@ def _covariate_gradient(data: ModelData, m: _Moments, x: str, w: str, unit: floa
     return ratio, h
 
 
+def _mean(data: ModelData, m: _Moments, name: str) -> float:
+    """The mean of variable ``name`` ("y" or a covariate) in its own units, from the sums of its ``z``."""
+    t = data.transform(("y", *data.layout.covariates).index(name))
+    return t.shift + t.scale * m.s(**{name: 1}) / m.n
+
+
+def residual_shift(data: ModelData, num: str, den: str, res: str | None) -> float:
+    """The constant ``c`` of the residual column ``res = num - c den``, recovered exactly from the sums; 0 where
+    there is no such column or ``c`` cannot be recovered (then nothing is computed relative to it).
+
+    Why exactly: ``mean(num) / mean(den) - mean(res) / mean(den)`` is ``c`` in exact arithmetic on any rows, and
+    ``c`` is a float32 value (``metrics.base.residual_coefficient``), so the computed difference, off by about
+    1e-13 of the ratio, rounds back to it. Accepted only if it is a float32 value to 1e-9 of itself: a ``c`` of
+    0 (no constant was taken) leaves a difference made of rounding alone, which is refused.
+    """
+    if res is None or res not in data.layout.covariates:
+        return 0.0
+    m = _Moments(data, data.n > 0)
+    if m.n <= 0:
+        return 0.0
+    mean_den = _mean(data, m, den)
+    if mean_den == 0:
+        return 0.0
+    diff = _mean(data, m, num) / mean_den - _mean(data, m, res) / mean_den
+    c = float32(diff)
+    return c if math.isfinite(c) and c != 0 and abs(c - diff) <= 1e-9 * abs(c) else 0.0
+
+
+def float32(x: float) -> float:
+    """``x`` rounded to the nearest float32 (inf beyond its range)."""
+    try:
+        return float(struct.unpack("f", struct.pack("f", x))[0])
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
 def _ratio_gradient(data: ModelData, m: _Moments, unit: float) -> dict[str, float]:
     """The linearization of y / d (``_linearization``), on (residual, d) when the data has the residual column.
 
@@ -191,16 +229,23 @@ def adjustment(data: ModelData, mask: NDArray[np.bool_]) -> Adjustment | None:
     if total.n < 2:
         raise CellError(f"ratio metric {data.spec.metric!r}: fewer than two rows here; no CUPED slope")
     g = _ratio_gradient(data, total, ratio_unit(data))
-    centre, h = _covariate_gradient(data, total, x, w, covariate_unit(data, x, w))
+    unit_x = covariate_unit(data, x, w)
+    centre, h = _covariate_gradient(data, total, x, w, unit_x)
     var_m = _quad(total, h, h)
     theta = _quad(total, g, h) / var_m if var_m > 0 else 0.0  # a constant covariate ratio explains nothing
-    return Adjustment(theta=theta, centre=centre, x=x, w=w)
+    xres = data.spec.metric + COVARIATE_RESIDUAL_SUFFIX
+    less = None
+    if residual_shift(data, x, w, xres) != 0.0:
+        less = _linearization(data, total, xres, w, unit_x)[0]
+    return Adjustment(theta=theta, centre=centre, x=x, w=w, centre_less_shift=less)
 
 
 def ratio_moments(
-    data: ModelData, mask: NDArray[np.bool_], cell: str, adjust: Adjustment | None = None
+    data: ModelData, mask: NDArray[np.bool_], cell: str, adjust: Adjustment | None = None, shift: float = 0.0,
 ) -> tuple[float, float, float]:
-    """(count, ratio, variance of the ratio in ``ratio_unit`` squared) of one cell, from the stored sums of ``z``.
+    """(count, ratio less ``shift``, variance of the ratio in ``ratio_unit`` squared) of one cell, from the stored
+    sums of ``z``. ``shift``: 0, or the residual column's constant (``residual_shift``), where the ratio less it
+    is the residual's ratio, computed without the ratio's own magnitude (a 1e-4 effect on a ratio near 1e9).
 
     With ``y = sy + ay zy`` and ``d = sd + ad zd`` (``compression/transform.py``),
     the (co)variances are ``ay^2 var(zy)``, ``ad^2 var(zd)``, ``ay ad cov(zy, zd)``,
@@ -227,11 +272,15 @@ def ratio_moments(
             f"{cell!r}; the ratio is undefined there (check the denominator or the slice)"
         )
     r = my / md
+    res = residual_of(data)
+    if shift != 0.0:
+        assert res is not None
+        r = _mean(data, m, res) / md  # R - c, exactly as the residual's ratio
     if adjust is not None:
-        return (n, *_adjusted(data, m, adjust))
+        return (n, *_adjusted(data, m, adjust, shift))
     if n < 2:
         return n, r, float("nan")
-    if residual_of(data) is not None:
+    if res is not None:
         g = _ratio_gradient(data, m, ratio_unit(data))
         return n, r, _quad(m, g, g) / n
     vzy, vzd, czyd = m.cov("y", "y"), m.cov(d, d), m.cov("y", d)
@@ -240,15 +289,22 @@ def ratio_moments(
     return n, r, u * u * (vzy - 2 * rho * czyd + rho * rho * vzd) / n
 
 
-def _adjusted(data: ModelData, m: _Moments, adjust: Adjustment) -> tuple[float, float]:
-    """(CUPED ratio in the metric's units, its variance in ``ratio_unit`` squared) of one cell's sums."""
+def _adjusted(data: ModelData, m: _Moments, adjust: Adjustment, shift: float = 0.0) -> tuple[float, float]:
+    """(CUPED ratio less ``shift`` in the metric's units, its variance in ``ratio_unit`` squared) of one cell's
+    sums. With the shift, R - c and Rx - centre come from the residuals' ratios (``ratio_moments``)."""
     d = data.spec.denominator
     assert d is not None
     unit = ratio_unit(data)
-    r, _ = _linearization(data, m, "y", d, unit)
+    unit_x = covariate_unit(data, adjust.x, adjust.w)
+    res = residual_of(data)
+    r, _ = _linearization(data, m, res if shift != 0.0 and res is not None else "y", d, unit)
     g = _ratio_gradient(data, m, unit)
-    rx, h = _covariate_gradient(data, m, adjust.x, adjust.w, covariate_unit(data, adjust.x, adjust.w))
-    adjusted = (r - adjust.theta * (rx - adjust.centre)) * unit
+    rx, h = _covariate_gradient(data, m, adjust.x, adjust.w, unit_x)
+    offset = rx - adjust.centre
+    if shift != 0.0 and adjust.centre_less_shift is not None:
+        xres = data.spec.metric + COVARIATE_RESIDUAL_SUFFIX
+        offset = _linearization(data, m, xres, adjust.w, unit_x)[0] - adjust.centre_less_shift
+    adjusted = (r - adjust.theta * offset) * unit
     if m.n < 2:
         return adjusted, float("nan")
     t = adjust.theta
@@ -261,8 +317,15 @@ class RatioModel(CausalModel):
     name = "ratio"
 
     def outcome_units(self, data: ModelData) -> ColumnTransform:
-        """Ratios, and their variances, in units of ``ratio_unit``."""
-        return ColumnTransform(shift=0.0, scale=ratio_unit(data))
+        """Ratios, and their variances, in units of ``ratio_unit``, less the residual column's constant when the
+        data has one (``residual_shift``): the effect is then a difference of residual ratios, exact however
+        small it is against the ratio."""
+        return ColumnTransform(shift=self._shift(data), scale=ratio_unit(data))
+
+    def _shift(self, data: ModelData) -> float:
+        d = data.spec.denominator
+        assert d is not None
+        return residual_shift(data, "y", d, residual_of(data))
 
     def __init__(self) -> None:
         super().__init__()
@@ -280,7 +343,8 @@ class RatioModel(CausalModel):
         everyone = np.ones(len(data.n), dtype=bool)
         unit = ratio_unit(data)
         adj = self._adjustment(data, everyone)
-        self.ratios = {c: ratio_moments(data, everyone, c, adj)[1] / unit for c in data.cells}
+        shift = self._shift(data)
+        self.ratios = {c: ratio_moments(data, everyone, c, adj, shift)[1] / unit for c in data.cells}
         if adj is not None:
             self.notes.append(
                 f"ratio CUPED: adjusted by the pre-period ratio {adj.x} / {adj.w} (theta = {adj.slope(data):.6g}, "
@@ -292,7 +356,7 @@ class RatioModel(CausalModel):
 
     def potential_outcome_mean(self, data: ModelData, group: Subgroup, cell: str) -> float:
         adj = self._adjustment(data, group.mask)
-        return ratio_moments(data, group.mask, cell, adj)[1] / ratio_unit(data)
+        return ratio_moments(data, group.mask, cell, adj, self._shift(data))[1] / ratio_unit(data)
 
     def means_covariance(self, data: ModelData, group: Subgroup, cell: str, control: str) -> MeansCovariance:
         adj = self._adjustment(data, group.mask)
@@ -301,8 +365,10 @@ class RatioModel(CausalModel):
         return MeansCovariance(cov=np.diag([va, vb]))
 
     def estimate(self, data: ModelData) -> list[ResultRecord]:
-        """Records whose cell means are the observed (unadjusted) cell ratios, not the numerator means."""
+        """Records whose cell means are the observed (unadjusted) cell ratios, not the numerator means (from the
+        residual's ratio plus its constant where the data has one: correct to the ratio's last digit)."""
         out = []
+        shift = self._shift(data)
         for rec in super().estimate(data):
             mask = np.ones(len(data.n), dtype=bool)
             if rec.segment is not None and data.spec.segment:
@@ -312,8 +378,8 @@ class RatioModel(CausalModel):
             out.append(
                 rec.model_copy(
                     update={
-                        "mean_cell": ratio_moments(data, mask, rec.cell)[1],
-                        "mean_control": ratio_moments(data, mask, rec.control)[1],
+                        "mean_cell": shift + ratio_moments(data, mask, rec.cell, shift=shift)[1],
+                        "mean_control": shift + ratio_moments(data, mask, rec.control, shift=shift)[1],
                     }
                 )
             )

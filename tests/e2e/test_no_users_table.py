@@ -54,6 +54,8 @@ def _spec(folder: Path, **changes: Any) -> dict[str, Any]:
         "metrics": [
             {"name": "reading", "source": "readings", "value": "big", "aggregation": "sum"},
             {"name": "flat", "source": "readings", "value": "one", "aggregation": "mean"},
+            {"name": "n_readings", "source": "readings", "aggregation": "count"},
+            {"name": "per_reading", "numerator": "reading", "denominator": "n_readings"},
             {"name": "revenue", "source": "orders", "value": "price", "aggregation": "sum"},
             {"name": "orders", "source": "orders", "aggregation": "count"},
             {"name": "aov", "numerator": "revenue", "denominator": "orders"},
@@ -144,12 +146,24 @@ def test_a_tiny_difference_on_a_huge_mean_equals_scipy_and_a_flat_metric_fails_a
         assert r.mean_control == pytest.approx(BIG + shifted["b"].mean(), rel=1e-15)
     assert records[("reading", "c")].effect == pytest.approx(1000 * STEP, rel=0.1)  # the planted +0.001
     assert not any(r.metric == "flat" for r in card.records)
-    (failure,) = card.failures
-    assert failure.metric == "flat" and "zero variance" in failure.error
+    # the flat metric, and the readings' count (one reading per unit), fail alone with their reason
+    assert {f.metric for f in card.failures} == {"flat", "n_readings"}
+    assert all("zero variance" in f.error for f in card.failures)
+    (failure,) = [f for f in card.failures if f.metric == "flat"]
     line = failure.describe()
     assert line.startswith("flat (ttest) on all users: ZeroVarianceError") and failure.job_id in line
     assert "failed: flat (ttest) on all users" in out.getvalue()  # the terminal says what, where and why
     assert not any(s.mismatch for s in card.srm)  # the 4/48/48 split is the planned one
+
+    # a ratio near 1e9 whose effect is 1e-12 of it: the difference of the residuals' ratios, to the last digit
+    per_reading = {r.cell: r for r in card.records if r.metric == "per_reading" and r.segment is None}
+    for cell in ("a", "c"):
+        ones = np.ones(len(shifted[cell]))
+        ratio, var = exact_delta(BIG + shifted[cell], ones)
+        control_ratio, control_var = exact_delta(BIG + shifted["b"], np.ones(len(shifted["b"])))
+        assert per_reading[cell].effect == pytest.approx(float(ratio - control_ratio), rel=RTOL)
+        assert per_reading[cell].se == pytest.approx(math.sqrt(float(var + control_var)), rel=RTOL)
+        assert per_reading[cell].mean_control == pytest.approx(float(control_ratio), rel=1e-15)
 
     ratios = {r.cell: r for r in card.records if r.metric == "aov" and r.segment is None}
     control_ratio, control_var = exact_delta(*shifted["aov:b"])

@@ -42,3 +42,7 @@ def test_demo_end_to_end_finds_the_true_effects(tmp_path: Path) -> None:
     assert 'data-cell="autoplay_plus" data-recommendation="don&#39;t ship"' in report
     assert report.index('id="decision"') < report.index('id="headlines"') < report.index('id="scorecard"')
     assert 'id="figure-heatmap"' in report
+    # segment discovery tests the ratio metrics like the others: their residual columns stay out of its
+    # regressions (there the numerator would be an exact linear function of its denominator and residual)
+    ratio_tests = [t for t in (card.segments or {}).get("tests", []) if t["metric"] == "rebuffer_rate"]
+    assert ratio_tests and all(t["p_value"] is not None and t["note"] is None for t in ratio_tests), ratio_tests

@@ -181,6 +181,10 @@ def test_a_tiny_difference_on_a_huge_mean_equals_scipy_and_a_flat_metric_fails_a
         assert cuped[cell].se == pytest.approx(ref["se"], rel=RTOL)
         assert cuped[cell].effect == pytest.approx(ref["effect"], rel=RTOL, abs=1e-14 * 100)
         assert cuped[cell].se < 0.9 * ratios[cell].se
+    # segment discovery: cell a's 4% leaves no platform value with enough units in every cell, and it says so
+    # (before, the fit ran on nothing and answered that no cell had data)
+    notes = {t["note"] for t in card.segments["tests"]}
+    assert notes == {"fewer than two values of platform with 200 units in every cell (the smallest cell is 'a')"}
     # the test has teeth: the textbook formula on the same per-unit values is off by far more than 1e-8
     y, d = shifted["aov:c"]
     cov = np.cov(np.vstack([y, d]), ddof=1)

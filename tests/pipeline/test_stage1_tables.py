@@ -49,9 +49,9 @@ def test_analysis_table_has_one_row_per_allocated_user(synth: Experiment, duck_s
 def test_each_ratio_has_its_residual_column_with_the_constant_python_computes(
     synth: Experiment, duck_stage1: Stage1Result,
 ) -> None:
-    """``{ratio}__res = y - c d`` with ``c`` the SQL rule, which must be ``metrics.base.residual_coefficient`` (and
+    """``{ratio}__res = y - c d`` with ``c`` the SQL rule, which must be ``columns.residual_coefficient`` (and
     ``models.fit.with_residual``, the local fits' route) on the same table: one constant on every route."""
-    from xpcompute.metrics.base import residual_coefficient
+    from xpcompute.columns import residual_coefficient
     from xpcompute.models.fit import with_residual
 
     table = read_sorted(duck_stage1.analysis)

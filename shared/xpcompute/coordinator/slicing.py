@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from xpcompute.columns import COVARIATE_RESIDUAL_SUFFIX, RESIDUAL_SUFFIX
 from xpcompute.compression.distribution import at_most_distinct, compress_values, fit_keys, value_column
 from xpcompute.compression.encode import is_categorical, numeric_column, require_columns
 from xpcompute.compression.lossless import compress_moments
@@ -57,7 +58,6 @@ from xpcompute.coordinator.stored import decode_derived, encode_derived, note_he
 from xpcompute.errors import CorruptObjectError, InputError, MissingValuesError, NotFoundError
 from xpcompute.experiment import ExperimentSpec
 from xpcompute.lazy import lazy
-from xpcompute.metrics.base import COVARIATE_RESIDUAL_SUFFIX, RESIDUAL_SUFFIX
 from xpcompute.pipeline.slices import SliceFilter
 from xpcompute.pipeline.tables import PublishedTable, open_table
 from xpcompute.spec import CompressSpec, FitSpec

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from xpcompute.columns import COVARIATE_RESIDUAL_SUFFIX, RESIDUAL_SUFFIX, residual_coefficient
 from xpcompute.compression.encode import is_categorical, numeric_column, require_columns
 from xpcompute.compression.lossless import compress_moments
 from xpcompute.compression.schema import CompressedTable
 from xpcompute.compression.transform import column_transforms
 from xpcompute.errors import InputError, MissingValuesError, ZeroVarianceError
-from xpcompute.metrics.base import COVARIATE_RESIDUAL_SUFFIX, RESIDUAL_SUFFIX, cap_note, residual_coefficient
+from xpcompute.metrics.base import cap_note
 from xpcompute.models.data import ModelData
 from xpcompute.models.registry import model_class
 from xpcompute.records import ResultRecord
@@ -90,14 +91,14 @@ def prepare(table: pa.Table, spec: FitSpec) -> CompressedTable:
 
 
 def residual_name(metric: str) -> str:
-    """The residual column of a ratio whose numerator is ``metric`` (``metrics.base.RESIDUAL_SUFFIX``)."""
+    """The residual column of a ratio whose numerator is ``metric`` (``columns.RESIDUAL_SUFFIX``)."""
     return metric + RESIDUAL_SUFFIX
 
 
 def with_residual(table: pa.Table, numerator: str, denominator: str, name: str | None = None) -> pa.Table:
     """``table`` with the ratio's residual column ``name`` (default ``residual_name(numerator)``) =
     ``numerator - c * denominator`` (NULL where either is), as stage 1 writes it
-    (``metrics.base.residual_coefficient``: ``c`` from exact sums here); kept if present."""
+    (``columns.residual_coefficient``: ``c`` from exact sums here); kept if present."""
     name = name or residual_name(numerator)
     if name in table.schema.names:
         return table

@@ -5,7 +5,7 @@ The compressed data holds the metric y with the denominator d as its first
 Var(R) = (var_y - 2 R cov_yd + R^2 var_d) / (n * mean_d^2), with sample
 (co)variances (ddof=1), the classic delta method for a ratio of means.
 When the data holds the ratio's residual column ``r = y - c d`` (stage 1 and
-``fit.prepare`` add it: ``metrics.base.residual_coefficient``), the same
+``fit.prepare`` add it: ``columns.residual_coefficient``), the same
 variance is taken as that of ``r`` over ``d``: with ``y`` nearly proportional
 to ``d``, the three terms above are large and cancel to a few digits, while
 ``r``'s are small (``_ratio_gradient``).
@@ -33,15 +33,14 @@ removes noise, not effect.
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from xpcompute.columns import COVARIATE_RESIDUAL_SUFFIX, RESIDUAL_SUFFIX, float32
 from xpcompute.compression.transform import ColumnTransform
 from xpcompute.errors import CellError, InputError, ZeroVarianceError
-from xpcompute.metrics.base import COVARIATE_RESIDUAL_SUFFIX, RESIDUAL_SUFFIX
 from xpcompute.models.base import CausalModel, MeansCovariance
 from xpcompute.models.data import ModelData, Subgroup
 from xpcompute.records import ResultRecord
@@ -147,7 +146,7 @@ def _linearization(data: ModelData, m: _Moments, num: str, den: str, unit: float
 
 
 def residual_of(data: ModelData) -> str | None:
-    """The ratio's residual column in the compressed layout (``metrics.base.residual_coefficient``), or None
+    """The ratio's residual column in the compressed layout (``columns.residual_coefficient``), or None
     (data compressed without one: the variance then comes from the numerator's own moments)."""
     name = data.spec.metric + RESIDUAL_SUFFIX
     return name if name in data.layout.covariates else None
@@ -174,7 +173,7 @@ def residual_shift(data: ModelData, num: str, den: str, res: str | None) -> floa
     there is no such column or ``c`` cannot be recovered (then nothing is computed relative to it).
 
     Why exactly: ``mean(num) / mean(den) - mean(res) / mean(den)`` is ``c`` in exact arithmetic on any rows, and
-    ``c`` is a float32 value (``metrics.base.residual_coefficient``), so the computed difference, off by about
+    ``c`` is a float32 value (``columns.residual_coefficient``), so the computed difference, off by about
     1e-13 of the ratio, rounds back to it. Accepted only if it is a float32 value to 1e-9 of itself: a ``c`` of
     0 (no constant was taken) leaves a difference made of rounding alone, which is refused.
     """
@@ -189,14 +188,6 @@ def residual_shift(data: ModelData, num: str, den: str, res: str | None) -> floa
     diff = _mean(data, m, num) / mean_den - _mean(data, m, res) / mean_den
     c = float32(diff)
     return c if math.isfinite(c) and c != 0 and abs(c - diff) <= 1e-9 * abs(c) else 0.0
-
-
-def float32(x: float) -> float:
-    """``x`` rounded to the nearest float32 (inf beyond its range)."""
-    try:
-        return float(struct.unpack("f", struct.pack("f", x))[0])
-    except OverflowError:
-        return math.copysign(math.inf, x)
 
 
 def _ratio_gradient(data: ModelData, m: _Moments, unit: float) -> dict[str, float]:

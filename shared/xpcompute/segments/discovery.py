@@ -221,6 +221,12 @@ def heterogeneity_tests(
     kept = present & (counts.min(axis=1) >= settings.min_units)
     left_out = [labels[i] for i in np.flatnonzero(present & ~kept)]
     values = [labels[i] for i in np.flatnonzero(kept)]
+    if len(values) < 2:  # said before any fit: with no value kept the fit would only say no cell has data
+        smallest = arrays.cells[int(np.argmin(counts[present].sum(axis=0)))] if present.any() else "(none)"
+        return [HeterogeneityTest(metric=metric, cell="*", control=control or "", dimension=dimension, values=values,
+                                  left_out=left_out, chi2=None, df=None, p_value=None,
+                                  note=f"fewer than two values of {dimension} with {settings.min_units} units in "
+                                       f"every cell (the smallest cell is {smallest!r})")]
     layout = cube.layout.metrics[metric]
     spec = FitSpec(metric=metric, treatment=treatment, model="cate", segment=dimension, control=control,
                    covariates=tuple(layout.covariates), alpha=settings.alpha)

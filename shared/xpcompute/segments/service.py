@@ -16,6 +16,7 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from xpcompute.columns import is_residual
 from xpcompute.errors import InputError, XPError
 from xpcompute.segments.cube import segment_cube
 from xpcompute.segments.discovery import SegmentReport, SegmentSettings, discover
@@ -63,7 +64,10 @@ def analysis_segments(
 def _cube_of(ledger: JobLedger, analysis: Analysis, spec: AnalysisSpec, experiment: ExperimentSpec) -> CompressedTable:
     """The analysis's segment cube (stored once per analysis and table run: ``cube.segment_cube``)."""
     metrics = list(spec.metrics)
-    covariates = {m: experiment.compressed_covariates(m) for m in metrics if m in experiment.metrics}
+    # not a ratio's residual columns: discovery regresses each metric on its covariates (CATE), and the numerator
+    # is an exact linear function of its denominator and residual
+    covariates = {m: tuple(c for c in experiment.compressed_covariates(m) if not is_residual(c))
+                  for m in metrics if m in experiment.metrics}
     table_key = spec.table or keys.analysis_table(analysis.experiment_id)
     return segment_cube(ledger.store, analysis.analysis_id, table_key, spec.treatment, experiment.dimensions,
                         metrics, covariates, unit=UNIT)

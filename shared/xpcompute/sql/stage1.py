@@ -28,7 +28,7 @@ and Spark), cast to DOUBLE. The user-by-day table is not capped.
 
 Ratio metrics (analysis table only): one step ``ratio_constants`` computes each
 ratio's constant ``c`` (the ratio of totals rounded to float32,
-``metrics.base.residual_coefficient``) from the ratios' per-unit values (the
+``columns.residual_coefficient``) from the ratios' per-unit values (the
 final select's FROM and the joins they read), and the final select adds
 ``{ratio}__res = numerator - c * denominator`` (NULL where either is), which
 keeps the ratio's variance exact (``models/ratio.py``); a ratio with CUPED
@@ -61,16 +61,9 @@ from typing import Literal
 import sqlglot
 from sqlglot import exp
 
+from xpcompute.columns import RESIDUAL_LIMIT, RESIDUAL_RANGE
 from xpcompute.experiment import ExperimentSpec
-from xpcompute.metrics.base import (
-    RESIDUAL_LIMIT,
-    RESIDUAL_RANGE,
-    Cap,
-    PerUserColumn,
-    RatioMetric,
-    Window,
-    lit,
-)
+from xpcompute.metrics.base import Cap, PerUserColumn, RatioMetric, Window, lit
 from xpcompute.sql.stage2 import double_literal
 
 USER = "user_id"
@@ -608,7 +601,7 @@ def ratio_metrics(experiment: ExperimentSpec, daily: bool) -> list[RatioMetric]:
 
 
 def residual_coefficient_sql(numerator: str, denominator: str) -> exp.Expr:
-    """``metrics.base.residual_coefficient`` as an aggregate over rows with columns ``numerator`` and
+    """``columns.residual_coefficient`` as an aggregate over rows with columns ``numerator`` and
     ``denominator``, counting the rows with both: the ratio of totals rounded to float32 (the same constant on
     every engine), 0 where undefined, out of range, or where the residual could overflow."""
     both = exp.and_(exp.column(numerator).is_(exp.null()).not_(), exp.column(denominator).is_(exp.null()).not_())
@@ -638,7 +631,7 @@ RATIO_CONSTANTS = "ratio_constants"
 def _with_residuals(experiment: ExperimentSpec, daily: bool, steps: list[tuple[str, exp.Select]],
                     final: exp.Select) -> Stage1Plan:
     """``final`` with each ratio's residual column ``y - c * d`` after its columns, the constants from one step
-    ``ratio_constants`` (``metrics.base.residual_coefficient`` says why the column exists); ``final`` itself
+    ``ratio_constants`` (``columns.residual_coefficient`` says why the column exists); ``final`` itself
     without ratios.
 
     The step reads the ratios' values from the same FROM and only the joins they come from, in one pass, so no

@@ -77,3 +77,24 @@ def test_a_cube_the_slice_job_cannot_build_is_recorded_and_finalize_reports_why(
     assert coord.state.get_analysis(aid).state == AnalysisState.SUCCEEDED
     section = coord.results(aid).segments
     assert section is not None and any("no dimension column left to split on" in n for n in section["notes"])
+
+
+def test_an_internal_error_in_discovery_leaves_a_note_and_the_analysis_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, a KeyError in discovery escaped finalize: the analysis stayed RUNNING and `xpcompute run` waited on
+    it for ever. Segment discovery is a section of the scorecard, not a condition of its existence."""
+    coord, settings, aid = _analysis(tmp_path, users=2000)
+    from xpcompute.segments import service
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("aov: monomial (2, 1, 0) is not stored")
+
+    monkeypatch.setattr(service, "analysis_segments", broken)
+    _run_all(coord, settings, aid, (JobKind.SLICE,))
+    _run_all(coord, settings, aid, (JobKind.FIT,))
+    assert coord.state.get_analysis(aid).state == AnalysisState.SUCCEEDED
+    section = coord.results(aid).segments
+    assert section is not None and section["tests"] == []
+    assert section["notes"] == ["segment discovery did not run: KeyError: 'aov: monomial (2, 1, 0) is not stored' "
+                                "(an internal error, logged)"]

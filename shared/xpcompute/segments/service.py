@@ -104,6 +104,13 @@ def discovery_enabled() -> bool:
         return True
 
 
+def _not_run(analysis: Analysis, experiment: ExperimentSpec, reason: str) -> SegmentReport:
+    """The segments section of an analysis whose discovery could not run: no tests, the reason in its notes."""
+    return SegmentReport(analysis_id=analysis.analysis_id, dimensions=list(experiment.dimensions),
+                         metrics=list(analysis.request.get("metrics") or ()), settings=SegmentSettings(),
+                         notes=[f"segment discovery did not run: {reason}"])
+
+
 def with_segments(coordinator: JobLedger, card: Scorecard, analysis: Analysis) -> Scorecard:
     """The scorecard with its ``segments`` section (``SegmentReport`` as JSON), when the experiment declares
     dimensions (and the analysis is of a randomized experiment); a discovery that cannot run leaves a report with
@@ -117,7 +124,8 @@ def with_segments(coordinator: JobLedger, card: Scorecard, analysis: Analysis) -
         report = analysis_segments(coordinator, analysis.analysis_id)
     except (XPError, ValueError, ArithmeticError) as exc:
         log.warning("segment discovery of analysis %s failed: %s", analysis.analysis_id, exc)
-        report = SegmentReport(analysis_id=analysis.analysis_id, dimensions=list(experiment.dimensions),
-                               metrics=list(analysis.request.get("metrics") or ()),
-                               settings=SegmentSettings(), notes=[f"segment discovery did not run: {exc}"])
+        report = _not_run(analysis, experiment, str(exc))
+    except Exception as exc:  # a bug in discovery must not keep the analysis from finishing: note it, log it
+        log.exception("segment discovery of analysis %s failed unexpectedly", analysis.analysis_id)
+        report = _not_run(analysis, experiment, f"{type(exc).__name__}: {exc} (an internal error, logged)")
     return replace(card, segments=report.model_dump(mode="json"))

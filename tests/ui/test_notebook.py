@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from ui_helpers import EXPERIMENT_ID, analysis_spec, publish_experiment
 
 from xpcompute.cli import main
 from xpcompute.config import Settings
+from xpcompute.coordinator.jobs import AnalysisState
 from xpcompute.coordinator.runtime import EmbeddedRuntime, build_coordinator
 from xpcompute.coordinator.service import Coordinator
 from xpcompute.errors import ConflictError
@@ -48,6 +50,12 @@ def finished(tmp_path: Path) -> Iterator[Finished]:
         spec = analysis_spec(models=("ttest", "ols", "cate", "mannwhitney", "quantile"), segment="device", correction="holm")
         analysis = rt.coordinator.submit(EXPERIMENT_ID, spec)
         rt.coordinator.request_slice(analysis.analysis_id, LIVE)
+        # the live slice's last job may still be finalizing on the runtime's thread (CI saw 84 of 84 jobs done
+        # and the analysis RUNNING): the tests read the finished analysis
+        deadline = time.monotonic() + 60
+        while rt.coordinator.state.get_analysis(analysis.analysis_id).state == AnalysisState.RUNNING:
+            assert time.monotonic() < deadline, "the analysis did not finish within 60 s"
+            time.sleep(0.05)
         yield Finished(rt.coordinator, analysis.analysis_id, settings.home)
 
 

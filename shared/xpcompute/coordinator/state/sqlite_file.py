@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -33,6 +34,19 @@ class SQLiteFile:
         self._lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
 
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL, retrying while another process holds the lock the switch needs: two processes opening
+        a new file at once can get "database is locked" here at once, without the busy timeout being waited."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def conn(self) -> sqlite3.Connection:
         """This thread's connection in this process, opened on first use."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -41,7 +55,7 @@ class SQLiteFile:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
                                        check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")  # WAL without an fsync per commit
                 conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
             except sqlite3.Error as exc:
